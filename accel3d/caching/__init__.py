@@ -1,0 +1,1 @@
+"""Hash3D feature caching for diffusion U-Nets (see the Hash3D issue)."""

@@ -1,0 +1,53 @@
+"""The ``accel3d`` command.
+
+accel3d run [HYDRA OVERRIDES...]        one job, or a sweep with -m
+accel3d bench decoding [OPTIONS]        dense vs hierarchical decoding benchmark
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+USAGE = __doc__
+
+
+def config_dir() -> Path:
+    """The packaged configs (wheel install) or the repository's ``configs/`` (editable install)."""
+    packaged = Path(__file__).parent / "configs"
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parents[1] / "configs"
+
+
+def _run(argv: list[str]) -> None:
+    import hydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import DictConfig
+
+    @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="run")
+    def app(cfg: DictConfig) -> None:
+        from accel3d.runner import run_job
+
+        run_job(cfg, Path(HydraConfig.get().runtime.output_dir))
+
+    sys.argv = ["accel3d run", *argv]
+    app()
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return
+    command, rest = argv[0], argv[1:]
+    if command == "run":
+        _run(rest)
+    elif command == "bench":
+        from accel3d.bench import main as bench_main
+
+        bench_main(rest)
+    else:
+        sys.exit(f"accel3d: unknown command '{command}'; expected 'run' or 'bench'\n{USAGE}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Pipelines: each names the stages that accelerators attach to."""

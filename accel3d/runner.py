@@ -1,0 +1,137 @@
+"""One `accel3d run` job: baseline and accelerated runs side by side, artefacts out."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from accel3d.core.io import write_json
+from accel3d.core.stack import Stack
+from accel3d.geometry.metrics import chamfer_and_fscore, volume_iou
+from accel3d.geometry.surface import export_mesh, render_preview
+
+
+def run_job(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
+    """Run the configured pipeline with and without its stack and write the results."""
+    pipeline = instantiate(cfg.pipeline, _convert_="object")
+    stack: Stack = instantiate(cfg.stack, _convert_="object")
+    if not isinstance(stack, Stack):
+        raise TypeError(f"stack: expected the config to build an accel3d.core.Stack, got {type(stack).__name__}")
+    inputs = pipeline.load_inputs()
+    print(f"[accel3d] pipeline={pipeline.name} stack={stack.name} input={inputs.source}", file=sys.stderr)
+
+    rows: dict[str, dict[str, Any]] = {}
+    baseline = None
+    if cfg.baseline or stack.is_empty:
+        print("[accel3d] unaccelerated run ...", file=sys.stderr)
+        baseline = pipeline.run(inputs)
+        rows["baseline"] = _row(baseline)
+    result = baseline
+    if not stack.is_empty:
+        print(f"[accel3d] accelerated run ({stack.name}) ...", file=sys.stderr)
+        stack.reset()
+        with stack.applied(pipeline):
+            result = pipeline.run(inputs)
+        rows[stack.name] = _row(result)
+        rows[stack.name]["stats"] = stack.stats()
+        if baseline is not None:
+            rows[stack.name].update(_fidelity(baseline, result, pipeline.level, cfg.fscore_threshold))
+            for key in ("decode_s", "total_s"):
+                rows[stack.name][f"speedup_{key[:-2]}"] = baseline.timings[key] / result.timings[key]
+
+    files = _write_artefacts(cfg, out_dir, result, baseline, stack)
+    report = {
+        "pipeline": pipeline.name,
+        "stack": stack.name,
+        "input": inputs.source,
+        "resolution": result.grid.resolution,
+        "config": OmegaConf.to_container(cfg, resolve=True),
+        "runs": rows,
+        "files": files,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    write_json(out_dir / "report.json", report)
+    print(format_table(rows))
+    print(f"\nwrote {', '.join(files.values())} and report.json to {out_dir}")
+    return report
+
+
+def _row(result: Any) -> dict[str, Any]:
+    grid = result.grid
+    return {
+        **{k: round(v, 4) for k, v in result.timings.items()},
+        "queries": grid.queries,
+        "query_fraction": round(grid.query_fraction, 5),
+        "faces": len(result.mesh.faces),
+    }
+
+
+def _fidelity(base: Any, fast: Any, level: float, threshold: float) -> dict[str, float]:
+    iou = volume_iou(base.grid.values.numpy() > level, fast.grid.values.numpy() > level)
+    return {"iou_vs_baseline": iou, **{f"{k}_vs_baseline": v for k, v in chamfer_and_fscore(base.mesh, fast.mesh, threshold).items()}}
+
+
+def _write_artefacts(cfg: DictConfig, out_dir: Path, result: Any, baseline: Any, stack: Stack) -> dict[str, str]:
+    files = {}
+    for fmt in cfg.export_formats:
+        files[f"mesh_{fmt}"] = export_mesh(result.mesh, out_dir / f"mesh.{fmt}").name
+    if baseline is not None and baseline is not result:
+        files["baseline_mesh"] = export_mesh(baseline.mesh, out_dir / "mesh_baseline.glb").name
+    if cfg.preview:
+        views = {"unaccelerated": baseline.mesh} if baseline is not None and baseline is not result else {}
+        views[f"stack: {stack.name}"] = result.mesh
+        files["preview"] = render_preview(views, out_dir / "preview.png").name
+    return files
+
+
+def format_table(rows: dict[str, dict[str, Any]]) -> str:
+    """A plain-text table of the runs."""
+    header = ["run", "decode s", "total s", "speedup", "queries", "% dense", "IoU", "Chamfer", "F-score"]
+    lines = []
+    for name, r in rows.items():
+        lines.append(
+            [
+                name,
+                f"{r['decode_s']:.2f}",
+                f"{r['total_s']:.2f}",
+                f"{r['speedup_decode']:.2f}x" if "speedup_decode" in r else "1.00x",
+                f"{r['queries']:,}",
+                f"{100 * r['query_fraction']:.1f}",
+                f"{r['iou_vs_baseline']:.4f}" if "iou_vs_baseline" in r else "ref",
+                f"{r['chamfer_vs_baseline']:.2e}" if "chamfer_vs_baseline" in r else "ref",
+                f"{r['fscore_vs_baseline']:.4f}" if "fscore_vs_baseline" in r else "ref",
+            ]
+        )
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *lines)]
+    fmt = lambda row: "  ".join(str(x).rjust(w) if i else str(x).ljust(w) for i, (x, w) in enumerate(zip(row, widths)))
+    return (
+        "\n".join([fmt(header), fmt(["-" * w for w in widths])] + [fmt(row) for row in lines])
+        + "\n"
+        + "(speedup = decode-time ratio against the unaccelerated run; IoU/Chamfer/F-score vs the unaccelerated output)"
+    )
+
+
+def summary_rows(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Flatten sweep reports into one row per job."""
+    out = []
+    for rep in reports:
+        run = rep["runs"].get(rep["stack"], rep["runs"].get("baseline", {}))
+        out.append(
+            {
+                "stack": rep["stack"],
+                "resolution": rep["resolution"],
+                "decode_s": run.get("decode_s", np.nan),
+                "speedup_decode": run.get("speedup_decode", 1.0),
+                "query_fraction": run.get("query_fraction", 1.0),
+                "iou_vs_baseline": run.get("iou_vs_baseline", 1.0),
+                "chamfer_vs_baseline": run.get("chamfer_vs_baseline", 0.0),
+                "fscore_vs_baseline": run.get("fscore_vs_baseline", 1.0),
+            }
+        )
+    return out

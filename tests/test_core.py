@@ -1,0 +1,112 @@
+import pytest
+import torch
+
+from accel3d.core import BaseAccelerator, PatchSet, Pipeline, Stack, StackConflictError, create_accelerator
+from accel3d.core.registry import available_accelerators
+
+
+class Scale(BaseAccelerator):
+    name, stage, composable = "scale", "denoiser", False
+
+    def __init__(self, factor=2.0, composable=False):
+        super().__init__()
+        self.factor = factor
+        self.composable = composable
+
+    def _attach(self, target):
+        self.patches.wrap(target, "forward", lambda f: lambda x: f(x) * self.factor)
+
+
+class Toy(Pipeline):
+    name = "toy"
+
+    def __init__(self):
+        torch.manual_seed(0)
+        self.net = torch.nn.Linear(4, 4)
+        self.stages = {"denoiser": self.net}
+
+
+def test_patchset_restores_absent_instance_attribute():
+    net = torch.nn.Linear(2, 2)
+    assert "forward" not in vars(net)
+    patches = PatchSet()
+    patches.wrap(net, "forward", lambda f: lambda x: f(x) + 1)
+    assert "forward" in vars(net)
+    patches.restore()
+    assert "forward" not in vars(net) and len(patches) == 0
+
+
+def test_attach_changes_and_detach_restores_outputs_bit_for_bit():
+    pipe, x = Toy(), torch.randn(3, 4)
+    before = pipe.net(x)
+    acc = Scale()
+    with acc.applied(pipe.net):
+        assert torch.equal(pipe.net(x), before * 2)
+    assert torch.equal(pipe.net(x), before)
+
+
+def test_attach_twice_is_refused():
+    net = torch.nn.Linear(2, 2)
+    acc = Scale()
+    acc.attach(net)
+    with pytest.raises(RuntimeError, match="already attached"):
+        acc.attach(net)
+    acc.detach()
+
+
+def test_stack_composes_in_order_and_removes_exactly():
+    pipe, x = Toy(), torch.randn(3, 4)
+    before = pipe.net(x)
+    stack = Stack([Scale(2.0, composable=True), Scale(3.0, composable=True)], name="both")
+    with stack.applied(pipe):
+        assert torch.allclose(pipe.net(x), before * 6)
+    assert torch.equal(pipe.net(x), before)
+
+
+def test_stack_conflict_on_same_stage_is_a_clear_error():
+    with pytest.raises(StackConflictError, match="stage 'denoiser'"):
+        Stack([Scale(), Scale()])
+
+
+def test_stack_with_unknown_stage_patches_nothing():
+    class Elsewhere(Scale):
+        name, stage = "elsewhere", "mesh_decoder"
+
+    pipe, x = Toy(), torch.randn(3, 4)
+    before = pipe.net(x)
+    stack = Stack([Scale(composable=True), Elsewhere()])
+    with pytest.raises(KeyError, match="no stage 'mesh_decoder'.*denoiser"):
+        stack.apply(pipe)
+    assert torch.equal(pipe.net(x), before)
+
+
+def test_stack_rejects_non_accelerators():
+    with pytest.raises(TypeError, match="accelerators"):
+        Stack([object()])
+
+
+def test_registry_finds_strategies_and_names_unknown():
+    assert "hierarchical" in available_accelerators()
+    assert create_accelerator("hierarchical", min_resolution=8).decoder.min_resolution == 8
+    with pytest.raises(KeyError, match="unknown name 'nope'.*hierarchical"):
+        create_accelerator("nope")
+
+
+def test_strategies_do_not_import_each_other():
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "accel3d"
+    strategies = {"caching", "decoding", "pruning"}
+    for strategy in strategies:
+        for path in (root / strategy).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = []
+                if isinstance(node, ast.Import):
+                    names = [a.name for a in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.module:
+                    names = [node.module]
+                for name in names:
+                    parts = name.split(".")
+                    if parts[0] == "accel3d" and len(parts) > 1:
+                        assert parts[1] not in strategies - {strategy}, f"{path} imports {name}"

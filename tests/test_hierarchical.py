@@ -1,0 +1,106 @@
+import pytest
+import torch
+from conftest import offset_thin_plate, truncated
+
+from accel3d.decoding import DenseVolumeDecoder, HierarchicalDecoding, HierarchicalVolumeDecoder, coarse_to_fine_levels
+from accel3d.decoding.hierarchical import upsample
+from accel3d.geometry import shapes
+from accel3d.geometry.metrics import volume_iou
+
+RES = 128
+
+
+def decode_both(field, **kwargs):
+    dense = DenseVolumeDecoder(progress=False).decode(field, RES)
+    fast = HierarchicalVolumeDecoder(min_resolution=32, progress=False, **kwargs).decode(field, RES)
+    return dense, fast
+
+
+@pytest.mark.parametrize("name", ["sphere", "torus", "thin_plate"])
+def test_hierarchical_matches_dense_on_analytic_sdfs(name):
+    sdf = offset_thin_plate() if name == "thin_plate" else shapes.SHAPES[name]()
+    dense, fast = decode_both(truncated(sdf))
+    assert (dense.values > 0).any()
+    assert volume_iou(dense.values > 0, fast.values > 0) == 1.0
+    assert fast.queries < 0.25 * dense.queries
+    assert not torch.isnan(fast.values).any()
+    # Every point it queried holds exactly the dense value.
+    assert torch.equal(fast.values[fast.decoded], dense.values[fast.decoded])
+
+
+def test_thin_plate_needs_the_band():
+    field = truncated(offset_thin_plate())
+    dense, without = decode_both(field, band=None, dilation=1)
+    assert (dense.values > 0).sum() > 1000
+    assert (without.values > 0).sum() == 0  # thinner than a coarse voxel: lost
+    _, with_band = decode_both(field, band=0.95, dilation=1)
+    assert volume_iou(dense.values > 0, with_band.values > 0) == 1.0
+
+
+def test_dilation_recovers_a_spike_the_coarse_level_misses():
+    # A thin spike pokes 0.05 (1.6 coarse voxels) out of a ball, between coarse samples.
+    # With the band off, only dilation carries the refinement from the ball's surface
+    # cells out to the spike's tip.
+    ball, spike = shapes.sphere(0.5), shapes.box((0.275, 0.006, 0.006))
+    centre = torch.tensor([0.275, 0.0158, 0.0158])
+    field = lambda p: torch.maximum(ball(p), spike(p - centre))
+    dense = DenseVolumeDecoder(progress=False).decode(field, RES)
+    kwargs = dict(min_resolution=64, band=None, progress=False)
+    without = HierarchicalVolumeDecoder(dilation=0, **kwargs).decode(field, RES)
+    dilated = HierarchicalVolumeDecoder(dilation=1, **kwargs).decode(field, RES)
+    assert volume_iou(dense.values > 0, without.values > 0) < 1.0
+    assert volume_iou(dense.values > 0, dilated.values > 0) == 1.0
+
+
+def test_levels_halve_down_to_the_minimum():
+    assert coarse_to_fine_levels(256, 63) == [64, 128, 256]
+    assert coarse_to_fine_levels(384, 63) == [96, 192, 384]
+    assert coarse_to_fine_levels(250, 63) == [125, 250]
+    assert coarse_to_fine_levels(63, 63) == [63]
+
+
+def test_nested_upsampling_keeps_coarse_samples_and_interpolates():
+    x = torch.arange(8, dtype=torch.float32).view(2, 2, 2)
+    up = upsample(x, "mean")
+    assert up.shape == (3, 3, 3)
+    assert torch.equal(up[::2, ::2, ::2], x)
+    assert up[1, 1, 1] == x.mean()
+
+
+def test_inside_negative_and_level_are_honoured():
+    sdf = truncated(shapes.sphere(0.5))
+    flipped = lambda p: 0.25 - sdf(p)  # inside is below 0.25
+    dense = DenseVolumeDecoder(progress=False).decode(flipped, 64)
+    fast = HierarchicalVolumeDecoder(min_resolution=16, level=0.25, inside="negative", progress=False).decode(flipped, 64)
+    assert volume_iou(dense.values < 0.25, fast.values < 0.25) == 1.0
+    assert fast.queries < dense.queries
+
+
+def test_accelerator_at_full_resolution_reproduces_dense_exactly():
+    field = truncated(shapes.torus())
+    decoder = DenseVolumeDecoder(progress=False)
+    baseline = decoder.decode(field, 64)
+    with HierarchicalDecoding(min_resolution=64).applied(decoder) as acc:  # one level: every point computed
+        same = decoder.decode(field, 64)
+    assert torch.equal(same.values, baseline.values)
+    assert acc.stats()["query_fraction"] == 1.0
+
+
+def test_accelerator_attach_detach_restores_the_decoder():
+    field = truncated(shapes.sphere())
+    decoder = DenseVolumeDecoder(progress=False)
+    before = decoder.decode(field, 64)
+    acc = HierarchicalDecoding(min_resolution=16)
+    acc.attach(decoder)
+    fast = decoder.decode(field, 64)
+    assert fast.queries < before.queries and acc.stats()["calls"] == 1
+    acc.detach()
+    after = decoder.decode(field, 64)
+    assert torch.equal(after.values, before.values) and after.queries == before.queries
+    acc.reset()
+    assert acc.stats() == {}
+
+
+def test_accelerator_refuses_a_target_without_decode():
+    with pytest.raises(TypeError, match="decode"):
+        HierarchicalDecoding().attach(torch.nn.Linear(2, 2))
