@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -26,24 +27,32 @@ def run_job(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     inputs = pipeline.load_inputs()
     print(f"[accel3d] pipeline={pipeline.name} stack={stack.name} input={inputs.source}", file=sys.stderr)
 
+    if cfg.warmup:  # one small untimed run: thread pools, allocator, lazy initialisation
+        pipeline.run(inputs, resolution=32)
     rows: dict[str, dict[str, Any]] = {}
-    baseline = None
-    if cfg.baseline or stack.is_empty:
-        print("[accel3d] unaccelerated run ...", file=sys.stderr)
-        baseline = pipeline.run(inputs)
-        rows["baseline"] = _row(baseline)
+    runs: dict[str, list[Any]] = {"baseline": [], stack.name: []}
+    for i in range(cfg.repeats):  # alternate, so that machine noise hits both alike
+        tag = f" ({i + 1}/{cfg.repeats})" if cfg.repeats > 1 else ""
+        if cfg.baseline or stack.is_empty:
+            print(f"[accel3d] unaccelerated run{tag} ...", file=sys.stderr)
+            runs["baseline"].append(pipeline.run(inputs))
+        if not stack.is_empty:
+            print(f"[accel3d] accelerated run ({stack.name}){tag} ...", file=sys.stderr)
+            stack.reset()
+            with stack.applied(pipeline):
+                runs[stack.name].append(pipeline.run(inputs))
+    baseline = runs["baseline"][-1] if runs["baseline"] else None
+    if baseline is not None:
+        rows["baseline"] = _row(runs["baseline"])
     result = baseline
     if not stack.is_empty:
-        print(f"[accel3d] accelerated run ({stack.name}) ...", file=sys.stderr)
-        stack.reset()
-        with stack.applied(pipeline):
-            result = pipeline.run(inputs)
-        rows[stack.name] = _row(result)
+        result = runs[stack.name][-1]
+        rows[stack.name] = _row(runs[stack.name])
         rows[stack.name]["stats"] = stack.stats()
         if baseline is not None:
-            rows[stack.name].update(_fidelity(baseline, result, pipeline.level, cfg.fscore_threshold))
+            rows[stack.name].update(_fidelity(pipeline, baseline, result, cfg.fscore_threshold))
             for key in ("decode_s", "total_s"):
-                rows[stack.name][f"speedup_{key[:-2]}"] = baseline.timings[key] / result.timings[key]
+                rows[stack.name][f"speedup_{key[:-2]}"] = rows["baseline"][key] / rows[stack.name][key]
 
     files = _write_artefacts(cfg, out_dir, result, baseline, stack)
     report = {
@@ -62,19 +71,23 @@ def run_job(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     return report
 
 
-def _row(result: Any) -> dict[str, Any]:
-    grid = result.grid
+def _row(results: list[Any]) -> dict[str, Any]:
+    """Median timings over the repeats, and the size of the last result."""
+    last = results[-1]
+    timings = {k: statistics.median(r.timings[k] for r in results) for k in last.timings}
     return {
-        **{k: round(v, 4) for k, v in result.timings.items()},
-        "queries": grid.queries,
-        "query_fraction": round(grid.query_fraction, 5),
-        "faces": len(result.mesh.faces),
+        **{k: round(v, 4) for k, v in timings.items()},
+        "repeats": len(results),
+        "queries": last.grid.queries,
+        "query_fraction": round(last.grid.query_fraction, 5),
+        "faces": len(last.mesh.faces),
     }
 
 
-def _fidelity(base: Any, fast: Any, level: float, threshold: float) -> dict[str, float]:
-    iou = volume_iou(base.grid.values.numpy() > level, fast.grid.values.numpy() > level)
-    return {"iou_vs_baseline": iou, **{f"{k}_vs_baseline": v for k, v in chamfer_and_fscore(base.mesh, fast.mesh, threshold).items()}}
+def _fidelity(pipeline: Any, base: Any, fast: Any, threshold: float) -> dict[str, float]:
+    iou = volume_iou(pipeline.inside_mask(base.grid), pipeline.inside_mask(fast.grid))
+    mesh_scores = chamfer_and_fscore(base.mesh, fast.mesh, threshold)
+    return {"iou_vs_baseline": iou, **{f"{k}_vs_baseline": v for k, v in mesh_scores.items()}}
 
 
 def _write_artefacts(cfg: DictConfig, out_dir: Path, result: Any, baseline: Any, stack: Stack) -> dict[str, str]:

@@ -190,14 +190,18 @@ def main() -> None:
         real["bunny"].export(BUNDLED_MESH)
         print(f"wrote {BUNDLED_MESH}")
     shapes = {**real, **procedural_meshes(args.procedural, rng)}
+    # The pools are cached with the generator state that follows them, so a run that loads
+    # them continues exactly like one that built them: same seed, same weights.
     key = (args.seed, args.procedural, args.max_faces)
-    if args.cache.is_file() and torch.load(args.cache, weights_only=False)["key"] == key:
-        pools = torch.load(args.cache, weights_only=False)["pools"]
+    cached = torch.load(args.cache, weights_only=False) if args.cache.is_file() else None
+    if cached is not None and cached["key"] == key and "rng_state" in cached:
+        pools = cached["pools"]
+        rng.bit_generator.state = cached["rng_state"]
         print(f"loaded sample pools from {args.cache}")
     else:
         pools = [build_pool(n, m, rng, 120_000, 60_000) for n, m in tqdm(shapes.items(), desc="sampling shapes")]
         args.cache.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"key": key, "pools": pools}, args.cache)
+        torch.save({"key": key, "pools": pools, "rng_state": rng.bit_generator.state}, args.cache)
 
     config = VecsetVAEConfig()
     model = VecsetVAE(config)

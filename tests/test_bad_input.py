@@ -27,10 +27,24 @@ def test_bad_query_functions_are_named(decoder, field, error, match):
 
 
 def test_nan_appearing_only_at_fine_levels_is_caught():
+    # NaN only near z = 0.016: no sample of the 16^3..64^3 levels lies there, but the 128^3 grid has z = 0.0158.
     sdf = truncated(shapes.sphere(0.5))
-    field = lambda p: torch.where(p.norm(dim=-1) < 0.01, float("nan"), sdf(p))  # only off the coarse grid
-    with pytest.raises(ValueError, match="NaN"):
-        HierarchicalVolumeDecoder(min_resolution=16, band=None, progress=False).decode(lambda p: field(p) - 0.6, 64)
+    field = lambda p: torch.where((p[:, 2] - 0.016).abs() < 0.012, float("nan"), sdf(p))
+    coarse = DenseVolumeDecoder(progress=False).decode(field, 64)  # the coarser levels are clean
+    assert torch.isfinite(coarse.values).all()
+    with pytest.raises(ValueError, match="field: .*NaN"):
+        HierarchicalVolumeDecoder(min_resolution=16, progress=False).decode(field, 128)
+
+
+def test_inf_is_refused_like_nan():
+    with pytest.raises(ValueError, match="NaN or inf"):
+        DenseVolumeDecoder(progress=False).decode(lambda p: torch.full((len(p),), float("inf")), 8)
+
+
+def test_single_level_resolution_warns_that_it_decodes_densely():
+    with pytest.warns(UserWarning, match="decodes densely"):
+        grid = HierarchicalVolumeDecoder(min_resolution=63, progress=False).decode(truncated(shapes.sphere()), 65)
+    assert grid.query_fraction == 1.0
 
 
 def test_resolution_below_minimum():
@@ -62,3 +76,29 @@ def test_unreadable_mesh_files(tmp_path):
     garbage.write_bytes(b"ply\nformat nonsense\n\x00\x01")
     with pytest.raises(ValueError, match="broken.ply"):
         load_mesh(garbage)
+
+
+def test_point_cloud_inputs(tmp_path):
+    import numpy as np
+
+    from accel3d.pipelines.vecset_shape import load_shape_inputs
+
+    rng = np.random.default_rng(0)
+    pts = rng.uniform(-0.5, 0.5, (300, 3))
+    nrm = rng.normal(size=(300, 3))
+    np.savez(tmp_path / "ok.npz", points=pts, normals=nrm)
+    loaded = load_shape_inputs(tmp_path / "ok.npz", 200)
+    assert loaded.points.shape == (200, 3) and torch.allclose(loaded.normals.norm(dim=-1), torch.ones(200))
+    np.save(tmp_path / "ok.npy", np.concatenate([pts, nrm], 1))
+    assert load_shape_inputs(tmp_path / "ok.npy", 300).points.shape == (300, 3)
+    np.savez(tmp_path / "nonormals.npz", points=pts)
+    with pytest.raises(ValueError, match="lacks arrays \\['normals'\\]"):
+        load_shape_inputs(tmp_path / "nonormals.npz", 100)
+    with pytest.raises(ValueError, match="num_points: 400"):
+        load_shape_inputs(tmp_path / "ok.npz", 400)
+    np.save(tmp_path / "big.npy", np.concatenate([pts * 5, nrm], 1))
+    with pytest.raises(ValueError, match=r"inside \[-1, 1\]"):
+        load_shape_inputs(tmp_path / "big.npy", 100)
+    with pytest.raises(ValueError, match=r"\(P, 6\)"):
+        np.save(tmp_path / "bad.npy", pts)
+        load_shape_inputs(tmp_path / "bad.npy", 100)

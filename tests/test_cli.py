@@ -23,6 +23,7 @@ def test_default_run_on_a_tiny_config_writes_everything(tmp_path, tiny_weights):
     # A random-init field has surface everywhere, so it may refine everything; never more than dense.
     assert runs["hierarchical"]["queries"] <= runs["baseline"]["queries"]
     assert 0.0 <= runs["hierarchical"]["iou_vs_baseline"] <= 1.0
+    assert runs["hierarchical"]["speedup_decode"] > 0 and runs["baseline"]["repeats"] == 1
     assert runs["hierarchical"]["stats"]["hierarchical"]["calls"] == 1
     for name in ["mesh.glb", "mesh.ply", "mesh.obj", "mesh_baseline.glb", "preview.png"]:
         assert (out / name).stat().st_size > 0, name
@@ -32,16 +33,26 @@ def test_default_run_on_a_tiny_config_writes_everything(tmp_path, tiny_weights):
 
 def test_multirun_sweep_writes_a_summary(tmp_path, tiny_weights):
     sweep = tmp_path / "sweep"
-    accel3d("run", "-m", "stack=none,hierarchical", f"pipeline.weights={tiny_weights}", "pipeline.resolution=64",
-            *TINY[1:3], f"hydra.sweep.dir={sweep}", "preview=false", cwd=tmp_path)
+    accel3d(
+        "run",
+        "-m",
+        "stack=none,hierarchical",
+        f"pipeline.weights={tiny_weights}",
+        "pipeline.resolution=64",
+        *TINY[1:3],
+        f"hydra.sweep.dir={sweep}",
+        "preview=false",
+        cwd=tmp_path,
+    )
     summary = (sweep / "summary.csv").read_text().splitlines()
     assert summary[0].startswith("stack,resolution") and len(summary) == 3
     assert (sweep / "summary.md").exists() and (sweep / "speed_vs_fidelity.png").exists()
 
 
 def test_unknown_stack_is_a_clear_error(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "accel3d.cli", "run", "stack=nope"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "accel3d.cli", "run", "stack=nope"], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode != 0
     assert "Could not find 'stack/nope'" in proc.stderr and "hierarchical" in proc.stderr
 
@@ -49,3 +60,28 @@ def test_unknown_stack_is_a_clear_error(tmp_path):
 def test_unknown_command(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "accel3d.cli", "frobnicate"], capture_output=True, text=True)
     assert proc.returncode != 0 and "unknown command 'frobnicate'" in proc.stderr
+
+
+def test_bench_decoding_smoke(tmp_path):
+    out = tmp_path / "bench.json"
+    proc = accel3d(
+        "bench",
+        "decoding",
+        "--subjects",
+        "sphere",
+        "--resolutions",
+        "32",
+        "--min-resolution",
+        "8",
+        "--repeats",
+        "1",
+        "--warmup-resolution",
+        "8",
+        "--out",
+        str(out),
+        cwd=tmp_path,
+    )
+    result = json.loads(out.read_text())["results"][0]
+    assert result["subject"] == "sdf:sphere" and result["levels"] == [8, 16, 32]
+    assert result["iou_vs_dense"] == 1.0 and result["queries"] < result["dense_queries"]
+    assert "speedup" in proc.stdout and str(out) in proc.stdout

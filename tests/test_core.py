@@ -110,3 +110,42 @@ def test_strategies_do_not_import_each_other():
                     parts = name.split(".")
                     if parts[0] == "accel3d" and len(parts) > 1:
                         assert parts[1] not in strategies - {strategy}, f"{path} imports {name}"
+
+
+def test_patchset_restores_module_children_and_parameters():
+    net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.ReLU())
+    child, weight = net[0], net[0].weight
+    patches = PatchSet()
+    patches.set(net, "0", torch.nn.Identity())
+    patches.set(net[1], "inplace", True)
+    patches.set(child, "weight", torch.nn.Parameter(torch.zeros(2, 2)))
+    assert isinstance(net[0], torch.nn.Identity) and net[1].inplace
+    patches.restore()
+    assert net[0] is child and child.weight is weight and net[1].inplace is False
+    assert "inplace" not in vars(net[1]) or vars(net[1])["inplace"] is False
+
+
+def test_failed_setattr_is_not_recorded():
+    net = torch.nn.Linear(2, 2)
+    patches = PatchSet()
+    with pytest.raises(TypeError):
+        patches.set(net, "weight", "not a parameter")
+    assert len(patches) == 0 and isinstance(net.weight, torch.nn.Parameter)
+
+
+def test_stack_rolls_back_when_a_later_attach_fails():
+    class Broken(Scale):
+        name = "broken"
+
+        def _attach(self, target):
+            self.patches.wrap(target, "forward", lambda f: f)
+            raise RuntimeError("cannot attach")
+
+    pipe, x = Toy(), torch.randn(3, 4)
+    before = pipe.net(x)
+    first = Scale(composable=True)
+    stack = Stack([first, Broken(composable=True)])
+    with pytest.raises(RuntimeError, match="cannot attach"):
+        stack.apply(pipe)
+    assert not first.attached and "forward" not in vars(pipe.net)
+    assert torch.equal(pipe.net(x), before)

@@ -34,9 +34,14 @@ def test_hunyuan3d2_sized_model_builds_with_its_parameter_names():
     with torch.device("meta"):
         vae = VecsetVAE(cfg)
     names = set(dict(vae.named_parameters()))
-    for name in ["post_kl.weight", "transformer.resblocks.15.attn.c_qkv.weight",
-                 "transformer.resblocks.0.attn.attention.q_norm.weight", "geo_decoder.query_proj.weight",
-                 "geo_decoder.cross_attn_decoder.attn.c_q.weight", "geo_decoder.ln_post.weight"]:
+    for name in [
+        "post_kl.weight",
+        "transformer.resblocks.15.attn.c_qkv.weight",
+        "transformer.resblocks.0.attn.attention.q_norm.weight",
+        "geo_decoder.query_proj.weight",
+        "geo_decoder.cross_attn_decoder.attn.c_q.weight",
+        "geo_decoder.ln_post.weight",
+    ]:
         assert name in names
     assert vae.geo_decoder.query_proj.in_features == 51  # 8 frequencies: [x, sin, cos]
     decoder = sum(p.numel() for n, p in vae.named_parameters() if not n.startswith("encoder."))

@@ -5,7 +5,7 @@ from accel3d.core.hooks import PatchSet
 from accel3d.core.pipeline import Pipeline
 from accel3d.core.registry import available_accelerators, create_accelerator, register_accelerator
 from accel3d.core.stack import Stack, StackConflictError
-from accel3d.core.stats import Statistics, measure, median
+from accel3d.core.stats import Statistics
 
 __all__ = [
     "Accelerator",
@@ -17,7 +17,5 @@ __all__ = [
     "Statistics",
     "available_accelerators",
     "create_accelerator",
-    "measure",
-    "median",
     "register_accelerator",
 ]

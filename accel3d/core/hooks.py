@@ -2,7 +2,8 @@
 
 Patches go on the instance (never the class), so other instances are untouched,
 and :meth:`PatchSet.restore` puts back exactly what was there, including the
-absence of an instance attribute.
+absence of an instance attribute and ``nn.Module`` children, parameters and
+buffers (which live in the module's registries, not its ``__dict__``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,17 @@ from collections.abc import Callable
 from typing import Any
 
 _MISSING = object()
+
+
+def _current(obj: Any, name: str) -> Any:
+    """What ``obj`` itself holds under ``name`` (not what its class provides), or ``_MISSING``."""
+    for registry in ("_modules", "_parameters", "_buffers"):  # torch.nn.Module keeps these apart
+        store = getattr(obj, "__dict__", {}).get(registry)
+        if isinstance(store, dict) and name in store:
+            return store[name]
+    if hasattr(obj, "__dict__"):
+        return vars(obj).get(name, _MISSING)
+    return getattr(obj, name, _MISSING)
 
 
 class PatchSet:
@@ -32,9 +44,9 @@ class PatchSet:
 
     def set(self, obj: Any, name: str, value: Any) -> None:
         """Set ``obj.name = value``, remembering what the instance held before."""
-        previous = vars(obj).get(name, _MISSING) if hasattr(obj, "__dict__") else getattr(obj, name, _MISSING)
-        self._undo.append((obj, name, previous))
+        previous = _current(obj, name)
         setattr(obj, name, value)
+        self._undo.append((obj, name, previous))  # only once the patch is really in place
 
     def wrap(self, obj: Any, name: str, wrapper: Callable[[Callable], Callable]) -> None:
         """Replace the bound callable ``obj.name`` with ``wrapper(original)``."""

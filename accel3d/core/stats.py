@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-import statistics
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -25,7 +24,7 @@ class Statistics:
     """
 
     def __init__(self) -> None:
-        self.counters: dict[str, float] = defaultdict(float)
+        self.counters: dict[str, float] = defaultdict(int)
 
     def add(self, name: str, value: float = 1) -> None:
         self.counters[name] += value
@@ -45,26 +44,4 @@ class Statistics:
         self.counters.clear()
 
     def as_dict(self) -> dict[str, float]:
-        return {k: (int(v) if float(v).is_integer() and not k.endswith("_s") else v) for k, v in self.counters.items()}
-
-
-def measure(fn: Callable[[], T], repeats: int = 3, warmup: int = 1) -> tuple[list[float], T]:
-    """Run ``fn`` ``warmup`` times untimed, then ``repeats`` times timed.
-
-    Returns the wall times in seconds and the last result.
-    """
-    if repeats < 1:
-        raise ValueError(f"repeats: expected at least 1, got {repeats}")
-    for _ in range(warmup):
-        fn()
-    times = []
-    result = None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - start)
-    return times, result  # type: ignore[return-value]
-
-
-def median(values: list[float]) -> float:
-    return statistics.median(values)
+        return dict(self.counters)

@@ -8,6 +8,7 @@ from typing import Any
 from accel3d.core.accelerator import BaseAccelerator
 from accel3d.core.registry import register_accelerator
 from accel3d.decoding.hierarchical import HierarchicalVolumeDecoder
+from accel3d.geometry.grid import DEFAULT_BOUND
 from accel3d.geometry.volume import VolumeGrid
 
 
@@ -43,7 +44,7 @@ class HierarchicalDecoding(BaseAccelerator):
                 setattr(self.decoder, attr, getattr(target, attr))
         self.patches.set(target, "decode", self._decode)
 
-    def _decode(self, fn: Any, resolution: int, bound: float = 1.01) -> VolumeGrid:
+    def _decode(self, fn: Any, resolution: int, bound: float = DEFAULT_BOUND) -> VolumeGrid:
         with self.statistics.time("decode"):
             grid = self.decoder.decode(fn, resolution, bound)
         self.statistics.add("calls")

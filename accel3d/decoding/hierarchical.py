@@ -14,6 +14,7 @@ and never re-queried.
 
 from __future__ import annotations
 
+import warnings
 from typing import Literal
 
 import torch
@@ -43,7 +44,7 @@ def coarse_to_fine_levels(resolution: int, min_resolution: int) -> list[int]:
 _MIDPOINTS = {
     "mean": lambda lo, hi: (lo + hi) * 0.5,  # linear interpolation of values
     "or": lambda lo, hi: lo | hi,  # a new point is refined if either neighbour is
-    "even": lambda lo, hi: torch.zeros_like(lo),  # new points start un-decoded
+    "zeros": lambda lo, hi: torch.zeros_like(lo),  # new points start un-decoded
 }
 
 
@@ -62,7 +63,7 @@ def _upsample_axis(x: Tensor, dim: int, mode: str) -> Tensor:
 
 
 def upsample(x: Tensor, mode: str) -> Tensor:
-    """Nested upsampling of a 3D grid to the next level (``mode``: mean, or, even)."""
+    """Nested upsampling of a 3D grid to the next level (``mode``: mean, or, zeros)."""
     for dim in range(3):
         x = _upsample_axis(x, dim, mode)
     return x
@@ -80,7 +81,7 @@ def refinement_mask(values: Tensor, level: float, band: float | None, dilation: 
     if band is not None and band > 0:
         mask |= (values - level).abs() < band
     for _ in range(dilation):
-        mask = F.max_pool3d(mask[None, None].half(), 3, stride=1, padding=1)[0, 0].bool()
+        mask = F.max_pool3d(mask[None, None].float(), 3, stride=1, padding=1)[0, 0].bool()
     return mask
 
 
@@ -139,6 +140,13 @@ class HierarchicalVolumeDecoder:
     def decode(self, fn: Field, resolution: int, bound: float = DEFAULT_BOUND) -> VolumeGrid:
         check_resolution(resolution, self.max_memory_bytes, minimum=self.min_resolution)
         levels = self.levels(resolution)
+        if len(levels) == 1:
+            warnings.warn(
+                f"hierarchical decoding: resolution {resolution} cannot be halved to a level >= min_resolution "
+                f"{self.min_resolution}, so it decodes densely; use a resolution divisible by 2 whose half is "
+                f">= min_resolution",
+                stacklevel=2,
+            )
         dense = DenseVolumeDecoder(self.chunk_size, self.progress, self.max_memory_bytes)
         grid = dense.decode(fn, levels[0], bound)
         values, decoded = grid.values, torch.ones_like(grid.values, dtype=torch.bool)
@@ -147,7 +155,7 @@ class HierarchicalVolumeDecoder:
         total = grid.queries
         for res in levels[1:]:
             refine = upsample(refinement_mask(sign * (values - self.level), 0.0, self.band, self.dilation), "or")
-            values, decoded = upsample(values, "mean"), upsample(decoded, "even")
+            values, decoded = upsample(values, "mean"), upsample(decoded, "zeros")
             todo = torch.nonzero((refine & ~decoded).view(-1)).squeeze(1)
             with tqdm(total=len(todo), desc=f"refine {res}^3", unit="pt", unit_scale=True, disable=not self.progress, leave=False) as bar:
                 new = query_field(fn, lattice_points(todo, res, bound), self.chunk_size, bar)

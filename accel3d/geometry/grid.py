@@ -16,7 +16,3 @@ def grid_points(resolution: int, bound: float = DEFAULT_BOUND) -> torch.Tensor:
     """All grid points, shape ``(R+1, R+1, R+1, 3)``, indexed ``[x, y, z]``."""
     axis = grid_axis(resolution, bound)
     return torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), dim=-1)
-
-
-def voxel_size(resolution: int, bound: float = DEFAULT_BOUND) -> float:
-    return 2 * bound / resolution

@@ -28,6 +28,8 @@ def extract_mesh(grid: VolumeGrid, level: float = 0.0, inside: str = "positive")
         raise ValueError(f"grid: {int(np.isnan(values).sum())} NaN values; fill undecoded points before extracting a surface")
     if inside not in ("positive", "negative"):
         raise ValueError(f"inside: expected 'positive' or 'negative', got {inside!r}")
+    if values.shape != (grid.resolution + 1,) * 3 or grid.bound <= 0:
+        raise ValueError(f"grid: expected values of shape {(grid.resolution + 1,) * 3} and bound > 0, got {values.shape} and {grid.bound}")
     if not (values.min() < level < values.max()):
         side = "inside" if (values.min() > level) == (inside == "positive") else "outside"
         warnings.warn(
@@ -53,7 +55,7 @@ def export_mesh(mesh: trimesh.Trimesh, path: str | Path) -> Path:
     return path
 
 
-def render_preview(meshes: dict[str, trimesh.Trimesh], path: str | Path, size: float = 4.0, max_faces: int = 150_000) -> Path:
+def render_preview(meshes: dict[str, trimesh.Trimesh], path: str | Path, size: float = 4.0, max_faces: int = 400_000) -> Path:
     """Save a PNG with one Lambert-shaded view per mesh, side by side (matplotlib, no GPU)."""
     import matplotlib
 
@@ -85,12 +87,13 @@ def render_preview(meshes: dict[str, trimesh.Trimesh], path: str | Path, size: f
         shade = 0.25 + 0.75 * np.clip(normals[order] @ light, 0, 1)
         colors = np.stack([0.55 * shade, 0.7 * shade, 0.9 * shade, np.ones_like(shade)], axis=1)
         ax.add_collection(PolyCollection(tri[order, :, :2], facecolors=colors, edgecolors="none", antialiased=False))
-    fig.tight_layout()
-    path = Path(path)
-    with atomic_write(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    return path
+    try:
+        fig.tight_layout()
+        with atomic_write(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=100)
+    finally:
+        plt.close(fig)
+    return Path(path)
 
 
 def _view_rotation(azimuth: float, elevation: float) -> np.ndarray:

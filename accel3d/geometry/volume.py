@@ -92,8 +92,9 @@ def check_field_output(values: object, n: int) -> Tensor:
         raise ValueError(f"field: expected the query function to return shape ({n},) for {n} points, got {tuple(values.shape)}")
     if not values.is_floating_point():
         raise TypeError(f"field: expected a floating-point result, got {values.dtype}")
-    if torch.isnan(values).any():
-        raise ValueError(f"field: the query function returned NaN for {int(torch.isnan(values).sum())} of {n} points")
+    bad = ~torch.isfinite(values)
+    if bad.any():
+        raise ValueError(f"field: the query function returned NaN or inf for {int(bad.sum())} of {n} points")
     return values.detach().to(device="cpu", dtype=torch.float32)
 
 
@@ -129,6 +130,7 @@ class DenseVolumeDecoder:
         step = self.chunk_size * max(1, math.ceil(1_000_000 / self.chunk_size))  # build coordinates in slabs
         with tqdm(total=total, desc=f"dense {resolution}^3", unit="pt", unit_scale=True, disable=not self.progress, leave=False) as bar:
             for start in range(0, total, step):
-                idx = torch.arange(start, min(start + step, total))
-                values[idx] = query_field(fn, lattice_points(idx, resolution, bound), self.chunk_size, bar)
+                stop = min(start + step, total)
+                points = lattice_points(torch.arange(start, stop), resolution, bound)
+                values[start:stop] = query_field(fn, points, self.chunk_size, bar)
         return VolumeGrid(values.view(n, n, n), resolution, bound, queries=total, levels=[{"resolution": resolution, "queries": total}])

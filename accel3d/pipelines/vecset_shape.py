@@ -34,6 +34,8 @@ class ShapeInputs:
 
 @dataclass
 class ShapeResult:
+    """The decoded grid, the extracted mesh and per-stage wall times of one run."""
+
     grid: VolumeGrid
     mesh: trimesh.Trimesh
     timings: dict[str, float] = field(default_factory=dict)
@@ -47,18 +49,34 @@ def load_shape_inputs(path: str | Path | None, num_points: int, seed: int = 0) -
     """
     path = Path(path) if path else BUNDLED_MESH
     if path.suffix.lower() in (".npz", ".npy"):
-        if not path.is_file():
-            raise FileNotFoundError(f"input: no point cloud file at '{path}'")
-        data = np.load(path)
-        arr = np.concatenate([data["points"], data["normals"]], axis=1) if path.suffix == ".npz" else data
-        if arr.ndim != 2 or arr.shape[1] != 6:
-            raise ValueError(f"input: expected a (P, 6) point cloud of xyz + normals in '{path}', got {arr.shape}")
-        arr = torch.as_tensor(arr, dtype=torch.float32)
-        idx = torch.randperm(len(arr), generator=torch.Generator().manual_seed(seed))[:num_points]
-        return ShapeInputs(arr[idx, :3], torch.nn.functional.normalize(arr[idx, 3:], dim=-1), str(path))
+        return _load_point_cloud(path, num_points, seed)
     mesh = normalize_mesh(load_mesh(path))
     points, normals = sample_surface(mesh, num_points, seed=seed)
     return ShapeInputs(points, normals, str(path))
+
+
+def _load_point_cloud(path: Path, num_points: int, seed: int) -> ShapeInputs:
+    if not path.is_file():
+        raise FileNotFoundError(f"input: no point cloud file at '{path}'")
+    data = np.load(path)
+    if path.suffix.lower() == ".npz":
+        missing = {"points", "normals"} - set(data.files)
+        if missing:
+            raise ValueError(f"input: '{path}' lacks arrays {sorted(missing)}; expected 'points' and 'normals', each (P, 3)")
+        arr = np.concatenate([data["points"], data["normals"]], axis=1)
+    else:
+        arr = data
+    if arr.ndim != 2 or arr.shape[1] != 6:
+        raise ValueError(f"input: expected a (P, 6) point cloud of xyz + normals in '{path}', got {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"input: '{path}' contains NaN or inf")
+    if np.abs(arr[:, :3]).max() > 1.0:
+        raise ValueError(f"input: points in '{path}' must lie inside [-1, 1]^3 (normalise the shape first)")
+    if len(arr) < num_points:
+        raise ValueError(f"num_points: {num_points} requested but '{path}' holds only {len(arr)} points")
+    arr = torch.as_tensor(arr, dtype=torch.float32)
+    idx = torch.randperm(len(arr), generator=torch.Generator().manual_seed(seed))[:num_points]
+    return ShapeInputs(arr[idx, :3], torch.nn.functional.normalize(arr[idx, 3:], dim=-1), str(path))
 
 
 class VecsetShapePipeline(Pipeline):
@@ -82,6 +100,7 @@ class VecsetShapePipeline(Pipeline):
         resolution: int = 256,
         num_points: int = 2048,
         level: float = 0.0,
+        inside: str = "positive",
         chunk_size: int = 65536,
         seed: int = 0,
         progress: bool = True,
@@ -91,25 +110,34 @@ class VecsetShapePipeline(Pipeline):
         self.resolution = resolution
         self.num_points = num_points
         self.level = level
+        self.inside = inside
+        if num_points < self.vae.config.num_latents:
+            raise ValueError(f"num_points: expected at least num_latents={self.vae.config.num_latents}, got {num_points}")
         self.seed = seed
         self.volume_decoder = DenseVolumeDecoder(chunk_size=chunk_size, progress=progress)
         self.stages = {"encoder": self.vae, "volume_decoder": self.volume_decoder, "geo_decoder": self.vae.geo_decoder}
+
+    def inside_mask(self, grid: VolumeGrid) -> np.ndarray:
+        """Occupancy of a decoded grid under this pipeline's level and inside sign."""
+        values = grid.values.numpy()
+        return values > self.level if self.inside == "positive" else values < self.level
 
     def load_inputs(self) -> ShapeInputs:
         return load_shape_inputs(self.input, self.num_points, self.seed)
 
     @torch.inference_mode()
-    def run(self, inputs: ShapeInputs) -> ShapeResult:
+    def run(self, inputs: ShapeInputs, resolution: int | None = None) -> ShapeResult:
+        """Encode, decode at ``resolution`` (default: the pipeline's) and extract the mesh."""
         timings = {}
         start = time.perf_counter()
         latents = self.vae.encode(inputs.points[None], inputs.normals[None])
         field_fn = self.vae.field(latents)
         timings["encode_s"] = time.perf_counter() - start
         start = time.perf_counter()
-        grid = self.volume_decoder.decode(field_fn, self.resolution, self.vae.bounds)
+        grid = self.volume_decoder.decode(field_fn, resolution or self.resolution, self.vae.bounds)
         timings["decode_s"] = time.perf_counter() - start
         start = time.perf_counter()
-        mesh = extract_mesh(grid, level=self.level)
+        mesh = extract_mesh(grid, level=self.level, inside=self.inside)
         timings["surface_s"] = time.perf_counter() - start
         timings["total_s"] = sum(timings.values())
         return ShapeResult(grid, mesh, timings)

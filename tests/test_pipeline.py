@@ -1,0 +1,24 @@
+import torch
+
+from accel3d.core import Stack
+from accel3d.decoding import HierarchicalDecoding
+from accel3d.pipelines.vecset_shape import VecsetShapePipeline
+
+
+def test_pipeline_detach_restores_outputs_bit_for_bit():
+    pipe = VecsetShapePipeline(resolution=64, num_points=512, progress=False)
+    inputs = pipe.load_inputs()
+    before = pipe.run(inputs)
+    stack = Stack([HierarchicalDecoding(min_resolution=32)], name="hierarchical")
+    with stack.applied(pipe):
+        fast = pipe.run(inputs)
+    after = pipe.run(inputs)
+    assert fast.grid.queries < before.grid.queries
+    assert torch.equal(after.grid.values, before.grid.values)
+    assert (after.mesh.faces == before.mesh.faces).all() and (after.mesh.vertices == before.mesh.vertices).all()
+    assert "decode" not in vars(pipe.volume_decoder)
+
+
+def test_pipeline_stages_are_named():
+    pipe = VecsetShapePipeline(resolution=64, num_points=512, progress=False)
+    assert set(pipe.stages) == {"encoder", "volume_decoder", "geo_decoder"}
