@@ -79,20 +79,21 @@ def procedural_meshes(count: int, rng: np.random.Generator) -> dict[str, trimesh
     for i in range(count):
         kind = i % len(makers)
         mesh = makers[kind]()
-        mesh.apply_transform(_random_rotation(rng, full=True))
+        mesh.apply_transform(_random_rotation(rng))  # a random pose, fixed per shape
         mesh.apply_scale(rng.uniform(0.7, 1.3, 3) if kind != 6 else 1.0)  # non-uniform, except thin plates
         meshes[f"proc{i:02d}_{kind}"] = normalize_mesh(mesh, extent=rng.uniform(0.5, 0.9))
     return meshes
 
 
-def _random_rotation(rng: np.random.Generator, full: bool) -> np.ndarray:
+def _random_rotation(rng: np.random.Generator, max_degrees: float = 180.0) -> np.ndarray:
+    """A 4x4 rotation about a random axis by up to ``max_degrees`` (180: uniform over SO(3))."""
     mat = np.eye(4)
-    if full:
+    if max_degrees >= 180:
         mat[:3, :3] = Rotation.random(random_state=rng.integers(1 << 31)).as_matrix()
-    else:  # yaw about +y plus a small tilt: keeps shapes upright like the canonical meshes
-        yaw = Rotation.from_euler("y", rng.uniform(0, 2 * math.pi))
-        tilt = Rotation.from_rotvec(rng.normal(size=3) * math.radians(10))
-        mat[:3, :3] = (tilt * yaw).as_matrix()
+    else:
+        axis = rng.normal(size=3)
+        angle = np.radians(rng.uniform(-max_degrees, max_degrees))
+        mat[:3, :3] = Rotation.from_rotvec(axis / np.linalg.norm(axis) * angle).as_matrix()
     return mat
 
 
@@ -117,7 +118,14 @@ def build_pool(name: str, mesh: trimesh.Trimesh, rng: np.random.Generator, n_nea
 
 
 def sample_batch(
-    pools: list[ShapePool], rng: np.random.Generator, batch: int, n_points: int, n_queries: int, identity_prob: float, canonical: set[str]
+    pools: list[ShapePool],
+    rng: np.random.Generator,
+    batch: int,
+    n_points: int,
+    n_queries: int,
+    identity_prob: float,
+    canonical: set[str],
+    max_degrees: float = 15.0,
 ):
     pts, nrm, qry, tgt = [], [], [], []
     for _ in range(batch):
@@ -128,7 +136,7 @@ def sample_batch(
         if pool.name in canonical and rng.random() < identity_prob:
             rot, scale, shift = np.eye(3), 1.0, np.zeros(3)
         else:
-            rot = _random_rotation(rng, full=pool.name not in canonical)[:3, :3]
+            rot = _random_rotation(rng, max_degrees)[:3, :3]
             scale = rng.uniform(0.8, 1.1)
             shift = rng.uniform(-0.05, 0.05, 3)
         s_idx = rng.integers(0, len(pool.surface), n_points)
@@ -170,7 +178,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=2048, help="field samples per shape per step")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--kl-weight", type=float, default=1e-5)
-    parser.add_argument("--procedural", type=int, default=28, help="number of procedural shapes")
+    parser.add_argument("--procedural", type=int, default=16, help="number of procedural shapes")
     parser.add_argument("--max-faces", type=int, default=5000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval-resolution", type=int, default=128)
@@ -190,18 +198,18 @@ def main() -> None:
         real["bunny"].export(BUNDLED_MESH)
         print(f"wrote {BUNDLED_MESH}")
     shapes = {**real, **procedural_meshes(args.procedural, rng)}
-    # The pools are cached with the generator state that follows them, so a run that loads
-    # them continues exactly like one that built them: same seed, same weights.
-    key = (args.seed, args.procedural, args.max_faces)
+    # Each shape's samples come from their own seeded generator, so loading them from the
+    # cache leaves `rng` exactly where building them would: same seed, same weights.
+    key = (args.seed, args.procedural, args.max_faces, "per-shape-rng")
     cached = torch.load(args.cache, weights_only=False) if args.cache.is_file() else None
-    if cached is not None and cached["key"] == key and "rng_state" in cached:
+    if cached is not None and cached["key"] == key:
         pools = cached["pools"]
-        rng.bit_generator.state = cached["rng_state"]
         print(f"loaded sample pools from {args.cache}")
     else:
-        pools = [build_pool(n, m, rng, 120_000, 60_000) for n, m in tqdm(shapes.items(), desc="sampling shapes")]
+        items = tqdm(list(shapes.items()), desc="sampling shapes")
+        pools = [build_pool(n, m, np.random.default_rng([args.seed, i]), 120_000, 60_000) for i, (n, m) in enumerate(items)]
         args.cache.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"key": key, "pools": pools, "rng_state": rng.bit_generator.state}, args.cache)
+        torch.save({"key": key, "pools": pools}, args.cache)
 
     config = VecsetVAEConfig()
     model = VecsetVAE(config)
@@ -213,7 +221,7 @@ def main() -> None:
     canonical = set(real)
     bar = tqdm(range(args.steps), desc="training")
     for step in bar:
-        pts, nrm, qry, target = sample_batch(pools, rng, args.batch, args.points, args.queries, 0.3, canonical)
+        pts, nrm, qry, target = sample_batch(pools, rng, args.batch, args.points, args.queries, 0.5, canonical)
         mean, logvar = model.encoder(pts, nrm)
         latents = mean + torch.randn_like(mean) * (0.5 * logvar).exp()
         pred = model.geo_decoder(qry, model.decode(latents))

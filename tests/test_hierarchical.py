@@ -59,6 +59,15 @@ def test_levels_halve_down_to_the_minimum():
     assert coarse_to_fine_levels(63, 63) == [63]
 
 
+def test_fast_interpolation_matches_the_separable_reference():
+    from accel3d.decoding.hierarchical import interpolate
+
+    x = torch.randn(9, 9, 9)
+    fast = interpolate(x)
+    assert torch.equal(fast[::2, ::2, ::2], x)
+    assert torch.allclose(fast, upsample(x, "mean"), atol=1e-6)
+
+
 def test_nested_upsampling_keeps_coarse_samples_and_interpolates():
     x = torch.arange(8, dtype=torch.float32).view(2, 2, 2)
     up = upsample(x, "mean")

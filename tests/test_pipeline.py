@@ -22,3 +22,21 @@ def test_pipeline_detach_restores_outputs_bit_for_bit():
 def test_pipeline_stages_are_named():
     pipe = VecsetShapePipeline(resolution=64, num_points=512, progress=False)
     assert set(pipe.stages) == {"encoder", "volume_decoder", "geo_decoder"}
+
+
+def test_shipped_stack_keeps_the_shipped_models_surface():
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+
+    from accel3d.cli import config_dir
+    from accel3d.geometry.metrics import volume_iou
+
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose("run", overrides=["pipeline.resolution=128", "pipeline.progress=false"])
+    pipe, stack = instantiate(cfg.pipeline), instantiate(cfg.stack, _convert_="object")
+    inputs = pipe.load_inputs()
+    dense = pipe.run(inputs)
+    with stack.applied(pipe):
+        fast = pipe.run(inputs)
+    assert fast.grid.query_fraction < 0.5
+    assert volume_iou(pipe.inside_mask(dense.grid), pipe.inside_mask(fast.grid)) > 0.999

@@ -13,6 +13,7 @@ import argparse
 import statistics
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,7 +29,10 @@ from accel3d.geometry.volume import DenseVolumeDecoder
 TRUNCATION = 0.03  # analytic SDFs are truncated like the shipped VAE's field
 
 
-def subjects(names: list[str]) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
+def subjects(names: list[str], args: argparse.Namespace) -> dict[str, tuple[Callable[[torch.Tensor], torch.Tensor], dict]]:
+    """Fields to decode, each with its hierarchical settings (the band is in the field's own units)."""
+    model_settings = {"band": args.band, "dilation": args.dilation}
+    sdf_settings = {"band": args.sdf_band, "dilation": args.sdf_dilation}
     out = {}
     for name in names:
         if name == "model":
@@ -37,24 +41,27 @@ def subjects(names: list[str]) -> dict[str, Callable[[torch.Tensor], torch.Tenso
             pipe = VecsetShapePipeline(progress=False)
             inputs = pipe.load_inputs()
             with torch.inference_mode():
-                out["model:bunny"] = pipe.vae.field(pipe.vae.encode(inputs.points[None], inputs.normals[None]))
+                field = pipe.vae.field(pipe.vae.encode(inputs.points[None], inputs.normals[None]))
+            out["model:bunny"] = (field, model_settings)
         elif name in shapes.SHAPES:
             sdf = shapes.SHAPES[name]()
-            out[f"sdf:{name}"] = lambda p, sdf=sdf: (sdf(p) / TRUNCATION).clamp(-1.0, 1.0)
+            out[f"sdf:{name}"] = (lambda p, sdf=sdf: (sdf(p) / TRUNCATION).clamp(-1.0, 1.0), sdf_settings)
         else:
             raise SystemExit(f"--subjects: unknown '{name}'; expected 'model' or one of {sorted(shapes.SHAPES)}")
     return out
 
 
-def bench_one(fn: Callable, resolution: int, repeats: int, warmup_resolution: int, args: argparse.Namespace) -> dict:
+def bench_one(fn: Callable, settings: dict, resolution: int, repeats: int, warmup_resolution: int, args: argparse.Namespace) -> dict:
     methods = {
         "dense": DenseVolumeDecoder(chunk_size=args.chunk_size, progress=False),
         "hierarchical": HierarchicalVolumeDecoder(
-            min_resolution=args.min_resolution, band=args.band, dilation=args.dilation, chunk_size=args.chunk_size, progress=False
+            min_resolution=args.min_resolution, chunk_size=args.chunk_size, progress=False, **settings
         ),
     }
-    for dec in methods.values():  # warm-up: allocator, thread pools, lazy init
-        dec.decode(fn, max(warmup_resolution, args.min_resolution))
+    with warnings.catch_warnings():  # the small warm-up grid may have a single level; that is fine
+        warnings.simplefilter("ignore")
+        for dec in methods.values():  # warm-up: allocator, thread pools, lazy init
+            dec.decode(fn, max(warmup_resolution, args.min_resolution))
     times: dict[str, list[float]] = {m: [] for m in methods}
     grids = {}
     for _ in range(repeats):
@@ -66,6 +73,7 @@ def bench_one(fn: Callable, resolution: int, repeats: int, warmup_resolution: in
     dense_mesh, fast_mesh = extract_mesh(grids["dense"]), extract_mesh(grids["hierarchical"])
     return {
         "resolution": resolution,
+        "settings": settings,
         "levels": [lvl["resolution"] for lvl in grids["hierarchical"].levels],
         "dense_s": med["dense"],
         "hierarchical_s": med["hierarchical"],
@@ -88,8 +96,10 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--warmup-resolution", type=int, default=64, help="resolution of the untimed warm-up run of each method")
     parser.add_argument("--min-resolution", type=int, default=63)
-    parser.add_argument("--band", type=float, default=0.95)
-    parser.add_argument("--dilation", type=int, default=1)
+    parser.add_argument("--band", type=float, default=0.3, help="tSDF band for the shipped model (configs/stack/hierarchical.yaml)")
+    parser.add_argument("--dilation", type=int, default=0, help="dilations for the shipped model")
+    parser.add_argument("--sdf-band", type=float, default=0.95, help="tSDF band for the analytic fields (FlashVDM's value)")
+    parser.add_argument("--sdf-dilation", type=int, default=1, help="dilations for the analytic fields")
     parser.add_argument("--chunk-size", type=int, default=65536)
     parser.add_argument("--fscore-threshold", type=float, default=0.01)
     parser.add_argument("--out", type=Path, default=Path("bench_results/decoding.json"))
@@ -100,9 +110,9 @@ def main(argv: list[str]) -> None:
     results = []
     header = f"{'subject':<16}{'res':>5}{'dense s':>10}{'hier s':>9}{'speedup':>9}{'queries %':>11}{'IoU':>9}{'Chamfer':>10}{'F-score':>9}"
     print(header)
-    for name, fn in subjects(args.subjects).items():
+    for name, (fn, settings) in subjects(args.subjects, args).items():
         for res in args.resolutions:
-            r = {"subject": name, **bench_one(fn, res, args.repeats, args.warmup_resolution, args)}
+            r = {"subject": name, **bench_one(fn, settings, res, args.repeats, args.warmup_resolution, args)}
             results.append(r)
             print(
                 f"{name:<16}{res:>5}{r['dense_s']:>10.2f}{r['hierarchical_s']:>9.2f}{r['speedup']:>8.2f}x"

@@ -217,6 +217,9 @@ class PointCloudEncoder(nn.Module):
         self.self_attn = Transformer(w, cfg.num_encoder_layers, cfg.heads, cfg.qkv_bias, cfg.qk_norm)
         self.ln_post = nn.LayerNorm(w)
         self.to_moments = nn.Linear(w, 2 * cfg.embed_dim)
+        # Start with a near-deterministic posterior (std ~ 0.007): with unit noise at init the
+        # latents carry no shape information and training stalls at the average shape.
+        nn.init.constant_(self.to_moments.bias[cfg.embed_dim :], -10.0)
 
     def forward(self, points: Tensor, normals: Tensor) -> tuple[Tensor, Tensor]:
         data = self.input_proj(torch.cat([self.fourier_embedder(points), normals], dim=-1))
