@@ -48,7 +48,7 @@ def winding_number(mesh: trimesh.Trimesh, points: torch.Tensor, chunk: int | Non
 
     Robust to small holes (the bunny's base), unlike ray parity tests.
     """
-    tri = torch.as_tensor(mesh.triangles, dtype=torch.float32)
+    tri = torch.tensor(mesh.triangles, dtype=torch.float32)  # copies: trimesh caches are read-only
     chunk = chunk or max(1, 2_000_000 // len(tri))  # bounds the (chunk, F, 3, 3) temporaries
     out = torch.empty(len(points), dtype=torch.float32)
     pts = points.to(torch.float32)

@@ -1,0 +1,1 @@
+"""Reference backbones shipped with accel3d (the vecset shape VAE)."""
