@@ -71,7 +71,7 @@ def test_bench_decoding_smoke(tmp_path):
         "sphere",
         "--resolutions",
         "32",
-        "--min-resolution",
+        "--sdf-min-resolution",
         "8",
         "--repeats",
         "1",

@@ -31,8 +31,8 @@ TRUNCATION = 0.03  # analytic SDFs are truncated like the shipped VAE's field
 
 def subjects(names: list[str], args: argparse.Namespace) -> dict[str, tuple[Callable[[torch.Tensor], torch.Tensor], dict]]:
     """Fields to decode, each with its hierarchical settings (the band is in the field's own units)."""
-    model_settings = {"band": args.band, "dilation": args.dilation}
-    sdf_settings = {"band": args.sdf_band, "dilation": args.sdf_dilation}
+    model_settings = {"band": args.band, "dilation": args.dilation, "min_resolution": args.min_resolution}
+    sdf_settings = {"band": args.sdf_band, "dilation": args.sdf_dilation, "min_resolution": args.sdf_min_resolution}
     out = {}
     for name in names:
         if name == "model":
@@ -54,14 +54,12 @@ def subjects(names: list[str], args: argparse.Namespace) -> dict[str, tuple[Call
 def bench_one(fn: Callable, settings: dict, resolution: int, repeats: int, warmup_resolution: int, args: argparse.Namespace) -> dict:
     methods = {
         "dense": DenseVolumeDecoder(chunk_size=args.chunk_size, progress=False),
-        "hierarchical": HierarchicalVolumeDecoder(
-            min_resolution=args.min_resolution, chunk_size=args.chunk_size, progress=False, **settings
-        ),
+        "hierarchical": HierarchicalVolumeDecoder(chunk_size=args.chunk_size, progress=False, **settings),
     }
     with warnings.catch_warnings():  # the small warm-up grid may have a single level; that is fine
         warnings.simplefilter("ignore")
         for dec in methods.values():  # warm-up: allocator, thread pools, lazy init
-            dec.decode(fn, max(warmup_resolution, args.min_resolution))
+            dec.decode(fn, max(warmup_resolution, settings["min_resolution"]))
     times: dict[str, list[float]] = {m: [] for m in methods}
     grids = {}
     for _ in range(repeats):
@@ -95,7 +93,8 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--subjects", nargs="+", default=["model", "sphere", "torus", "thin_plate"])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--warmup-resolution", type=int, default=64, help="resolution of the untimed warm-up run of each method")
-    parser.add_argument("--min-resolution", type=int, default=63)
+    parser.add_argument("--min-resolution", type=int, default=48, help="coarsest level for the shipped model")
+    parser.add_argument("--sdf-min-resolution", type=int, default=63, help="coarsest level for the analytic fields")
     parser.add_argument("--band", type=float, default=0.3, help="tSDF band for the shipped model (configs/stack/hierarchical.yaml)")
     parser.add_argument("--dilation", type=int, default=0, help="dilations for the shipped model")
     parser.add_argument("--sdf-band", type=float, default=0.95, help="tSDF band for the analytic fields (FlashVDM's value)")
