@@ -1,6 +1,6 @@
 """Train the shipped reference vecset VAE on real meshes plus procedural shapes.
 
-    python scripts/train_vecset.py                      # ~25 min on 2 CPU cores
+    python scripts/train_vecset.py                      # ~50 min on 2 CPU cores
     python scripts/train_vecset.py --steps 200 --out /tmp/try.pt   # quick check
 
 Needs ``pymeshlab`` (``pip install pymeshlab``) for its bundled sample meshes
@@ -172,7 +172,8 @@ def evaluate(model: VecsetVAE, meshes: dict[str, trimesh.Trimesh], resolution: i
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=4000)
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--num-latents", type=int, default=1024, help="latent tokens (Hunyuan3D-2: 3072; mini: 512)")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--points", type=int, default=2048, help="surface points fed to the encoder")
     parser.add_argument("--queries", type=int, default=2048, help="field samples per shape per step")
@@ -211,7 +212,7 @@ def main() -> None:
         args.cache.parent.mkdir(parents=True, exist_ok=True)
         torch.save({"key": key, "pools": pools}, args.cache)
 
-    config = VecsetVAEConfig()
+    config = VecsetVAEConfig(num_latents=args.num_latents)
     model = VecsetVAE(config)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     warmup = min(200, args.steps // 10)
@@ -242,7 +243,7 @@ def main() -> None:
     scores = evaluate(model, real, args.eval_resolution, args.points)
     metadata = {
         "trained_by": "scripts/train_vecset.py",
-        "args": {k: str(v) for k, v in vars(args).items()},
+        "args": {k: str(v) for k, v in vars(args).items() if k not in ("out", "cache")},
         "field": f"clamp(sdf / {TRUNCATION}, -1, 1), positive inside",
         "truncation": TRUNCATION,
         "train_minutes": round((time.perf_counter() - started) / 60, 1),

@@ -3,11 +3,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
-import torch
+# Triton kernels run on CPU tensors only in the interpreter, which must be on before they are defined.
+os.environ.setdefault("TRITON_INTERPRET", "1")
 
-from accel3d.geometry import shapes
-from accel3d.models.vecset_vae import VecsetVAE, VecsetVAEConfig
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from accel3d.geometry import shapes  # noqa: E402
+from accel3d.models.vecset_vae import VecsetVAE, VecsetVAEConfig  # noqa: E402
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 TAU = 0.03  # truncation used for analytic fields, as in the shipped model
