@@ -47,7 +47,9 @@ def gather_rows(src: torch.Tensor, index: torch.Tensor, block_m: int = 64, block
     out = torch.empty(len(index), src.shape[1], dtype=src.dtype, device=src.device)
     if out.numel():
         grid = _grid(len(index), src.shape[1], block_m, block_c)
-        _gather_kernel[grid](src, index.contiguous(), out, len(index), src.shape[1], src.stride(0), out.stride(0), BLOCK_M=block_m, BLOCK_C=block_c)
+        _gather_kernel[grid](
+            src, index.contiguous(), out, len(index), src.shape[1], src.stride(0), out.stride(0), BLOCK_M=block_m, BLOCK_C=block_c
+        )
     return out
 
 
@@ -56,8 +58,16 @@ def _scatter(src: torch.Tensor, index: torch.Tensor, out: torch.Tensor, reduce_m
         src = src.contiguous()
         grid = _grid(len(index), src.shape[1], block_m, block_c)
         _scatter_kernel[grid](
-            src, index.contiguous(), out, len(index), src.shape[1], src.stride(0), out.stride(0),
-            REDUCE_MAX=reduce_max, BLOCK_M=block_m, BLOCK_C=block_c,
+            src,
+            index.contiguous(),
+            out,
+            len(index),
+            src.shape[1],
+            src.stride(0),
+            out.stride(0),
+            REDUCE_MAX=reduce_max,
+            BLOCK_M=block_m,
+            BLOCK_C=block_c,
         )
 
 

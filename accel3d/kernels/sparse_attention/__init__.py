@@ -64,7 +64,9 @@ def packed_sparse_attention(
     if k.shape != v.shape:
         raise ValueError(f"{KERNEL}: k and v must have the same shape, got {tuple(k.shape)} and {tuple(v.shape)}")
     if q.shape[0] != k.shape[0] or q.shape[2] != k.shape[2]:
-        raise ValueError(f"{KERNEL}: q (H, Nq, D) and k (H, Nk, D) must agree on heads and head dim, got {tuple(q.shape)} and {tuple(k.shape)}")
+        raise ValueError(
+            f"{KERNEL}: q (H, Nq, D) and k (H, Nk, D) must agree on heads and head dim, got {tuple(q.shape)} and {tuple(k.shape)}"
+        )
     if not (q.dtype == k.dtype == v.dtype):
         raise TypeError(f"{KERNEL}: q, k and v must share a dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
     check_same_device(KERNEL, q=q, k=k, v=v, cell_offsets=cell_offsets, kv_offsets=kv_offsets, kv_indices=kv_indices)
@@ -73,7 +75,10 @@ def packed_sparse_attention(
     heads = q.shape[0]
     segments = len(kv_offsets) - 1
     if cells and segments not in (cells, cells * heads):
-        raise ValueError(f"{KERNEL}: kv_offsets must have cells + 1 = {cells + 1} (shared lists) or cells * heads + 1 = {cells * heads + 1} (per-head lists) entries, got {len(kv_offsets)}")
+        raise ValueError(
+            f"{KERNEL}: kv_offsets must have cells + 1 = {cells + 1} (shared lists) or cells * heads + 1 = "
+            f"{cells * heads + 1} (per-head lists) entries, got {len(kv_offsets)}"
+        )
     check_index(KERNEL, "kv_indices", kv_indices, k.shape[1])
     _check_offsets("kv_offsets", kv_offsets, len(kv_indices))
     for name, block in (("block_m", block_m), ("block_n", block_n)):

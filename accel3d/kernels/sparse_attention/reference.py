@@ -50,9 +50,7 @@ def packed_sparse_attention(
             idx[h, : len(i)] = i
             valid[h, 0, : len(i)] = True
         gather = idx[..., None].expand(-1, -1, dim)
-        res = F.scaled_dot_product_attention(
-            qf[:, lo:hi], kf.gather(1, gather), vf.gather(1, gather), attn_mask=valid, scale=scale
-        )
+        res = F.scaled_dot_product_attention(qf[:, lo:hi], kf.gather(1, gather), vf.gather(1, gather), attn_mask=valid, scale=scale)
         empty = ~valid.any(-1)  # heads with no keys: zeros, not NaN
         out[:, lo:hi] = res.masked_fill(empty[..., None], 0.0)
     return out.to(q.dtype)

@@ -20,10 +20,30 @@ LOG2E = 1.4426950408889634
 
 @triton.jit
 def _packed_attention_kernel(
-    Q, K, V, O, block_cell, block_row, cell_offsets, kv_offsets, kv_indices,
-    stride_qh, stride_qn, stride_kh, stride_kn, stride_vh, stride_vn, stride_oh, stride_on,
-    qk_scale, D,
-    GROUPS: tl.constexpr, IEEE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+    Q,
+    K,
+    V,
+    Out,
+    block_cell,
+    block_row,
+    cell_offsets,
+    kv_offsets,
+    kv_indices,
+    stride_qh,
+    stride_qn,
+    stride_kh,
+    stride_kn,
+    stride_vh,
+    stride_vn,
+    stride_oh,
+    stride_on,
+    qk_scale,
+    D,
+    GROUPS: tl.constexpr,
+    IEEE: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_D: tl.constexpr,
 ):
     pid = tl.program_id(0)
     head = tl.program_id(1)
@@ -64,8 +84,8 @@ def _packed_attention_kernel(
                 acc = acc * alpha[:, None] + tl.dot(p.to(vals.dtype), vals)
             m_i = m_new
         out = acc / tl.where(l_i > 0, l_i, 1.0)[:, None]  # a cell with no keys gives zeros
-        o_ptrs = O + head * stride_oh + rows[:, None].to(tl.int64) * stride_on + d[None, :]
-        tl.store(o_ptrs, out.to(O.dtype.element_ty), mask=row_ok[:, None] & d_ok[None, :])
+        o_ptrs = Out + head * stride_oh + rows[:, None].to(tl.int64) * stride_on + d[None, :]
+        tl.store(o_ptrs, out.to(Out.dtype.element_ty), mask=row_ok[:, None] & d_ok[None, :])
 
 
 def block_table(cell_offsets: torch.Tensor, num_rows: int, block_m: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -107,10 +127,29 @@ def packed_sparse_attention(
     block_cell, block_row = block_table(cell_offsets, num_rows, block_m)
     grid = (len(block_cell), heads)
     _packed_attention_kernel[grid](
-        q, k, v, out, block_cell, block_row, cell_offsets.contiguous(), kv_offsets.contiguous(), kv_indices.contiguous(),
-        q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1), out.stride(0), out.stride(1),
-        scale * LOG2E, dim,
-        GROUPS=groups, IEEE=q.dtype == torch.float32,
-        BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=max(16, triton.next_power_of_2(dim)),
+        q,
+        k,
+        v,
+        out,
+        block_cell,
+        block_row,
+        cell_offsets.contiguous(),
+        kv_offsets.contiguous(),
+        kv_indices.contiguous(),
+        q.stride(0),
+        q.stride(1),
+        k.stride(0),
+        k.stride(1),
+        v.stride(0),
+        v.stride(1),
+        out.stride(0),
+        out.stride(1),
+        scale * LOG2E,
+        dim,
+        GROUPS=groups,
+        IEEE=q.dtype == torch.float32,
+        BLOCK_M=block_m,
+        BLOCK_N=block_n,
+        BLOCK_D=max(16, triton.next_power_of_2(dim)),
     )
     return out
