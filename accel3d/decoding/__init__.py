@@ -1,14 +1,22 @@
-"""FlashVDM's training-free volume decoding: hierarchical decoding (and, next, adaptive KV)."""
+"""FlashVDM's training-free volume decoding: hierarchical decoding and adaptive KV selection."""
 
-from accel3d.decoding.accelerator import HierarchicalDecoding
+from accel3d.decoding.accelerator import AdaptiveKVSelection, HierarchicalDecoding
 from accel3d.decoding.hierarchical import HierarchicalVolumeDecoder, coarse_to_fine_levels, refinement_mask
+from accel3d.decoding.kv_selection import CellPlan, KVSelector, Selection, default_topk, plan_cells, resolve_topk
 from accel3d.geometry.volume import DenseVolumeDecoder, VolumeGrid
 
 __all__ = [
+    "AdaptiveKVSelection",
+    "CellPlan",
     "DenseVolumeDecoder",
     "HierarchicalDecoding",
     "HierarchicalVolumeDecoder",
+    "KVSelector",
+    "Selection",
     "VolumeGrid",
     "coarse_to_fine_levels",
+    "default_topk",
+    "plan_cells",
     "refinement_mask",
+    "resolve_topk",
 ]

@@ -1,15 +1,21 @@
-"""The ``hierarchical`` accelerator: routes a pipeline's volume decoder through
-:class:`HierarchicalVolumeDecoder`."""
+"""The decoding accelerators: ``hierarchical`` (volume decoder stage) and
+``adaptive_kv`` (geo decoder stage)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
+
+import torch
+from torch import Tensor
 
 from accel3d.core.accelerator import BaseAccelerator
 from accel3d.core.registry import register_accelerator
 from accel3d.decoding.hierarchical import HierarchicalVolumeDecoder
+from accel3d.decoding.kv_selection import CellPlan, KVSelector, plan_cells
 from accel3d.geometry.grid import DEFAULT_BOUND
 from accel3d.geometry.volume import VolumeGrid
+from accel3d.kernels import packed_sparse_attention
 
 
 @register_accelerator("hierarchical")
@@ -52,3 +58,101 @@ class HierarchicalDecoding(BaseAccelerator):
         self.statistics.add("dense_queries", grid.dense_queries)
         self.statistics.set("query_fraction", self.statistics.counters["queries"] / self.statistics.counters["dense_queries"])
         return grid
+
+
+@register_accelerator("adaptive_kv")
+class AdaptiveKVSelection(BaseAccelerator):
+    """FlashVDM's adaptive KV selection on the ``geo_decoder`` stage.
+
+    The target is a vecset geo decoder with ``query(points, kv)`` whose cross-attention
+    (at the dotted ``attention`` path) computes attention through an ``attend(q, k, v)``
+    method on (B, H, N, d) tensors, as :class:`accel3d.models.vecset_vae.CrossAttention`
+    does. Each call's points are sorted into spatial cells (:func:`plan_cells`), every
+    cell picks its keys (:class:`KVSelector`), and the cells attend in one packed call
+    (:func:`accel3d.kernels.packed_sparse_attention`); outputs come back in the
+    caller's order.
+
+    Example::
+
+        acc = AdaptiveKVSelection(mode="mean")           # K: 1024 of 3072, 256 of 512, else N/3
+        with acc.applied(vae.geo_decoder):
+            grid = DenseVolumeDecoder().decode(vae.field(latents), 256)
+        acc.stats()["keys_per_query"]
+    """
+
+    name = "adaptive_kv"
+    stage = "geo_decoder"
+
+    def __init__(
+        self,
+        mode: str = "mean",
+        topk: int | float | None = None,
+        per_head: bool | None = None,
+        cells: int = 6,
+        sample_every: int | None = None,
+        threshold: float = 1e-6,
+        bound: float = DEFAULT_BOUND,
+        attention: str = "cross_attn_decoder.attn",
+        backend: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.selector = KVSelector(mode, topk, per_head, sample_every, threshold)
+        if isinstance(cells, bool) or not isinstance(cells, int) or cells < 1:
+            raise ValueError(f"cells: expected a positive int, got {cells!r}")
+        self.cells = cells
+        self.bound = bound
+        self.attention = attention
+        self.backend = backend
+        self._plan: CellPlan | None = None
+
+    def _attach(self, target: Any) -> None:
+        if not callable(getattr(target, "query", None)):
+            raise TypeError(f"adaptive_kv: expected a geo decoder with a query(points, kv) method, got {type(target).__name__}")
+        attn = target
+        for part in self.attention.split("."):
+            if not hasattr(attn, part):
+                raise AttributeError(
+                    f"adaptive_kv: {type(target).__name__} has no attention module at '{self.attention}' (missing '{part}')"
+                )
+            attn = getattr(attn, part)
+        if not callable(getattr(attn, "attend", None)):
+            raise TypeError(f"adaptive_kv: the module at '{self.attention}' has no attend(q, k, v) method to replace")
+        self.patches.set(target, "query", self._wrap_query(target.query))
+        self.patches.set(attn, "attend", self._wrap_attend(attn.attend))
+
+    def _wrap_query(self, original: Callable[[Tensor, Any], Tensor]) -> Callable[[Tensor, Any], Tensor]:
+        def query(points: Tensor, kv: Any) -> Tensor:
+            outs = []
+            for b in range(points.shape[0]):
+                plan = plan_cells(points[b], self.cells, self.bound)
+                kv_b = tuple(t[b : b + 1] if t.shape[0] == points.shape[0] else t for t in kv)
+                self._plan = plan
+                try:
+                    out = original(points[b : b + 1, plan.order], kv_b)
+                finally:
+                    self._plan = None
+                outs.append(out[:, plan.inverse])
+            return torch.cat(outs)
+
+        return query
+
+    def _wrap_attend(self, original: Callable[..., Tensor]) -> Callable[..., Tensor]:
+        def attend(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+            plan = self._plan
+            if plan is None or q.shape[0] != 1 or q.shape[2] != int(plan.cell_offsets[-1]):
+                return original(q, k, v)  # not called through the patched query(): dense attention
+            with self.statistics.time("select"):
+                sel = self.selector.select(q[0], k[0], plan.cell_offsets)
+            with self.statistics.time("attend"):
+                out = packed_sparse_attention(q[0], k[0], v[0], plan.cell_offsets, sel.kv_offsets, sel.kv_indices, backend=self.backend)
+            n = q.shape[2]
+            stats = self.statistics
+            stats.add("calls")
+            stats.add("queries", n)
+            stats.add("kept_keys", sel.keys_per_query * n)
+            stats.add("dense_keys", k.shape[2] * n)
+            stats.set("keys_per_query", stats.counters["kept_keys"] / stats.counters["queries"])
+            stats.set("key_fraction", stats.counters["kept_keys"] / stats.counters["dense_keys"])
+            return out[None]
+
+        return attend

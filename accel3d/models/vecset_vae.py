@@ -44,6 +44,7 @@ class VecsetVAEConfig:
     geo_decoder_mlp_expand_ratio: int = 4
     geo_decoder_ln_post: bool = True
     bounds: float = 1.01
+    scale_factor: float = 1.0  # generators' latents are divided by this before decoding (Hunyuan3D-2: ~0.9991)
 
     @classmethod
     def from_dict(cls, data: dict) -> VecsetVAEConfig:
@@ -160,9 +161,12 @@ class CrossAttention(nn.Module):
         (q,) = _split_heads(self.c_q(x), self.heads, 1)
         return self.attention.q_norm(q)
 
+    def attend(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        """(B, H, Nq, d) x (B, H, Nk, d) -> (B, H, Nq, d); accelerators replace this on the instance."""
+        return F.scaled_dot_product_attention(q, k, v)
+
     def forward(self, x: Tensor, kv: tuple[Tensor, Tensor]) -> Tensor:
-        out = F.scaled_dot_product_attention(self.queries(x), *kv)
-        return self.c_proj(_merge_heads(out))
+        return self.c_proj(_merge_heads(self.attend(self.queries(x), *kv)))
 
 
 class ResidualCrossAttentionBlock(nn.Module):
@@ -190,7 +194,9 @@ class CrossAttentionDecoder(nn.Module):
         w = cfg.width
         self.fourier_embedder = fourier
         self.query_proj = nn.Linear(fourier.out_dim, w)
-        self.cross_attn_decoder = ResidualCrossAttentionBlock(w, cfg.heads, cfg.qkv_bias, cfg.qk_norm, cfg.geo_decoder_mlp_expand_ratio)
+        # As in Hunyuan3D-2: a decoder without ln_post (the turbo VAE) has no qk-norm in its cross-attention.
+        qk_norm = cfg.qk_norm and cfg.geo_decoder_ln_post
+        self.cross_attn_decoder = ResidualCrossAttentionBlock(w, cfg.heads, cfg.qkv_bias, qk_norm, cfg.geo_decoder_mlp_expand_ratio)
         self.ln_post = nn.LayerNorm(w) if cfg.geo_decoder_ln_post else nn.Identity()
         self.output_proj = nn.Linear(w, 1)
 
@@ -268,6 +274,7 @@ class VecsetVAE(nn.Module):
         self.post_kl = nn.Linear(cfg.embed_dim, cfg.width)
         self.transformer = Transformer(cfg.width, cfg.num_decoder_layers, cfg.heads, cfg.qkv_bias, cfg.qk_norm)
         self.geo_decoder = CrossAttentionDecoder(cfg, fourier)
+        self.has_encoder = True  # False for decoder-only checkpoints (Hunyuan3D-2 ShapeVAE)
 
     @property
     def bounds(self) -> float:
@@ -279,6 +286,8 @@ class VecsetVAE(nn.Module):
             raise ValueError(
                 f"VecsetVAE.encode: points and normals must both be (B, P, 3); got {tuple(points.shape)} and {tuple(normals.shape)}"
             )
+        if not self.has_encoder:
+            raise RuntimeError("VecsetVAE.encode: these weights have no encoder (a decoder-only checkpoint); decode latents instead")
         mean, logvar = self.encoder(points, normals)
         if sample:
             return mean + torch.randn_like(mean) * (0.5 * logvar).exp()
@@ -323,8 +332,13 @@ class VecsetVAE(nn.Module):
 
     @classmethod
     def from_pretrained(cls, path: str | Path | None = None, map_location: str = "cpu") -> VecsetVAE:
-        """Load from a ``.pt`` file or a directory holding ``model.pt`` (default: shipped weights)."""
-        path = Path(path) if path is not None else DEFAULT_WEIGHTS
+        """Load from a ``.pt`` file or a directory holding ``model.pt`` (default: shipped weights),
+        or from a Hunyuan3D-2 VAE folder (``config.yaml`` + ``model*.safetensors``/``.ckpt``)."""
+        path = Path(path).expanduser() if path is not None else DEFAULT_WEIGHTS
+        from accel3d.models.hunyuan import is_hunyuan_checkpoint, load_hunyuan_vae
+
+        if is_hunyuan_checkpoint(path):
+            return load_hunyuan_vae(path).to(map_location)
         if path.is_dir():
             path = path / "model.pt"
         if not path.is_file():

@@ -1,0 +1,178 @@
+"""FlashVDM's adaptive KV selection for the cross-attention of a vecset decoder.
+
+Query points near each other attend to nearly the same few latent tokens. So the
+points of a call are split into spatial cells, a few sampled queries per cell
+score the keys, and each cell's queries then attend only to the keys it kept:
+
+- ``mean`` mode keeps the top-K keys by the mean logit ``q . k`` over the cell's
+  sampled queries (FlashVDM's default, every 50th query);
+- ``merge`` mode keeps the union of keys whose softmax probability exceeds
+  ``threshold`` for any sampled query (FlashVDM's "TopM" variant, every 30th
+  query), plus each sampled query's most probable key, so no list is empty.
+
+Selection is per head (each head its own keys) or shared across heads (scores
+averaged over heads). FlashVDM selects per head in ``mean`` mode and shared in
+``merge`` mode; those are the defaults here.
+
+Example::
+
+    plan = plan_cells(points, cells=6)                 # sort order + cell offsets
+    selector = KVSelector(mode="mean", topk=None)      # Hunyuan3D-2's K rule
+    sel = selector.select(q[:, plan.order], k, plan.cell_offsets)
+    out = packed_sparse_attention(q_sorted, k, v, plan.cell_offsets, sel.kv_offsets, sel.kv_indices)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from accel3d.geometry.grid import DEFAULT_BOUND
+
+MODES = ("mean", "merge")
+SAMPLE_EVERY = {"mean": 50, "merge": 30}  # FlashVDM's strides at its finer levels
+
+
+def default_topk(num_keys: int) -> int:
+    """Hunyuan3D-2's K: 1024 of 3072 tokens, 256 of 512, otherwise a third."""
+    return {3072: 1024, 512: 256}.get(num_keys, max(1, num_keys // 3))
+
+
+def resolve_topk(topk: int | float | None, num_keys: int) -> int:
+    """K from ``None`` (the Hunyuan3D-2 rule), a ratio in (0, 1) or an absolute count (capped at ``num_keys``)."""
+    if topk is None:
+        return default_topk(num_keys)
+    if isinstance(topk, bool) or not isinstance(topk, (int, float)) or not math.isfinite(topk) or topk <= 0:
+        raise ValueError(f"topk: expected None, a ratio in (0, 1) or a positive int, got {topk!r}")
+    if isinstance(topk, float) and topk < 1:
+        return max(1, math.ceil(topk * num_keys))
+    if isinstance(topk, float) and not topk.is_integer():
+        raise ValueError(f"topk: a float must be a ratio in (0, 1), got {topk}")
+    return min(int(topk), num_keys)
+
+
+@dataclass
+class CellPlan:
+    """Points sorted by spatial cell: ``points[order]`` is grouped, cell ``c`` owns
+    rows ``cell_offsets[c]:cell_offsets[c + 1]``, and ``sorted_values[inverse]`` undoes the sort."""
+
+    order: Tensor
+    inverse: Tensor
+    cell_offsets: Tensor
+
+    @property
+    def num_cells(self) -> int:
+        return len(self.cell_offsets) - 1
+
+
+def plan_cells(points: Tensor, cells: int = 6, bound: float = DEFAULT_BOUND) -> CellPlan:
+    """Bucket ``points`` (N, 3) into a fixed ``cells``^3 grid over ``[-bound, bound]^3``.
+
+    The grid is fixed in space, so it does not depend on how a decoder chunks its
+    queries; points outside the box fall into the border cells.
+    """
+    if points.ndim != 2 or points.shape[-1] != 3:
+        raise ValueError(f"plan_cells: points must be (N, 3), got {tuple(points.shape)}")
+    if isinstance(cells, bool) or not isinstance(cells, int) or cells < 1:
+        raise ValueError(f"cells: expected a positive int, got {cells!r}")
+    ijk = ((points.float() + bound) * (cells / (2 * bound))).floor().long().clamp_(0, cells - 1)
+    cell = (ijk[:, 0] * cells + ijk[:, 1]) * cells + ijk[:, 2]
+    order = torch.argsort(cell, stable=True)
+    inverse = torch.empty_like(order)
+    inverse[order] = torch.arange(len(order), device=order.device)
+    counts = torch.bincount(cell, minlength=cells**3)
+    offsets = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
+    return CellPlan(order, inverse, offsets)
+
+
+@dataclass
+class Selection:
+    """Compressed key lists in the layout :func:`accel3d.kernels.packed_sparse_attention` takes."""
+
+    kv_offsets: Tensor
+    kv_indices: Tensor
+    groups: int  # 1: one list per cell shared by all heads; H: one list per cell and head
+    keys_per_query: float  # mean number of keys a query attends to (averaged over heads)
+
+
+class KVSelector:
+    """Chooses, per cell, which keys its queries attend to.
+
+    Example::
+
+        selector = KVSelector(mode="merge", threshold=1e-6)
+        sel = selector.select(q_sorted, k, plan.cell_offsets)   # q (H, N, D), k (H, Nk, D)
+        sel.keys_per_query                                      # e.g. 212.4 of 1024
+    """
+
+    def __init__(
+        self,
+        mode: str = "mean",
+        topk: int | float | None = None,
+        per_head: bool | None = None,
+        sample_every: int | None = None,
+        threshold: float = 1e-6,
+    ) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode: expected one of {MODES}, got {mode!r}")
+        resolve_topk(topk, 1 << 20)  # validate now, resolve against the real key count later
+        sample_every = SAMPLE_EVERY[mode] if sample_every is None else sample_every
+        if isinstance(sample_every, bool) or not isinstance(sample_every, int) or sample_every < 1:
+            raise ValueError(f"sample_every: expected a positive int, got {sample_every!r}")
+        if not 0.0 <= threshold < 1.0:
+            raise ValueError(f"threshold: expected a probability in [0, 1), got {threshold}")
+        self.mode = mode
+        self.topk = topk
+        self.per_head = (mode == "mean") if per_head is None else bool(per_head)
+        self.sample_every = sample_every
+        self.threshold = threshold
+
+    def _scores(self, q: Tensor, k: Tensor, cell_offsets: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Logits (H, S, Nk) of the sampled queries, their cells (S,), and rows per cell (C,)."""
+        counts = cell_offsets[1:] - cell_offsets[:-1]
+        cell_of_row = torch.repeat_interleave(torch.arange(len(counts), device=q.device), counts)
+        rank = torch.arange(q.shape[1], device=q.device) - cell_offsets[:-1][cell_of_row]
+        sampled = rank % self.sample_every == 0  # every cell with rows has its first row sampled
+        logits = (q[:, sampled].float() @ k.float().transpose(-1, -2)) * q.shape[-1] ** -0.5
+        if not torch.isfinite(logits).all():
+            raise FloatingPointError(
+                "adaptive KV selection: the attention scores contain NaN or inf (non-finite queries or keys); "
+                "refusing to pick keys from them"
+            )
+        return logits, cell_of_row[sampled], counts
+
+    def select(self, q: Tensor, k: Tensor, cell_offsets: Tensor) -> Selection:
+        """Key lists for queries ``q`` (H, N, D) sorted by cell, keys ``k`` (H, Nk, D)."""
+        if q.ndim != 3 or k.ndim != 3 or q.shape[0] != k.shape[0] or q.shape[2] != k.shape[2]:
+            raise ValueError(f"KVSelector.select: q (H, N, D) and k (H, Nk, D) must agree, got {tuple(q.shape)} and {tuple(k.shape)}")
+        heads, num_keys = k.shape[0], k.shape[1]
+        logits, sample_cell, counts = self._scores(q, k, cell_offsets)
+        cells = len(counts)
+        groups = heads if self.per_head else 1
+        if self.mode == "mean":
+            sums = logits.new_zeros(heads, cells, num_keys).index_add_(1, sample_cell, logits)
+            if not self.per_head:
+                sums = sums.sum(0, keepdim=True)
+            K = resolve_topk(self.topk, num_keys)
+            # (G, C, K) -> per-cell lists in cell-major order, ascending indices for memory locality
+            idx = sums.topk(K, dim=-1).indices.sort(-1).values.transpose(0, 1).reshape(-1)
+            offsets = torch.arange(cells * groups + 1, device=k.device) * K
+            return Selection(offsets, idx, groups, float(K))
+        probs = logits.softmax(-1)  # (H, S, Nk)
+        if not self.per_head:
+            probs = probs.mean(0, keepdim=True)  # FlashVDM: average over heads
+        active = probs > self.threshold
+        top = probs.argmax(-1, keepdim=True)
+        active.scatter_(-1, top, True)  # never an empty list for a cell with queries
+        keep = torch.zeros(groups, cells, num_keys, dtype=torch.int32, device=k.device)
+        keep.index_add_(1, sample_cell, active.to(torch.int32))
+        keep = (keep > 0).transpose(0, 1)  # (C, G, Nk)
+        per_segment = keep.sum(-1).reshape(-1)
+        offsets = torch.cat([per_segment.new_zeros(1), per_segment.cumsum(0)])
+        idx = keep.reshape(-1, num_keys).nonzero()[:, 1]
+        kept_per_cell = keep.sum(-1).float().mean(-1)  # (C,) averaged over groups
+        keys_per_query = float((kept_per_cell * counts).sum() / counts.sum().clamp(min=1))
+        return Selection(offsets, idx, groups, keys_per_query)

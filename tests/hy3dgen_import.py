@@ -1,0 +1,29 @@
+"""Import hy3dgen 2.0.2's ShapeVAE without its package ``__init__`` chain (which needs torchvision)."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+import types
+from pathlib import Path
+
+INSTALL_HINT = "pip install --no-deps hy3dgen==2.0.2 einops (what .ci/run installs)"
+
+
+def import_hy3dgen_autoencoders() -> types.ModuleType | None:
+    """``hy3dgen.shapegen.models.autoencoders`` or None when hy3dgen or einops is absent."""
+    spec = importlib.util.find_spec("hy3dgen")
+    if spec is None or not spec.submodule_search_locations or importlib.util.find_spec("einops") is None:
+        return None
+    root = Path(spec.submodule_search_locations[0])
+    for name, folder in (
+        ("hy3dgen", root),
+        ("hy3dgen.shapegen", root / "shapegen"),
+        ("hy3dgen.shapegen.models", root / "shapegen" / "models"),
+    ):
+        if name not in sys.modules:  # bare parents: their __init__ files would import torchvision
+            module = types.ModuleType(name)
+            module.__path__ = [str(folder)]
+            sys.modules[name] = module
+    return importlib.import_module("hy3dgen.shapegen.models.autoencoders")
