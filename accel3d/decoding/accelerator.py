@@ -12,7 +12,7 @@ from torch import Tensor
 from accel3d.core.accelerator import BaseAccelerator
 from accel3d.core.registry import register_accelerator
 from accel3d.decoding.hierarchical import HierarchicalVolumeDecoder
-from accel3d.decoding.kv_selection import CellPlan, KVSelector, plan_cells
+from accel3d.decoding.kv_selection import CellPlan, KVSelector, plan_cells, resolve_topk
 from accel3d.geometry.grid import DEFAULT_BOUND
 from accel3d.geometry.volume import VolumeGrid
 from accel3d.kernels import packed_sparse_attention
@@ -122,6 +122,10 @@ class AdaptiveKVSelection(BaseAccelerator):
 
     def _wrap_query(self, original: Callable[[Tensor, Any], Tensor]) -> Callable[[Tensor, Any], Tensor]:
         def query(points: Tensor, kv: Any) -> Tensor:
+            num_keys = kv[0].shape[-2]
+            if self._keeps_everything(num_keys):
+                self._count(points.shape[0] * points.shape[1], num_keys, num_keys)
+                return original(points, kv)  # nothing to select: the untouched computation, bit for bit
             outs = []
             for b in range(points.shape[0]):
                 plan = plan_cells(points[b], self.cells, self.bound)
@@ -136,6 +140,18 @@ class AdaptiveKVSelection(BaseAccelerator):
 
         return query
 
+    def _count(self, queries: int, keys_per_query: float, num_keys: int) -> None:
+        stats = self.statistics
+        stats.add("calls")
+        stats.add("queries", queries)
+        stats.add("kept_keys", keys_per_query * queries)
+        stats.add("dense_keys", num_keys * queries)
+        stats.set("keys_per_query", stats.counters["kept_keys"] / max(stats.counters["queries"], 1))
+        stats.set("key_fraction", stats.counters["kept_keys"] / max(stats.counters["dense_keys"], 1))
+
+    def _keeps_everything(self, num_keys: int) -> bool:
+        return self.selector.mode == "mean" and resolve_topk(self.selector.topk, num_keys) >= num_keys
+
     def _wrap_attend(self, original: Callable[..., Tensor]) -> Callable[..., Tensor]:
         def attend(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
             plan = self._plan
@@ -145,14 +161,7 @@ class AdaptiveKVSelection(BaseAccelerator):
                 sel = self.selector.select(q[0], k[0], plan.cell_offsets)
             with self.statistics.time("attend"):
                 out = packed_sparse_attention(q[0], k[0], v[0], plan.cell_offsets, sel.kv_offsets, sel.kv_indices, backend=self.backend)
-            n = q.shape[2]
-            stats = self.statistics
-            stats.add("calls")
-            stats.add("queries", n)
-            stats.add("kept_keys", sel.keys_per_query * n)
-            stats.add("dense_keys", k.shape[2] * n)
-            stats.set("keys_per_query", stats.counters["kept_keys"] / stats.counters["queries"])
-            stats.set("key_fraction", stats.counters["kept_keys"] / stats.counters["dense_keys"])
+            self._count(q.shape[2], sel.keys_per_query, k.shape[2])
             return out[None]
 
         return attend

@@ -1,0 +1,172 @@
+"""Adaptive KV selection: K rules, spatial cells, mean/merge selection and the adaptive_kv accelerator."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from accel3d.core import Stack
+from accel3d.decoding import AdaptiveKVSelection, HierarchicalDecoding, KVSelector, plan_cells, resolve_topk
+from accel3d.models.vecset_vae import VecsetVAE, VecsetVAEConfig
+
+
+def test_topk_rules():
+    assert resolve_topk(None, 3072) == 1024 and resolve_topk(None, 512) == 256 and resolve_topk(None, 300) == 100
+    assert resolve_topk(0.25, 100) == 25 and resolve_topk(0.001, 100) == 1
+    assert resolve_topk(64, 100) == 64 and resolve_topk(500, 100) == 100 and resolve_topk(8.0, 100) == 8
+    for bad in (0, -3, 0.0, float("nan"), 1.5, True, "all"):
+        with pytest.raises(ValueError, match="topk"):
+            resolve_topk(bad, 100)
+
+
+def test_plan_cells_groups_points_and_inverts():
+    g = torch.Generator().manual_seed(0)
+    points = torch.rand(500, 3, generator=g) * 2.4 - 1.2  # some outside the box: border cells
+    plan = plan_cells(points, cells=4, bound=1.0)
+    assert plan.num_cells == 64 and int(plan.cell_offsets[-1]) == 500
+    ijk = ((points[plan.order] + 1.0) * 2).floor().long().clamp(0, 3)
+    cell = (ijk[:, 0] * 4 + ijk[:, 1]) * 4 + ijk[:, 2]
+    for c in range(64):
+        assert torch.all(cell[plan.cell_offsets[c] : plan.cell_offsets[c + 1]] == c)
+    assert torch.equal(points[plan.order][plan.inverse], points)
+
+
+def _sorted_problem(seed=0, heads=2, n=400, nk=48, d=8):
+    g = torch.Generator().manual_seed(seed)
+    plan = plan_cells(torch.rand(n, 3, generator=g) * 2 - 1, cells=2)
+    q = torch.randn(heads, n, d, generator=g)[:, plan.order]
+    k = torch.randn(heads, nk, d, generator=g) * 2
+    return q, k, plan
+
+
+@pytest.mark.parametrize("per_head", [True, False])
+def test_mean_mode_keeps_the_top_keys_of_each_cell(per_head):
+    q, k, plan = _sorted_problem()
+    sel = KVSelector("mean", topk=10, per_head=per_head, sample_every=3).select(q, k, plan.cell_offsets)
+    groups = q.shape[0] if per_head else 1
+    assert sel.groups == groups and len(sel.kv_offsets) == plan.num_cells * groups + 1 and sel.keys_per_query == 10
+    for c in range(plan.num_cells):
+        lo, hi = int(plan.cell_offsets[c]), int(plan.cell_offsets[c + 1])
+        scores = (q[:, lo:hi:3] @ k.transpose(-1, -2)).mean(1)  # (H, Nk): mean logit of the sampled queries
+        if not per_head:
+            scores = scores.mean(0, keepdim=True)
+        for h in range(groups):
+            s = c * groups + h
+            kept = set(sel.kv_indices[sel.kv_offsets[s] : sel.kv_offsets[s + 1]].tolist())
+            assert kept == set(scores[h].topk(10).indices.tolist())
+
+
+def test_merge_mode_keeps_every_key_above_the_threshold():
+    q, k, plan = _sorted_problem(seed=1)
+    threshold = 0.01
+    sel = KVSelector("merge", threshold=threshold, sample_every=2).select(q, k, plan.cell_offsets)
+    assert sel.groups == 1  # FlashVDM's merge mode is shared across heads
+    for c in range(plan.num_cells):
+        lo, hi = int(plan.cell_offsets[c]), int(plan.cell_offsets[c + 1])
+        probs = ((q[:, lo:hi:2] @ k.transpose(-1, -2)) / math.sqrt(q.shape[-1])).softmax(-1).mean(0)
+        expected = set((probs > threshold).any(0).nonzero()[:, 0].tolist()) | set(probs.argmax(-1).tolist())
+        kept = sel.kv_indices[sel.kv_offsets[c] : sel.kv_offsets[c + 1]].tolist()
+        assert set(kept) == expected and kept == sorted(kept)
+
+
+def test_nan_scores_never_select_keys():
+    q, k, plan = _sorted_problem()
+    q[0, 5, 0] = float("nan")
+    for mode in ("mean", "merge"):
+        with pytest.raises(FloatingPointError, match="NaN or inf"):
+            KVSelector(mode, sample_every=1).select(q, k, plan.cell_offsets)
+
+
+def test_selector_arguments_are_checked():
+    with pytest.raises(ValueError, match="mode"):
+        KVSelector("max")
+    with pytest.raises(ValueError, match="topk"):
+        KVSelector(topk=0)
+    with pytest.raises(ValueError, match="sample_every"):
+        KVSelector(sample_every=0)
+    with pytest.raises(ValueError, match="threshold"):
+        KVSelector("merge", threshold=1.0)
+    with pytest.raises(ValueError, match="cells"):
+        AdaptiveKVSelection(cells=0)
+
+
+# ---- the accelerator on a VAE ------------------------------------------------------------------
+
+
+@pytest.fixture
+def local_vae():
+    """A small random VAE and latents."""
+    torch.manual_seed(0)
+    vae = VecsetVAE(VecsetVAEConfig(num_latents=96, embed_dim=8, width=32, heads=2, num_decoder_layers=1)).eval()
+    return vae, torch.randn(1, 96, 8)
+
+
+def _points(n=3000, seed=0):
+    return torch.rand(n, 3, generator=torch.Generator().manual_seed(seed)) * 2.02 - 1.01
+
+
+def test_keeping_every_key_is_bit_identical_and_detach_restores(local_vae):
+    vae, latents = local_vae
+    field = vae.field(latents)
+    points = _points()
+    before = field(points)
+    acc = AdaptiveKVSelection(mode="mean", topk=96)
+    with acc.applied(vae.geo_decoder):
+        assert torch.equal(field(points), before)
+    assert acc.stats()["key_fraction"] == 1.0
+    sparse = AdaptiveKVSelection(mode="mean", topk=8)
+    with sparse.applied(vae.geo_decoder):
+        assert not torch.equal(field(points), before)  # it does change the computation
+    assert "query" not in vars(vae.geo_decoder) and "attend" not in vars(vae.geo_decoder.cross_attn_decoder.attn)
+    assert torch.equal(field(points), before)
+
+
+@pytest.mark.parametrize("mode", ["mean", "merge"])
+def test_sparse_output_is_close_and_in_caller_order(local_vae, mode):
+    vae, latents = local_vae
+    field = vae.field(latents)
+    points = _points(seed=1)
+    dense = field(points)
+    acc = AdaptiveKVSelection(mode=mode, topk=48, threshold=0.02, cells=4)  # random weights: diffuse attention
+    with acc.applied(vae.geo_decoder):
+        sparse = field(points)
+    stats = acc.stats()
+    assert 0 < stats["key_fraction"] < 1 and stats["queries"] == len(points)
+    # Random weights attend diffusely, so dropping keys costs some accuracy; but each output must
+    # belong to its own point: far closer to the dense value there than to other points' values.
+    error = (sparse - dense).abs().mean()
+    assert error < 0.25 * dense.abs().mean()
+    assert error < 0.5 * (sparse - dense[torch.randperm(len(dense))]).abs().mean()
+
+
+def test_triton_backend_matches_torch_through_the_accelerator(local_vae):
+    vae, latents = local_vae
+    field = vae.field(latents)
+    points = _points(600, seed=2)
+    outs = {}
+    for backend in ("torch", "triton"):
+        with AdaptiveKVSelection(mode="merge", threshold=1e-3, cells=3, backend=backend).applied(vae.geo_decoder):
+            outs[backend] = field(points)
+    torch.testing.assert_close(outs["triton"], outs["torch"], atol=1e-5, rtol=1e-5)
+
+
+def test_attach_errors_name_what_is_missing(local_vae):
+    vae, _ = local_vae
+    with pytest.raises(AttributeError, match="no attention module at 'decoder.attn'"):
+        AdaptiveKVSelection(attention="decoder.attn").attach(vae.geo_decoder)
+    with pytest.raises(TypeError, match=r"query\(points, kv\)"):
+        AdaptiveKVSelection().attach(torch.nn.Linear(2, 2))
+
+
+def test_stacks_with_hierarchical_decoding_on_the_pipeline(tiny_weights):
+    from accel3d.pipelines.vecset_shape import VecsetShapePipeline
+
+    pipe = VecsetShapePipeline(weights=str(tiny_weights), resolution=32, num_points=256, progress=False)
+    inputs = pipe.load_inputs()
+    stack = Stack([HierarchicalDecoding(min_resolution=16), AdaptiveKVSelection(topk=4)])
+    with stack.applied(pipe):
+        pipe.run(inputs)
+    stats = stack.stats()
+    assert stats["adaptive_kv"]["keys_per_query"] == 4 and stats["hierarchical"]["calls"] == 1
