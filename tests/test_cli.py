@@ -69,9 +69,12 @@ def test_bench_decoding_smoke(tmp_path):
         "decoding",
         "--subjects",
         "sphere",
+        "model",
         "--resolutions",
         "32",
         "--sdf-min-resolution",
+        "8",
+        "--min-resolution",
         "8",
         "--repeats",
         "1",
@@ -81,7 +84,13 @@ def test_bench_decoding_smoke(tmp_path):
         str(out),
         cwd=tmp_path,
     )
-    result = json.loads(out.read_text())["results"][0]
-    assert result["subject"] == "sdf:sphere" and result["levels"] == [8, 16, 32]
-    assert result["iou_vs_dense"] == 1.0 and result["queries"] < result["dense_queries"]
-    assert "speedup" in proc.stdout and str(out) in proc.stdout
+    sphere, model = json.loads(out.read_text())["results"]
+    assert sphere["subject"] == "sdf:sphere" and sphere["levels"] == [8, 16, 32]
+    assert list(sphere["methods"]) == ["hierarchical"]  # no attention to select keys in
+    hier = sphere["methods"]["hierarchical"]
+    assert hier["iou_vs_dense"] == 1.0 and hier["queries"] < sphere["dense_queries"]
+    assert list(model["methods"]) == ["hierarchical", "hier+kv_mean", "hier+kv_merge"]
+    kv = model["methods"]["hier+kv_mean"]
+    assert kv["queries"] < model["dense_queries"] and 0 < kv["key_fraction"] < 1
+    assert kv["speedup_vs_hierarchical"] > 0 and 0 <= kv["iou_vs_dense"] <= 1
+    assert "vs hier" in proc.stdout and str(out) in proc.stdout

@@ -1,15 +1,20 @@
-"""``accel3d bench decoding``: dense vs hierarchical volume decoding.
+"""``accel3d bench decoding``: dense vs hierarchical vs hierarchical + adaptive KV.
 
 For every subject (the shipped VAE on the bundled bunny, and analytic truncated
 SDFs) and resolution, each method is warmed up once, then timed ``--repeats``
-times, alternating methods so that machine noise hits both alike. It reports
-the median times, their ratio, the queries made, and the fidelity of the
-accelerated result to the dense one (volume IoU, Chamfer, F-score).
+times, alternating methods so that machine noise hits all alike. Methods:
+``dense``, ``hierarchical`` and, for the VAE (the SDFs have no attention),
+``hier+kv_mean`` / ``hier+kv_merge`` (hierarchical decoding with adaptive KV
+selection in each mode). It reports median times, their ratios to dense and to
+hierarchical alone, the queries made, the mean keys each query attended to, and
+the fidelity of every accelerated result to the dense one (volume IoU, Chamfer,
+F-score).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import sys
 import time
@@ -20,6 +25,7 @@ from pathlib import Path
 import torch
 
 from accel3d.core.io import write_json
+from accel3d.decoding.accelerator import AdaptiveKVSelection
 from accel3d.decoding.hierarchical import HierarchicalVolumeDecoder
 from accel3d.geometry import shapes
 from accel3d.geometry.metrics import chamfer_and_fscore, volume_iou
@@ -29,8 +35,9 @@ from accel3d.geometry.volume import DenseVolumeDecoder
 TRUNCATION = 0.03  # analytic SDFs are truncated like the shipped VAE's field
 
 
-def subjects(names: list[str], args: argparse.Namespace) -> dict[str, tuple[Callable[[torch.Tensor], torch.Tensor], dict]]:
-    """Fields to decode, each with its hierarchical settings (the band is in the field's own units)."""
+def subjects(names: list[str], args: argparse.Namespace) -> dict[str, tuple[Callable[[torch.Tensor], torch.Tensor], dict, object]]:
+    """Fields to decode, each with its hierarchical settings (the band is in the field's own units)
+    and its geo decoder (None for fields without cross-attention)."""
     model_settings = {"band": args.band, "dilation": args.dilation, "min_resolution": args.min_resolution}
     sdf_settings = {"band": args.sdf_band, "dilation": args.sdf_dilation, "min_resolution": args.sdf_min_resolution}
     out = {}
@@ -42,46 +49,76 @@ def subjects(names: list[str], args: argparse.Namespace) -> dict[str, tuple[Call
             inputs = pipe.load_inputs()
             with torch.inference_mode():
                 field = pipe.vae.field(pipe.vae.encode(inputs.points[None], inputs.normals[None]))
-            out["model:bunny"] = (field, model_settings)
+            out["model:bunny"] = (field, model_settings, pipe.vae.geo_decoder)
         elif name in shapes.SHAPES:
             sdf = shapes.SHAPES[name]()
-            out[f"sdf:{name}"] = (lambda p, sdf=sdf: (sdf(p) / TRUNCATION).clamp(-1.0, 1.0), sdf_settings)
+            out[f"sdf:{name}"] = (lambda p, sdf=sdf: (sdf(p) / TRUNCATION).clamp(-1.0, 1.0), sdf_settings, None)
         else:
             raise SystemExit(f"--subjects: unknown '{name}'; expected 'model' or one of {sorted(shapes.SHAPES)}")
     return out
 
 
-def bench_one(fn: Callable, settings: dict, resolution: int, repeats: int, warmup_resolution: int, args: argparse.Namespace) -> dict:
-    methods = {
-        "dense": DenseVolumeDecoder(chunk_size=args.chunk_size, progress=False),
-        "hierarchical": HierarchicalVolumeDecoder(chunk_size=args.chunk_size, progress=False, **settings),
+def kv_accelerator(mode: str, args: argparse.Namespace) -> AdaptiveKVSelection:
+    return AdaptiveKVSelection(mode=mode, topk=args.topk, cells=args.cells, threshold=args.threshold)
+
+
+def bench_one(
+    fn: Callable, settings: dict, geo_decoder: object, resolution: int, repeats: int, warmup_resolution: int, args: argparse.Namespace
+) -> dict:
+    hierarchical = HierarchicalVolumeDecoder(chunk_size=args.chunk_size, progress=False, **settings)
+    methods: dict[str, tuple[object, AdaptiveKVSelection | None]] = {
+        "dense": (DenseVolumeDecoder(chunk_size=args.chunk_size, progress=False), None),
+        "hierarchical": (hierarchical, None),
     }
+    if geo_decoder is not None:
+        for mode in args.kv_modes:
+            methods[f"hier+kv_{mode}"] = (hierarchical, kv_accelerator(mode, args))
+
+    def decode(name: str, res: int):
+        dec, acc = methods[name]
+        with acc.applied(geo_decoder) if acc is not None else contextlib.nullcontext():
+            return dec.decode(fn, res)
+
     with warnings.catch_warnings():  # the small warm-up grid may have a single level; that is fine
         warnings.simplefilter("ignore")
-        for dec in methods.values():  # warm-up: allocator, thread pools, lazy init
-            dec.decode(fn, max(warmup_resolution, settings["min_resolution"]))
+        for name in methods:  # warm-up: allocator, thread pools, lazy init
+            decode(name, max(warmup_resolution, settings["min_resolution"]))
     times: dict[str, list[float]] = {m: [] for m in methods}
     grids = {}
     for _ in range(repeats):
-        for name, dec in methods.items():
+        for name, (_, acc) in methods.items():
+            if acc is not None:
+                acc.reset()
             start = time.perf_counter()
-            grids[name] = dec.decode(fn, resolution)
+            grids[name] = decode(name, resolution)
             times[name].append(time.perf_counter() - start)
     med = {m: statistics.median(t) for m, t in times.items()}
-    dense_mesh, fast_mesh = extract_mesh(grids["dense"]), extract_mesh(grids["hierarchical"])
+    dense_mesh = extract_mesh(grids["dense"])
+    rows = {}
+    for name, (_, acc) in methods.items():
+        if name == "dense":
+            continue
+        grid = grids[name]
+        rows[name] = {
+            "seconds": med[name],
+            "times_s": times[name],
+            "speedup_vs_dense": med["dense"] / med[name],
+            "speedup_vs_hierarchical": med["hierarchical"] / med[name],
+            "queries": grid.queries,
+            "query_fraction": grid.query_fraction,
+            "keys_per_query": acc.stats()["keys_per_query"] if acc is not None else None,
+            "key_fraction": acc.stats()["key_fraction"] if acc is not None else None,
+            "iou_vs_dense": volume_iou(grids["dense"].values > 0, grid.values > 0),
+            **{f"{k}_vs_dense": v for k, v in chamfer_and_fscore(dense_mesh, extract_mesh(grid), args.fscore_threshold).items()},
+        }
     return {
         "resolution": resolution,
         "settings": settings,
         "levels": [lvl["resolution"] for lvl in grids["hierarchical"].levels],
         "dense_s": med["dense"],
-        "hierarchical_s": med["hierarchical"],
-        "times_s": times,
-        "speedup": med["dense"] / med["hierarchical"],
-        "queries": grids["hierarchical"].queries,
+        "dense_times_s": times["dense"],
         "dense_queries": grids["dense"].queries,
-        "query_fraction": grids["hierarchical"].query_fraction,
-        "iou_vs_dense": volume_iou(grids["dense"].values > 0, grids["hierarchical"].values > 0),
-        **{f"{k}_vs_dense": v for k, v in chamfer_and_fscore(dense_mesh, fast_mesh, args.fscore_threshold).items()},
+        "methods": rows,
     }
 
 
@@ -99,6 +136,10 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--dilation", type=int, default=0, help="dilations for the shipped model")
     parser.add_argument("--sdf-band", type=float, default=0.95, help="tSDF band for the analytic fields (FlashVDM's value)")
     parser.add_argument("--sdf-dilation", type=int, default=1, help="dilations for the analytic fields")
+    parser.add_argument("--kv-modes", nargs="*", default=["mean", "merge"], help="adaptive KV modes to add on the VAE (none: skip)")
+    parser.add_argument("--topk", type=float, default=None, help="adaptive KV K: a ratio < 1 or a count (default: Hunyuan3D-2's rule)")
+    parser.add_argument("--cells", type=int, default=6, help="adaptive KV cells per axis")
+    parser.add_argument("--threshold", type=float, default=1e-6, help="merge-mode probability threshold")
     parser.add_argument("--chunk-size", type=int, default=65536)
     parser.add_argument("--fscore-threshold", type=float, default=0.01)
     parser.add_argument("--out", type=Path, default=Path("bench_results/decoding.json"))
@@ -106,19 +147,28 @@ def main(argv: list[str]) -> None:
     if args.repeats < 3:
         print("note: fewer than 3 repeats; medians are less reliable", file=sys.stderr)
 
+    if args.topk is not None and args.topk >= 1:
+        args.topk = int(args.topk)
     results = []
-    header = f"{'subject':<16}{'res':>5}{'dense s':>10}{'hier s':>9}{'speedup':>9}{'queries %':>11}{'IoU':>9}{'Chamfer':>10}{'F-score':>9}"
+    header = (
+        f"{'subject':<14}{'res':>5} {'method':<14}{'seconds':>9}{'vs dense':>10}{'vs hier':>9}{'queries %':>11}"
+        f"{'keys/query':>11}{'IoU':>9}{'Chamfer':>10}{'F-score':>9}"
+    )
     print(header)
-    for name, (fn, settings) in subjects(args.subjects, args).items():
+    for name, (fn, settings, geo_decoder) in subjects(args.subjects, args).items():
         for res in args.resolutions:
-            r = {"subject": name, **bench_one(fn, settings, res, args.repeats, args.warmup_resolution, args)}
+            r = {"subject": name, **bench_one(fn, settings, geo_decoder, res, args.repeats, args.warmup_resolution, args)}
             results.append(r)
-            print(
-                f"{name:<16}{res:>5}{r['dense_s']:>10.2f}{r['hierarchical_s']:>9.2f}{r['speedup']:>8.2f}x"
-                f"{100 * r['query_fraction']:>10.2f}%{r['iou_vs_dense']:>9.5f}{r['chamfer_vs_dense']:>10.2e}"
-                f"{r['fscore_vs_dense']:>9.4f}",
-                flush=True,
-            )
+            print(f"{name:<14}{res:>5} {'dense':<14}{r['dense_s']:>9.2f}{'1.00x':>10}{'':>9}{100.0:>10.2f}%", flush=True)
+            for method, m in r["methods"].items():
+                keys = f"{m['keys_per_query']:.1f}" if m["keys_per_query"] is not None else "all"
+                print(
+                    f"{name:<14}{res:>5} {method:<14}{m['seconds']:>9.2f}"
+                    f"{m['speedup_vs_dense']:>9.2f}x{m['speedup_vs_hierarchical']:>8.2f}x"
+                    f"{100 * m['query_fraction']:>10.2f}%{keys:>11}{m['iou_vs_dense']:>9.5f}{m['chamfer_vs_dense']:>10.2e}"
+                    f"{m['fscore_vs_dense']:>9.4f}",
+                    flush=True,
+                )
     meta = {
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
