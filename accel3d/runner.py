@@ -103,9 +103,14 @@ def _write_artefacts(cfg: DictConfig, out_dir: Path, result: Any, baseline: Any,
     return files
 
 
+def _keys_per_query(row: dict[str, Any]) -> float | None:
+    """Mean keys a query attended to, where an accelerator selected keys."""
+    return next((st["keys_per_query"] for st in row.get("stats", {}).values() if "keys_per_query" in st), None)
+
+
 def format_table(rows: dict[str, dict[str, Any]]) -> str:
     """A plain-text table of the runs."""
-    header = ["run", "decode s", "total s", "speedup", "queries", "% dense", "IoU", "Chamfer", "F-score"]
+    header = ["run", "decode s", "total s", "speedup", "queries", "% dense", "keys/query", "IoU", "Chamfer", "F-score"]
     lines = []
     for name, r in rows.items():
         lines.append(
@@ -116,6 +121,7 @@ def format_table(rows: dict[str, dict[str, Any]]) -> str:
                 f"{r['speedup_decode']:.2f}x" if "speedup_decode" in r else "1.00x",
                 f"{r['queries']:,}",
                 f"{100 * r['query_fraction']:.1f}",
+                f"{_keys_per_query(r):.1f}" if _keys_per_query(r) is not None else "all",
                 f"{r['iou_vs_baseline']:.4f}" if "iou_vs_baseline" in r else "ref",
                 f"{r['chamfer_vs_baseline']:.2e}" if "chamfer_vs_baseline" in r else "ref",
                 f"{r['fscore_vs_baseline']:.4f}" if "fscore_vs_baseline" in r else "ref",
@@ -142,6 +148,7 @@ def summary_rows(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "decode_s": run.get("decode_s", np.nan),
                 "speedup_decode": run.get("speedup_decode", 1.0),
                 "query_fraction": run.get("query_fraction", 1.0),
+                "keys_per_query": _keys_per_query(run) or np.nan,
                 "iou_vs_baseline": run.get("iou_vs_baseline", 1.0),
                 "chamfer_vs_baseline": run.get("chamfer_vs_baseline", 0.0),
                 "fscore_vs_baseline": run.get("fscore_vs_baseline", 1.0),

@@ -132,3 +132,25 @@ def test_decoder_only_weights_refuse_to_encode(tmp_path):
     vae = VecsetVAE.from_pretrained(folder)
     with pytest.raises(RuntimeError, match="no encoder"):
         vae.encode(torch.zeros(1, 16, 3), torch.zeros(1, 16, 3))
+
+
+def test_pipeline_decodes_latents_with_a_hunyuan_checkpoint(tmp_path):
+    from accel3d.pipelines.vecset_shape import VecsetShapePipeline
+
+    folder = tmp_path / "vae"
+    folder.mkdir()
+    params = {**SMALL, "num_latents": 16, "include_pi": False, "qk_norm": True, "scale_factor": 0.5}
+    (folder / "config.yaml").write_text(yaml.safe_dump({"params": params}))
+    torch.manual_seed(0)
+    decoder = {k: v for k, v in VecsetVAE(config_from_hunyuan(params)).state_dict().items() if not k.startswith("encoder.")}
+    save_file(decoder, str(folder / "model.safetensors"))
+    latents = torch.randn(16, 8)
+    torch.save(latents, tmp_path / "latents.pt")
+    pipe = VecsetShapePipeline(weights=str(folder), input=str(tmp_path / "latents.pt"), resolution=16, progress=False)
+    result = pipe.run(pipe.load_inputs())
+    direct = pipe.volume_decoder.decode(pipe.vae.field(latents[None] / 0.5), 16, pipe.vae.bounds)  # scale_factor applied
+    assert torch.equal(result.grid.values, direct.values)
+    torch.save(torch.randn(15, 8), tmp_path / "wrong.pt")
+    wrong = VecsetShapePipeline(weights=str(folder), input=str(tmp_path / "wrong.pt"), resolution=16, progress=False)
+    with pytest.raises(ValueError, match=r"latents of shape \(15, 8\) do not fit this VAE, which takes \(16, 8\)"):
+        wrong.run(wrong.load_inputs())

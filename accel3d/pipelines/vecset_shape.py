@@ -25,11 +25,12 @@ from accel3d.models.vecset_vae import VecsetVAE
 
 @dataclass
 class ShapeInputs:
-    """Surface samples of one shape, normalised into the VAE's box."""
+    """Surface samples of one shape, normalised into the VAE's box, or ready-made latents."""
 
-    points: torch.Tensor  # (P, 3)
-    normals: torch.Tensor  # (P, 3)
+    points: torch.Tensor | None  # (P, 3)
+    normals: torch.Tensor | None  # (P, 3)
     source: str
+    latents: torch.Tensor | None = None  # (num_latents, embed_dim), as a generator outputs them
 
 
 @dataclass
@@ -46,8 +47,13 @@ def load_shape_inputs(path: str | Path | None, num_points: int, seed: int = 0) -
 
     A point cloud file holds ``points`` and ``normals`` arrays (``.npz``) or an
     ``(P, 6)`` array of xyz + normal (``.npy``), already inside ``[-1, 1]^3``.
+    Latents from a generator (for example the Hunyuan3D-2 DiT, for decoding with
+    its VAE) come as a ``.pt`` tensor or an ``.npz`` with a ``latents`` array,
+    shaped (num_latents, embed_dim) or (1, num_latents, embed_dim).
     """
     path = Path(path) if path else BUNDLED_MESH
+    if path.suffix.lower() == ".pt" or (path.suffix.lower() == ".npz" and path.is_file() and "latents" in np.load(path).files):
+        return _load_latents(path)
     if path.suffix.lower() in (".npz", ".npy"):
         return _load_point_cloud(path, num_points, seed)
     mesh = normalize_mesh(load_mesh(path))
@@ -77,6 +83,26 @@ def _load_point_cloud(path: Path, num_points: int, seed: int) -> ShapeInputs:
     arr = torch.as_tensor(arr, dtype=torch.float32)
     idx = torch.randperm(len(arr), generator=torch.Generator().manual_seed(seed))[:num_points]
     return ShapeInputs(arr[idx, :3], torch.nn.functional.normalize(arr[idx, 3:], dim=-1), str(path))
+
+
+def _load_latents(path: Path) -> ShapeInputs:
+    if not path.is_file():
+        raise FileNotFoundError(f"input: no latents file at '{path}'")
+    if path.suffix.lower() == ".pt":
+        data = torch.load(path, map_location="cpu", weights_only=True)
+        data = data.get("latents") if isinstance(data, dict) else data
+    else:
+        data = torch.from_numpy(np.load(path)["latents"])
+    if not isinstance(data, torch.Tensor):
+        raise ValueError(f"input: '{path}' holds no latents tensor (a tensor, or a dict/npz with 'latents')")
+    latents = data.float()
+    if latents.ndim == 3 and latents.shape[0] == 1:
+        latents = latents[0]
+    if latents.ndim != 2:
+        raise ValueError(f"input: latents in '{path}' must be (num_latents, embed_dim), got {tuple(data.shape)}")
+    if not torch.isfinite(latents).all():
+        raise ValueError(f"input: latents in '{path}' contain NaN or inf")
+    return ShapeInputs(None, None, str(path), latents)
 
 
 class VecsetShapePipeline(Pipeline):
@@ -130,7 +156,13 @@ class VecsetShapePipeline(Pipeline):
         """Encode, decode at ``resolution`` (default: the pipeline's) and extract the mesh."""
         timings = {}
         start = time.perf_counter()
-        latents = self.vae.encode(inputs.points[None], inputs.normals[None])
+        if inputs.latents is not None:
+            expected = (self.vae.config.num_latents, self.vae.config.embed_dim)
+            if tuple(inputs.latents.shape) != expected:
+                raise ValueError(f"input: latents of shape {tuple(inputs.latents.shape)} do not fit this VAE, which takes {expected}")
+            latents = inputs.latents[None] / self.vae.config.scale_factor  # as Hunyuan3D-2 does before decoding
+        else:
+            latents = self.vae.encode(inputs.points[None], inputs.normals[None])
         field_fn = self.vae.field(latents)
         timings["encode_s"] = time.perf_counter() - start
         start = time.perf_counter()
