@@ -1,7 +1,8 @@
 """The ``accel3d`` command.
 
 accel3d run [HYDRA OVERRIDES...]        one job, or a sweep with -m
-accel3d bench decoding [OPTIONS]        dense vs hierarchical decoding benchmark
+accel3d bench decoding [OPTIONS]        dense vs hierarchical (+ adaptive KV) decoding benchmark
+accel3d bench kernels [OPTIONS]         Triton kernels vs their PyTorch references (times Triton on a GPU)
 """
 
 from __future__ import annotations

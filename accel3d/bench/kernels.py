@@ -1,0 +1,156 @@
+"""``accel3d bench kernels``: each kernel's Triton path against its PyTorch reference.
+
+On a CUDA device it times, side by side in one process, after a warm-up, as the
+median of ``--repeats`` runs (with ``torch.cuda.synchronize``):
+
+- packed sparse attention (Triton, for every ``--block-m`` x ``--block-n``) vs the
+  PyTorch reference vs dense SDPA over all keys, on spatial cells of query points
+  with mean-mode top-K key lists (the decoder's workload);
+- row gather, scatter-add and scatter-max (Triton vs PyTorch).
+
+Every Triton row reports its largest deviation from the reference. Without a
+GPU only the PyTorch rows run: the Triton interpreter is for correctness, not
+timing, so the Triton rows are listed as skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from accel3d.core.io import write_json
+from accel3d.decoding.kv_selection import KVSelector, plan_cells
+from accel3d.kernels import gather_rows, packed_sparse_attention, scatter_add_rows, scatter_max_rows
+
+
+def timed(fn: Callable[[], torch.Tensor], repeats: int, device: torch.device) -> tuple[float, torch.Tensor]:
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    out = fn()  # warm-up (and Triton compilation)
+    sync()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        out = fn()
+        sync()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), out
+
+
+def attention_rows(args: argparse.Namespace, device: torch.device, dtype: torch.dtype, triton_ok: bool) -> list[dict]:
+    g = torch.Generator().manual_seed(0)
+    heads, dim, nk, nq = args.heads, args.head_dim, args.keys, args.queries
+    points = F.normalize(torch.randn(nq, 3, generator=g), dim=-1) * 0.7  # near a surface, like refinement candidates
+    plan = plan_cells(points, args.cells)
+    q, k, v = (torch.randn(heads, n, dim, generator=g).to(device, dtype) for n in (nq, nk, nk))
+    offsets = plan.cell_offsets.to(device)
+    sel = KVSelector("mean", topk=args.topk).select(q, k, offsets)
+    kept = int(sel.kv_offsets[1])
+    rows = []
+    dense_s, _ = timed(lambda: F.scaled_dot_product_attention(q[None], k[None], v[None]), args.repeats, device)
+    ref_s, ref = timed(
+        lambda: packed_sparse_attention(q, k, v, offsets, sel.kv_offsets, sel.kv_indices, backend="torch"), args.repeats, device
+    )
+    base = {
+        "kernel": "packed_sparse_attention",
+        "shape": f"H{heads} Nq{nq} Nk{nk} D{dim} K{kept} cells{plan.num_cells}",
+        "dtype": str(dtype),
+    }
+    rows.append({**base, "impl": "dense SDPA (all keys)", "seconds": dense_s})
+    rows.append({**base, "impl": "torch reference", "seconds": ref_s, "vs_dense": dense_s / ref_s})
+    for bm in args.block_m:
+        for bn in args.block_n:
+            impl = f"triton BLOCK_M={bm} BLOCK_N={bn}"
+            if not triton_ok:
+                rows.append({**base, "impl": impl, "skipped": "no CUDA device"})
+                continue
+            s, out = timed(
+                lambda bm=bm, bn=bn: packed_sparse_attention(
+                    q, k, v, offsets, sel.kv_offsets, sel.kv_indices, backend="triton", block_m=bm, block_n=bn
+                ),
+                args.repeats,
+                device,
+            )
+            err = (out.float() - ref.float()).abs().max().item()
+            rows.append({**base, "impl": impl, "seconds": s, "vs_dense": dense_s / s, "vs_reference": ref_s / s, "max_abs_err": err})
+    return rows
+
+
+def row_kernel_rows(args: argparse.Namespace, device: torch.device, dtype: torch.dtype, triton_ok: bool) -> list[dict]:
+    g = torch.Generator().manual_seed(1)
+    n, c = args.rows, args.channels
+    src = torch.randn(n, c, generator=g).to(device, dtype)
+    index = torch.randint(0, n, (n,), generator=g).to(device)
+    pooled = torch.randint(0, n // 8, (n,), generator=g).to(device)  # ~8 rows pooled into each
+    cases = {
+        "gather_rows": lambda be: gather_rows(src, index, backend=be),
+        "scatter_add_rows": lambda be: scatter_add_rows(src, pooled, n // 8, backend=be),
+        "scatter_max_rows": lambda be: scatter_max_rows(src, pooled, n // 8, backend=be),
+    }
+    rows = []
+    for name, fn in cases.items():
+        base = {"kernel": name, "shape": f"{n}x{c}", "dtype": str(dtype)}
+        ref_s, ref = timed(lambda fn=fn: fn("torch"), args.repeats, device)
+        rows.append({**base, "impl": "torch reference", "seconds": ref_s})
+        if not triton_ok:
+            rows.append({**base, "impl": "triton", "skipped": "no CUDA device"})
+            continue
+        s, out = timed(lambda fn=fn: fn("triton"), args.repeats, device)
+        rows.append(
+            {
+                **base,
+                "impl": "triton",
+                "seconds": s,
+                "vs_reference": ref_s / s,
+                "max_abs_err": (out.float() - ref.float()).abs().max().item(),
+            }
+        )
+    return rows
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(
+        prog="accel3d bench kernels", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    cuda = torch.cuda.is_available()
+    parser.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float16" if cuda else "float32")
+    parser.add_argument("--heads", type=int, default=16 if cuda else 4, help="Hunyuan3D-2: 16 heads of 64")
+    parser.add_argument("--head-dim", type=int, default=64 if cuda else 16)
+    parser.add_argument("--keys", type=int, default=3072 if cuda else 1024)
+    parser.add_argument("--queries", type=int, default=262144 if cuda else 65536)
+    parser.add_argument("--topk", type=float, default=None, help="K per cell (default: Hunyuan3D-2's rule)")
+    parser.add_argument("--cells", type=int, default=6)
+    parser.add_argument("--block-m", type=int, nargs="+", default=[64, 128])
+    parser.add_argument("--block-n", type=int, nargs="+", default=[32, 64])
+    parser.add_argument("--rows", type=int, default=262144 if cuda else 65536)
+    parser.add_argument("--channels", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=20 if cuda else 5)
+    parser.add_argument("--out", type=Path, default=Path("bench_results/kernels.json"))
+    args = parser.parse_args(argv)
+    if args.topk is not None and args.topk >= 1:
+        args.topk = int(args.topk)
+    device = torch.device("cuda" if cuda else "cpu")
+    dtype = getattr(torch, args.dtype)
+    name = torch.cuda.get_device_name() if cuda else "CPU"
+    print(f"device: {name}; torch {torch.__version__}; {args.dtype}")
+    rows = attention_rows(args, device, dtype, cuda) + row_kernel_rows(args, device, dtype, cuda)
+    print(f"{'kernel':<25}{'impl':<30}{'ms':>10}{'vs dense':>10}{'vs ref':>9}{'max err':>10}  shape")
+    for r in rows:
+        if "skipped" in r:
+            print(f"{r['kernel']:<25}{r['impl']:<30}{'skipped: ' + r['skipped']:>39}  {r['shape']}")
+            continue
+        ratio = lambda key: f"{r[key]:.2f}x" if key in r else ""
+        err = f"{r['max_abs_err']:.1e}" if "max_abs_err" in r else ""
+        print(
+            f"{r['kernel']:<25}{r['impl']:<30}{1000 * r['seconds']:>10.2f}{ratio('vs_dense'):>10}{ratio('vs_reference'):>9}{err:>10}  {r['shape']}"
+        )
+    write_json(
+        args.out,
+        {"meta": {"device": name, "torch": torch.__version__, "args": {k: str(v) for k, v in vars(args).items()}}, "results": rows},
+    )
+    print(f"\nwrote {args.out}")
