@@ -94,3 +94,28 @@ def test_bench_decoding_smoke(tmp_path):
     assert kv["queries"] < model["dense_queries"] and 0 < kv["key_fraction"] < 1
     assert kv["speedup_vs_hierarchical"] > 0 and 0 <= kv["iou_vs_dense"] <= 1
     assert "vs hier" in proc.stdout and str(out) in proc.stdout
+
+
+def test_bench_kernels_smoke(tmp_path):
+    out = tmp_path / "kernels.json"
+    proc = accel3d(
+        "bench",
+        "kernels",
+        "--queries",
+        "512",
+        "--keys",
+        "48",
+        "--rows",
+        "256",
+        "--channels",
+        "8",
+        "--repeats",
+        "1",
+        "--out",
+        str(out),
+        cwd=tmp_path,
+    )
+    rows = json.loads(out.read_text())["results"]
+    assert {r["kernel"] for r in rows} == {"packed_sparse_attention", "gather_rows", "scatter_add_rows", "scatter_max_rows"}
+    assert all(r["seconds"] > 0 for r in rows if "skipped" not in r)
+    assert "torch reference" in proc.stdout
