@@ -136,12 +136,14 @@ class KVSelector:
         cell_of_row = torch.repeat_interleave(torch.arange(len(counts), device=q.device), counts)
         rank = torch.arange(q.shape[1], device=q.device) - cell_offsets[:-1][cell_of_row]
         sampled = rank % self.sample_every == 0  # every cell with rows has its first row sampled
-        logits = (q[:, sampled].float() @ k.float().transpose(-1, -2)) * q.shape[-1] ** -0.5
-        if not torch.isfinite(logits).all():
+        q_sampled = q[:, sampled].float()
+        # Finite queries and keys give finite logits; checking the inputs is cheaper than the scores.
+        if not (torch.isfinite(q_sampled).all() and torch.isfinite(k).all()):
             raise FloatingPointError(
                 "adaptive KV selection: the attention scores contain NaN or inf (non-finite queries or keys); "
                 "refusing to pick keys from them"
             )
+        logits = (q_sampled @ k.float().transpose(-1, -2)) * q.shape[-1] ** -0.5
         return logits, cell_of_row[sampled], counts
 
     def select(self, q: Tensor, k: Tensor, cell_offsets: Tensor) -> Selection:
