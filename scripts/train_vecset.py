@@ -174,6 +174,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--num-latents", type=int, default=1024, help="latent tokens (Hunyuan3D-2: 3072; mini: 512)")
+    parser.add_argument(
+        "--geo-mlp-ratio", type=int, default=1, help="geo decoder MLP expansion (FlashVDM's efficient decoder: 1; Hunyuan3D-2: 4)"
+    )
+    parser.add_argument(
+        "--geo-ln-post", action=argparse.BooleanOptionalAction, default=False, help="LayerNorm before the output (turbo: off)"
+    )
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--points", type=int, default=2048, help="surface points fed to the encoder")
     parser.add_argument("--queries", type=int, default=2048, help="field samples per shape per step")
@@ -212,7 +218,9 @@ def main() -> None:
         args.cache.parent.mkdir(parents=True, exist_ok=True)
         torch.save({"key": key, "pools": pools}, args.cache)
 
-    config = VecsetVAEConfig(num_latents=args.num_latents)
+    config = VecsetVAEConfig(
+        num_latents=args.num_latents, geo_decoder_mlp_expand_ratio=args.geo_mlp_ratio, geo_decoder_ln_post=args.geo_ln_post
+    )
     model = VecsetVAE(config)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     warmup = min(200, args.steps // 10)

@@ -29,8 +29,16 @@ VARIANTS = {
     },
     # the mini VAE's 512 tokens
     "mini": {"num_latents": 512, "num_freqs": 8, "include_pi": False, "qkv_bias": False, "qk_norm": True},
-    # the turbo decoder: no ln_post (and so no qk-norm in the geo decoder's cross-attention)
-    "turbo": {"num_latents": 64, "include_pi": False, "qkv_bias": False, "qk_norm": True, "geo_decoder_ln_post": False},
+    # the turbo decoder: no ln_post (and so no qk-norm in the geo decoder's cross-attention), MLP ratio 1, half width
+    "turbo": {
+        "num_latents": 64,
+        "include_pi": False,
+        "qkv_bias": False,
+        "qk_norm": True,
+        "geo_decoder_ln_post": False,
+        "geo_decoder_mlp_expand_ratio": 1,
+        "geo_decoder_downsample_ratio": 2,
+    },
     # hy3dgen's own constructor defaults (pi frequencies, qkv bias, no qk-norm)
     "defaults": {"num_latents": 32},
 }
@@ -103,8 +111,9 @@ def test_config_mapping_without_hy3dgen():
     assert config_from_hunyuan({**SMALL, "num_latents": 8}).include_pi  # hy3dgen's default differs from accel3d's
     with pytest.raises(ValueError, match="unknown ShapeVAE parameters"):
         config_from_hunyuan({**SMALL, "num_latents": 8, "latent_dim": 3})
-    with pytest.raises(ValueError, match="downsample"):
-        config_from_hunyuan({**SMALL, "num_latents": 8, "geo_decoder_downsample_ratio": 2})
+    assert config_from_hunyuan({**SMALL, "num_latents": 8, "geo_decoder_downsample_ratio": 2}).geo_decoder_downsample_ratio == 2
+    with pytest.raises(ValueError, match="geo_decoder_downsample_ratio=3 must divide width=64 and heads=4"):
+        VecsetVAE(config_from_hunyuan({**SMALL, "num_latents": 8, "geo_decoder_downsample_ratio": 3}))
 
 
 def test_mismatched_checkpoint_is_refused(tmp_path):

@@ -1,5 +1,6 @@
 """Load Hunyuan3D-2 ShapeVAE checkpoints (``hunyuan3d-vae-v2-0`` and its mini/turbo
-variants) into :class:`accel3d.models.vecset_vae.VecsetVAE`.
+variants; the turbo decoder has no ``ln_post``, an MLP ratio of 1 and runs at half
+width through ``latents_proj``) into :class:`accel3d.models.vecset_vae.VecsetVAE`.
 
 A Hunyuan3D-2 VAE folder holds ``config.yaml`` (``params:`` are the ShapeVAE
 constructor arguments) and ``model.safetensors`` or ``model.ckpt``, optionally
@@ -37,6 +38,7 @@ _CONFIG_KEYS = {
     "qk_norm",
     "geo_decoder_mlp_expand_ratio",
     "geo_decoder_ln_post",
+    "geo_decoder_downsample_ratio",
     "scale_factor",
 }
 _IGNORED_KEYS = {"label_type", "drop_path_rate"}  # no effect on inference
@@ -45,14 +47,12 @@ CHECKPOINT_NAMES = ("model.fp16.safetensors", "model.safetensors", "model.fp16.c
 
 def config_from_hunyuan(params: dict) -> VecsetVAEConfig:
     """Map ShapeVAE constructor arguments (``config.yaml``'s ``params``) to a :class:`VecsetVAEConfig`."""
-    unknown = set(params) - _CONFIG_KEYS - _IGNORED_KEYS - {"geo_decoder_downsample_ratio"}
+    unknown = set(params) - _CONFIG_KEYS - _IGNORED_KEYS
     if unknown:
         raise ValueError(f"config_from_hunyuan: unknown ShapeVAE parameters {sorted(unknown)}")
     missing = {"num_latents", "embed_dim", "width", "heads", "num_decoder_layers"} - set(params)
     if missing:
         raise ValueError(f"config_from_hunyuan: ShapeVAE parameters {sorted(missing)} are required")
-    if params.get("geo_decoder_downsample_ratio", 1) != 1:
-        raise ValueError("config_from_hunyuan: geo_decoder_downsample_ratio != 1 is not supported (no released VAE uses it)")
     values = {**HUNYUAN_DEFAULTS, **{k: v for k, v in params.items() if k in _CONFIG_KEYS}}
     values["scale_factor"] = float(values.get("scale_factor", 1.0))
     return VecsetVAEConfig(**values)

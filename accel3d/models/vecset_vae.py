@@ -43,6 +43,7 @@ class VecsetVAEConfig:
     qk_norm: bool = True
     geo_decoder_mlp_expand_ratio: int = 4
     geo_decoder_ln_post: bool = True
+    geo_decoder_downsample_ratio: int = 1  # the geo decoder runs at width / ratio (Hunyuan3D-2 turbo: 2)
     bounds: float = 1.01
     scale_factor: float = 1.0  # generators' latents are divided by this before decoding (Hunyuan3D-2: ~0.9991)
 
@@ -187,18 +188,35 @@ class ResidualCrossAttentionBlock(nn.Module):
 
 
 class CrossAttentionDecoder(nn.Module):
-    """Geo decoder: Fourier-embedded query points cross-attend to the latent tokens."""
+    """Geo decoder: Fourier-embedded query points cross-attend to the latent tokens.
+
+    With ``geo_decoder_downsample_ratio`` r > 1 (Hunyuan3D-2 turbo) it runs at width/r with
+    heads/r, and ``latents_proj`` maps the tokens down to that width first.
+    """
 
     def __init__(self, cfg: VecsetVAEConfig, fourier: FourierEmbedder) -> None:
         super().__init__()
-        w = cfg.width
+        ratio = cfg.geo_decoder_downsample_ratio
+        if ratio < 1 or cfg.width % ratio or cfg.heads % ratio:
+            raise ValueError(f"geo_decoder_downsample_ratio={ratio} must divide width={cfg.width} and heads={cfg.heads}")
+        w = cfg.width // ratio
         self.fourier_embedder = fourier
         self.query_proj = nn.Linear(fourier.out_dim, w)
+        if ratio != 1:
+            self.latents_proj = nn.Linear(cfg.width, w)
         # As in Hunyuan3D-2: a decoder without ln_post (the turbo VAE) has no qk-norm in its cross-attention.
         qk_norm = cfg.qk_norm and cfg.geo_decoder_ln_post
-        self.cross_attn_decoder = ResidualCrossAttentionBlock(w, cfg.heads, cfg.qkv_bias, qk_norm, cfg.geo_decoder_mlp_expand_ratio)
+        self.cross_attn_decoder = ResidualCrossAttentionBlock(
+            w, cfg.heads // ratio, cfg.qkv_bias, qk_norm, cfg.geo_decoder_mlp_expand_ratio
+        )
         self.ln_post = nn.LayerNorm(w) if cfg.geo_decoder_ln_post else nn.Identity()
         self.output_proj = nn.Linear(w, 1)
+
+    def keys_values(self, latents: Tensor) -> tuple[Tensor, Tensor]:
+        """Cross-attention keys/values of the decoded tokens; compute once per shape."""
+        if hasattr(self, "latents_proj"):
+            latents = self.latents_proj(latents)
+        return self.cross_attn_decoder.keys_values(latents)
 
     def query(self, points: Tensor, kv: tuple[Tensor, Tensor]) -> Tensor:
         """Field at ``points`` (B, Q, 3) given precomputed keys/values -> (B, Q)."""
@@ -207,7 +225,7 @@ class CrossAttentionDecoder(nn.Module):
         return self.output_proj(self.ln_post(x)).squeeze(-1)
 
     def forward(self, points: Tensor, latents: Tensor) -> Tensor:
-        return self.query(points, self.cross_attn_decoder.keys_values(latents))
+        return self.query(points, self.keys_values(latents))
 
 
 class PointCloudEncoder(nn.Module):
@@ -311,7 +329,7 @@ class VecsetVAE(nn.Module):
             latents = latents[None]
         if latents.shape[0] != 1:
             raise ValueError(f"VecsetVAE.field: expected latents for one shape, got batch {latents.shape[0]}")
-        kv = self.geo_decoder.cross_attn_decoder.keys_values(self.decode(latents))
+        kv = self.geo_decoder.keys_values(self.decode(latents))
         param = next(self.parameters())
 
         @torch.inference_mode()
