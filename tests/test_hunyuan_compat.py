@@ -79,7 +79,7 @@ def test_same_field_as_hy3dgen(tmp_path, variant):
 
 
 @needs_hy3dgen
-def test_adaptive_kv_on_a_hunyuan_checkpoint_keeping_every_key_is_exact(tmp_path):
+def test_adaptive_kv_on_a_hunyuan_checkpoint(tmp_path):
     params = {**SMALL, **VARIANTS["mini"]}
     folder, reference = _release_folder(tmp_path, params, seed=7)
     vae = load_hunyuan_vae(folder)
@@ -87,9 +87,12 @@ def test_adaptive_kv_on_a_hunyuan_checkpoint_keeping_every_key_is_exact(tmp_path
     points = torch.rand(4000, 3) * 2 - 1
     field = vae.field(latents)
     dense = field(points)
-    with AdaptiveKVSelection(topk=512).applied(vae.geo_decoder):
-        sparse = field(points)
-    torch.testing.assert_close(sparse, dense, atol=1e-5, rtol=1e-5)
+    with AdaptiveKVSelection(topk=512).applied(vae.geo_decoder):  # every key: the untouched path
+        assert torch.equal(field(points), dense)
+    with AdaptiveKVSelection(mode="merge", threshold=0.0).applied(vae.geo_decoder):  # every key through the packed path
+        torch.testing.assert_close(field(points), dense, atol=1e-5, rtol=1e-5)
+    with AdaptiveKVSelection(mode="mean", topk=64).applied(vae.geo_decoder) as acc:
+        assert field(points).shape == dense.shape and acc.stats()["keys_per_query"] == 64
 
 
 def test_config_mapping_without_hy3dgen():

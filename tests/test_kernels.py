@@ -184,3 +184,38 @@ def test_dispatch_defaults_and_overrides(monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     with pytest.raises(RuntimeError, match="needs CUDA tensors"):
         resolve_backend("k", cpu, backend="triton")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_non_contiguous_inputs_and_int32_offsets(backend):
+    q, k, v, cells, kvo, kvi = _random_problem(8, heads=2, per_head=True, dtype=torch.float32)
+    q_strided = q.transpose(1, 2).contiguous().transpose(1, 2)  # same values, D not stride-1
+    assert not q_strided.is_contiguous()
+    out = packed_sparse_attention(q_strided, k, v, cells.int(), kvo.int(), kvi.int(), backend=backend, block_m=16, block_n=16)
+    torch.testing.assert_close(out.double(), _truth(q, k, v, cells, kvo, kvi), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_no_queries_and_no_sources(backend):
+    q, k = torch.zeros(2, 0, 16), torch.randn(2, 5, 16)
+    out = packed_sparse_attention(q, k, k, torch.tensor([0, 0, 0]), torch.tensor([0, 2, 3]), torch.tensor([0, 1, 4]), backend=backend)
+    assert out.shape == (2, 0, 16)
+    pooled = scatter_max_rows(torch.zeros(0, 3), torch.zeros(0, dtype=torch.long), 2, empty_value=-1.0, backend=backend)
+    assert torch.equal(pooled, torch.full((2, 3), -1.0))
+
+
+def test_more_argument_checks():
+    q, k = torch.randn(2, 10, 16), torch.randn(2, 8, 16)
+    cells, kvo, kvi = torch.tensor([0, 10]), torch.tensor([0, 3]), torch.tensor([0, 1, 2])
+    with pytest.raises(TypeError, match="share a dtype"):
+        packed_sparse_attention(q, k.half(), k.half(), cells, kvo, kvi)
+    with pytest.raises(ValueError, match="kv_offsets must start at 0 and end at 3"):
+        packed_sparse_attention(q, k, k, cells, torch.tensor([0, 2]), kvi)
+    with pytest.raises(ValueError, match="block_n must be a power of two in"):
+        packed_sparse_attention(q, k, k, cells, kvo, kvi, block_n=64.0)
+    with pytest.raises(ValueError, match="scale must be a positive finite number"):
+        packed_sparse_attention(q, k, k, cells, kvo, kvi, scale=float("nan"))
+    with pytest.raises(TypeError, match="computes bfloat16 wrongly"):
+        gather_rows(torch.randn(3, 2).bfloat16(), torch.tensor([0]), backend="triton")
+    with pytest.raises(RuntimeError, match="no backward"):
+        gather_rows(torch.randn(3, 2, requires_grad=True), torch.tensor([0]), backend="triton")

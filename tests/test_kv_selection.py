@@ -79,6 +79,25 @@ def test_nan_scores_never_select_keys():
             KVSelector(mode, sample_every=1).select(q, k, plan.cell_offsets)
 
 
+def test_merge_mode_keeping_every_key_matches_dense_through_the_packed_path(local_vae):
+    vae, latents = local_vae
+    field = vae.field(latents)
+    points = _points(seed=3)
+    acc = AdaptiveKVSelection(mode="merge", threshold=0.0, cells=4)  # every key passes: selection + packed kernel, no shortcut
+    with acc.applied(vae.geo_decoder):
+        sparse = field(points)
+    assert acc.stats()["key_fraction"] == 1.0 and acc.stats()["calls"] == 1
+    torch.testing.assert_close(sparse, field(points), atol=1e-5, rtol=1e-5)
+
+
+def test_select_checks_cell_offsets():
+    q, k, plan = _sorted_problem()
+    with pytest.raises(ValueError, match="cell_offsets must rise from 0 to the 400 queries"):
+        KVSelector().select(q, k, plan.cell_offsets[:-1])
+    with pytest.raises(ValueError, match="1-D integer tensor"):
+        KVSelector().select(q, k, plan.cell_offsets.float())
+
+
 def test_selector_arguments_are_checked():
     with pytest.raises(ValueError, match="mode"):
         KVSelector("max")
@@ -90,6 +109,36 @@ def test_selector_arguments_are_checked():
         KVSelector("merge", threshold=1.0)
     with pytest.raises(ValueError, match="cells"):
         AdaptiveKVSelection(cells=0)
+    with pytest.raises(ValueError, match="bound: expected a positive"):
+        AdaptiveKVSelection(bound=-1.0)
+    with pytest.raises(ValueError, match="backend: expected None or one of"):
+        AdaptiveKVSelection(backend="cuda")
+    with pytest.raises(ValueError, match="attention: expected a dotted attribute path"):
+        AdaptiveKVSelection(attention="")
+    with pytest.raises(ValueError, match="scale"):
+        AdaptiveKVSelection(scale=0.0)
+
+
+def test_attention_called_with_other_queries_falls_back_to_dense_and_says_so(local_vae):
+    vae, latents = local_vae
+    attn = vae.geo_decoder.cross_attn_decoder.attn
+    original_query = type(vae.geo_decoder).query
+
+    def split_query(points, kv):  # a decoder that chunks its queries inside query()
+        return torch.cat([original_query(vae.geo_decoder, p, kv) for p in points.split(100, dim=1)], dim=1)
+
+    vae.geo_decoder.query = split_query
+    try:
+        field = vae.field(latents)
+        points = _points(300)
+        dense = field(points)
+        acc = AdaptiveKVSelection(topk=4)
+        with acc.applied(vae.geo_decoder), pytest.warns(UserWarning, match="using dense attention"):
+            out = field(points)
+        assert acc.stats()["dense_fallbacks"] == 3 and torch.allclose(out, dense, atol=1e-6)
+        assert "attend" not in vars(attn)
+    finally:
+        del vae.geo_decoder.query
 
 
 # ---- the accelerator on a VAE ------------------------------------------------------------------

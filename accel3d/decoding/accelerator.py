@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import math
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -15,7 +17,7 @@ from accel3d.decoding.hierarchical import HierarchicalVolumeDecoder
 from accel3d.decoding.kv_selection import CellPlan, KVSelector, plan_cells, resolve_topk
 from accel3d.geometry.grid import DEFAULT_BOUND
 from accel3d.geometry.volume import VolumeGrid
-from accel3d.kernels import packed_sparse_attention
+from accel3d.kernels import BACKENDS, packed_sparse_attention
 
 
 @register_accelerator("hierarchical")
@@ -94,11 +96,21 @@ class AdaptiveKVSelection(BaseAccelerator):
         bound: float = DEFAULT_BOUND,
         attention: str = "cross_attn_decoder.attn",
         backend: str | None = None,
+        scale: float | None = None,
     ) -> None:
         super().__init__()
         self.selector = KVSelector(mode, topk, per_head, sample_every, threshold)
         if isinstance(cells, bool) or not isinstance(cells, int) or cells < 1:
             raise ValueError(f"cells: expected a positive int, got {cells!r}")
+        if not (isinstance(bound, (int, float)) and math.isfinite(bound) and bound > 0):
+            raise ValueError(f"bound: expected a positive half-width of the decoding box, got {bound!r}")
+        if backend is not None and backend not in BACKENDS:
+            raise ValueError(f"backend: expected None or one of {BACKENDS}, got {backend!r}")
+        if not isinstance(attention, str) or not attention or any(not part for part in attention.split(".")):
+            raise ValueError(f"attention: expected a dotted attribute path such as 'cross_attn_decoder.attn', got {attention!r}")
+        if scale is not None and not (math.isfinite(scale) and scale > 0):
+            raise ValueError(f"scale: expected None (head_dim ** -0.5) or a positive number, got {scale!r}")
+        self.scale = scale
         self.cells = cells
         self.bound = bound
         self.attention = attention
@@ -155,12 +167,20 @@ class AdaptiveKVSelection(BaseAccelerator):
     def _wrap_attend(self, original: Callable[..., Tensor]) -> Callable[..., Tensor]:
         def attend(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
             plan = self._plan
-            if plan is None or q.shape[0] != 1 or q.shape[2] != int(plan.cell_offsets[-1]):
-                return original(q, k, v)  # not called through the patched query(): dense attention
+            if plan is None or q.shape[0] != 1 or q.shape[2] != plan.num_points:
+                # Not called through the patched query() with its points (for example a decoder
+                # that splits its queries itself): dense attention, counted and warned about once.
+                if plan is not None and not self.statistics.counters["dense_fallbacks"]:
+                    warnings.warn("adaptive_kv: attention got other queries than query() was given; using dense attention", stacklevel=2)
+                self.statistics.add("dense_fallbacks")
+                return original(q, k, v)
+            # Timings are host wall times; on a GPU they include only what the host waits for.
             with self.statistics.time("select"):
-                sel = self.selector.select(q[0], k[0], plan.cell_offsets)
+                sel = self.selector.select(q[0], k[0], plan.cell_offsets, self.scale)
             with self.statistics.time("attend"):
-                out = packed_sparse_attention(q[0], k[0], v[0], plan.cell_offsets, sel.kv_offsets, sel.kv_indices, backend=self.backend)
+                out = packed_sparse_attention(
+                    q[0], k[0], v[0], plan.cell_offsets, sel.kv_offsets, sel.kv_indices, scale=self.scale, backend=self.backend
+                )
             self._count(q.shape[2], sel.keys_per_query, k.shape[2])
             return out[None]
 

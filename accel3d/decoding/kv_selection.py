@@ -16,10 +16,13 @@ averaged over heads). FlashVDM selects per head in ``mean`` mode and shared in
 
 Example::
 
+    from accel3d.kernels import packed_sparse_attention
+
     plan = plan_cells(points, cells=6)                 # sort order + cell offsets
-    selector = KVSelector(mode="mean", topk=None)      # Hunyuan3D-2's K rule
-    sel = selector.select(q[:, plan.order], k, plan.cell_offsets)
+    q_sorted = q[:, plan.order]                        # q, k, v: (H, N, D), (H, Nk, D), (H, Nk, D)
+    sel = KVSelector(mode="mean").select(q_sorted, k, plan.cell_offsets)   # Hunyuan3D-2's K rule
     out = packed_sparse_attention(q_sorted, k, v, plan.cell_offsets, sel.kv_offsets, sel.kv_indices)
+    out = out[:, plan.inverse]                         # back in the points' order
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from accel3d.geometry.grid import DEFAULT_BOUND
 
 MODES = ("mean", "merge")
 SAMPLE_EVERY = {"mean": 50, "merge": 30}  # FlashVDM's strides at its finer levels
+MERGE_CHUNK = 8192  # sampled queries scored at once in merge mode
 
 
 def default_topk(num_keys: int) -> int:
@@ -57,7 +61,13 @@ def resolve_topk(topk: int | float | None, num_keys: int) -> int:
 @dataclass
 class CellPlan:
     """Points sorted by spatial cell: ``points[order]`` is grouped, cell ``c`` owns
-    rows ``cell_offsets[c]:cell_offsets[c + 1]``, and ``sorted_values[inverse]`` undoes the sort."""
+    rows ``cell_offsets[c]:cell_offsets[c + 1]``, and ``sorted_values[inverse]`` undoes the sort.
+
+    Example::
+
+        plan = plan_cells(points, cells=4)
+        first_cell = points[plan.order][plan.cell_offsets[0] : plan.cell_offsets[1]]
+    """
 
     order: Tensor
     inverse: Tensor
@@ -66,6 +76,10 @@ class CellPlan:
     @property
     def num_cells(self) -> int:
         return len(self.cell_offsets) - 1
+
+    @property
+    def num_points(self) -> int:
+        return len(self.order)
 
 
 def plan_cells(points: Tensor, cells: int = 6, bound: float = DEFAULT_BOUND) -> CellPlan:
@@ -90,7 +104,13 @@ def plan_cells(points: Tensor, cells: int = 6, bound: float = DEFAULT_BOUND) -> 
 
 @dataclass
 class Selection:
-    """Compressed key lists in the layout :func:`accel3d.kernels.packed_sparse_attention` takes."""
+    """Compressed key lists in the layout :func:`accel3d.kernels.packed_sparse_attention` takes.
+
+    Example::
+
+        sel = KVSelector("merge").select(q_sorted, k, plan.cell_offsets)
+        keys_of_cell_0 = sel.kv_indices[sel.kv_offsets[0] : sel.kv_offsets[1]]   # groups == 1
+    """
 
     kv_offsets: Tensor
     kv_indices: Tensor
@@ -130,47 +150,57 @@ class KVSelector:
         self.sample_every = sample_every
         self.threshold = threshold
 
-    def _scores(self, q: Tensor, k: Tensor, cell_offsets: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Logits (H, S, Nk) of the sampled queries, their cells (S,), and rows per cell (C,)."""
+    def _sampled(self, q: Tensor, cell_offsets: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Sampled queries (H, S, D) in fp32, their cells (S,), and rows per cell (C,)."""
         counts = cell_offsets[1:] - cell_offsets[:-1]
         cell_of_row = torch.repeat_interleave(torch.arange(len(counts), device=q.device), counts)
         rank = torch.arange(q.shape[1], device=q.device) - cell_offsets[:-1][cell_of_row]
         sampled = rank % self.sample_every == 0  # every cell with rows has its first row sampled
-        q_sampled = q[:, sampled].float()
-        # Finite queries and keys give finite logits; checking the inputs is cheaper than the scores.
-        if not (torch.isfinite(q_sampled).all() and torch.isfinite(k).all()):
-            raise FloatingPointError(
-                "adaptive KV selection: the attention scores contain NaN or inf (non-finite queries or keys); "
-                "refusing to pick keys from them"
-            )
-        logits = (q_sampled @ k.float().transpose(-1, -2)) * q.shape[-1] ** -0.5
-        return logits, cell_of_row[sampled], counts
+        return q[:, sampled].float(), cell_of_row[sampled], counts
 
-    def select(self, q: Tensor, k: Tensor, cell_offsets: Tensor) -> Selection:
-        """Key lists for queries ``q`` (H, N, D) sorted by cell, keys ``k`` (H, Nk, D)."""
+    def select(self, q: Tensor, k: Tensor, cell_offsets: Tensor, scale: float | None = None) -> Selection:
+        """Key lists for queries ``q`` (H, N, D) sorted by cell, keys ``k`` (H, Nk, D).
+
+        ``scale`` is the attention's logit scale (default ``D ** -0.5``); merge mode's
+        probabilities depend on it, mean mode's ranking does not.
+        """
         if q.ndim != 3 or k.ndim != 3 or q.shape[0] != k.shape[0] or q.shape[2] != k.shape[2]:
             raise ValueError(f"KVSelector.select: q (H, N, D) and k (H, Nk, D) must agree, got {tuple(q.shape)} and {tuple(k.shape)}")
+        if cell_offsets.ndim != 1 or cell_offsets.dtype not in (torch.int32, torch.int64) or len(cell_offsets) < 2:
+            raise ValueError(
+                f"KVSelector.select: cell_offsets must be a 1-D integer tensor of C + 1 >= 2 entries, got {tuple(cell_offsets.shape)}"
+            )
+        if int(cell_offsets[0]) != 0 or int(cell_offsets[-1]) != q.shape[1] or bool((cell_offsets[1:] < cell_offsets[:-1]).any()):
+            raise ValueError(f"KVSelector.select: cell_offsets must rise from 0 to the {q.shape[1]} queries")
+        scale = q.shape[-1] ** -0.5 if scale is None else scale
         heads, num_keys = k.shape[0], k.shape[1]
-        logits, sample_cell, counts = self._scores(q, k, cell_offsets)
+        q_sampled, sample_cell, counts = self._sampled(q, cell_offsets)
+        kf = k.float()
+        # Finite queries and keys give finite logits; checking the inputs is cheaper than the scores.
+        if not (torch.isfinite(q_sampled).all() and torch.isfinite(kf).all()):
+            raise FloatingPointError("adaptive KV selection: NaN or inf in the queries or keys; refusing to pick keys from their scores")
         cells = len(counts)
         groups = heads if self.per_head else 1
         if self.mode == "mean":
-            sums = logits.new_zeros(heads, cells, num_keys).index_add_(1, sample_cell, logits)
+            # The mean logit over a cell's sampled queries is (their summed q) . k up to a per-cell
+            # factor, so sum the queries first: (H, C, D) instead of (H, S, Nk) in memory.
+            q_cell = q_sampled.new_zeros(heads, cells, q.shape[-1]).index_add_(1, sample_cell, q_sampled)
+            scores = q_cell @ kf.transpose(-1, -2)  # (H, C, Nk)
             if not self.per_head:
-                sums = sums.sum(0, keepdim=True)
+                scores = scores.sum(0, keepdim=True)
             K = resolve_topk(self.topk, num_keys)
             # (G, C, K) -> per-cell lists in cell-major order, ascending indices for memory locality
-            idx = sums.topk(K, dim=-1).indices.sort(-1).values.transpose(0, 1).reshape(-1)
+            idx = scores.topk(K, dim=-1).indices.sort(-1).values.transpose(0, 1).reshape(-1)
             offsets = torch.arange(cells * groups + 1, device=k.device) * K
             return Selection(offsets, idx, groups, float(K))
-        probs = logits.softmax(-1)  # (H, S, Nk)
-        if not self.per_head:
-            probs = probs.mean(0, keepdim=True)  # FlashVDM: average over heads
-        active = probs > self.threshold
-        top = probs.argmax(-1, keepdim=True)
-        active.scatter_(-1, top, True)  # never an empty list for a cell with queries
         keep = torch.zeros(groups, cells, num_keys, dtype=torch.int32, device=k.device)
-        keep.index_add_(1, sample_cell, active.to(torch.int32))
+        for lo in range(0, q_sampled.shape[1], MERGE_CHUNK):  # bounded memory: (H, chunk, Nk) at a time
+            probs = (q_sampled[:, lo : lo + MERGE_CHUNK] @ kf.transpose(-1, -2) * scale).softmax(-1)
+            if not self.per_head:
+                probs = probs.mean(0, keepdim=True)  # FlashVDM: average over heads
+            active = probs > self.threshold
+            active.scatter_(-1, probs.argmax(-1, keepdim=True), True)  # never an empty list for a cell with queries
+            keep.index_add_(1, sample_cell[lo : lo + MERGE_CHUNK], active.to(torch.int32))
         keep = (keep > 0).transpose(0, 1)  # (C, G, Nk)
         per_segment = keep.sum(-1).reshape(-1)
         offsets = torch.cat([per_segment.new_zeros(1), per_segment.cumsum(0)])

@@ -39,10 +39,15 @@ def resolve_backend(kernel: str, *tensors: torch.Tensor, backend: str | None = N
     on_cuda = all(t.is_cuda for t in tensors)
     if choice == "auto":
         return "triton" if on_cuda else "torch"
-    if choice == "triton" and not on_cuda and not interpreter_enabled():
-        devices = sorted({str(t.device) for t in tensors})
-        raise RuntimeError(
-            f"{kernel}: the Triton backend needs CUDA tensors (got {devices}); "
-            "set TRITON_INTERPRET=1 before importing accel3d to run it on the CPU interpreter"
-        )
+    if choice == "triton" and not on_cuda:
+        if not interpreter_enabled():
+            devices = sorted({str(t.device) for t in tensors})
+            raise RuntimeError(
+                f"{kernel}: the Triton backend needs CUDA tensors (got {devices}); "
+                "set TRITON_INTERPRET=1 before importing accel3d to run it on the CPU interpreter"
+            )
+        if any(t.dtype == torch.bfloat16 for t in tensors):
+            raise TypeError(f"{kernel}: Triton's CPU interpreter computes bfloat16 wrongly; use float32/float16 or the torch backend")
+    if choice == "triton" and torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+        raise RuntimeError(f"{kernel}: the Triton kernels have no backward; use backend='torch' for autograd or run under torch.no_grad()")
     return choice

@@ -42,7 +42,7 @@ _CONFIG_KEYS = {
     "scale_factor",
 }
 _IGNORED_KEYS = {"label_type", "drop_path_rate"}  # no effect on inference
-CHECKPOINT_NAMES = ("model.fp16.safetensors", "model.safetensors", "model.fp16.ckpt", "model.ckpt")
+CHECKPOINT_NAMES = ("model.safetensors", "model.ckpt", "model.fp16.safetensors", "model.fp16.ckpt")  # full precision first
 
 
 def config_from_hunyuan(params: dict) -> VecsetVAEConfig:

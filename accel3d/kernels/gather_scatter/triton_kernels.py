@@ -33,7 +33,8 @@ def _scatter_kernel(src, index, out, M, C, stride_src, stride_out, REDUCE_MAX: t
     vals = tl.load(src + rows[:, None].to(tl.int64) * stride_src + cols[None, :], mask=mask).to(tl.float32)
     ptrs = out + idx[:, None] * stride_out + cols[None, :]
     if REDUCE_MAX:
-        tl.atomic_max(ptrs, vals, mask=mask)
+        # -0.0 -> +0.0: some Triton 3.x releases split float atomic_max on the sign and lose -0.0 against negatives.
+        tl.atomic_max(ptrs, tl.where(vals == 0.0, 0.0, vals), mask=mask)
     else:
         tl.atomic_add(ptrs, vals, mask=mask)
 

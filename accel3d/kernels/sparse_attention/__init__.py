@@ -21,6 +21,8 @@ Example::
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from accel3d.kernels.checks import check_float, check_index, check_same_device
@@ -82,9 +84,13 @@ def packed_sparse_attention(
     check_index(KERNEL, "kv_indices", kv_indices, k.shape[1])
     _check_offsets("kv_offsets", kv_offsets, len(kv_indices))
     for name, block in (("block_m", block_m), ("block_n", block_n)):
-        if block < 16 or block & (block - 1):
-            raise ValueError(f"{KERNEL}: {name} must be a power of two >= 16, got {block}")
+        if isinstance(block, bool) or not isinstance(block, int) or block < 16 or block > 256 or block & (block - 1):
+            raise ValueError(f"{KERNEL}: {name} must be a power of two in [16, 256], got {block!r}")
+    if q.shape[-1] > 256:
+        raise ValueError(f"{KERNEL}: head dim must be at most 256, got {q.shape[-1]}")
     scale = q.shape[-1] ** -0.5 if scale is None else float(scale)
+    if not math.isfinite(scale) or scale <= 0:
+        raise ValueError(f"{KERNEL}: scale must be a positive finite number, got {scale}")
     if resolve_backend(KERNEL, q, k, v, backend=backend) == "triton":
         from accel3d.kernels.sparse_attention import triton_kernels
 

@@ -46,7 +46,7 @@ def _packed_attention_kernel(
     BLOCK_D: tl.constexpr,
 ):
     pid = tl.program_id(0)
-    head = tl.program_id(1)
+    head = tl.program_id(1).to(tl.int64)  # head * stride can exceed 2^31 on large calls
     cell = tl.load(block_cell + pid)
     if cell >= 0:
         start = tl.load(block_row + pid)
@@ -117,13 +117,19 @@ def packed_sparse_attention(
     block_m: int = 64,
     block_n: int = 64,
 ) -> torch.Tensor:
+    """Triton launch; see :func:`accel3d.kernels.packed_sparse_attention` (which checks the arguments).
+
+    Same arguments as the reference plus the tile sizes ``block_m`` (query rows) and
+    ``block_n`` (keys per step). Inference only: there is no backward.
+    """
     heads, num_rows, dim = q.shape
     cells = len(cell_offsets) - 1
-    out = torch.zeros_like(q)
+    # Allocate after making q contiguous: zeros_like would copy q's strides, the kernel assumes D is stride-1.
+    q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+    out = torch.zeros(q.shape, dtype=q.dtype, device=q.device)
     if num_rows == 0 or cells == 0:
         return out
     groups = (len(kv_offsets) - 1) // cells
-    q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
     block_cell, block_row = block_table(cell_offsets, num_rows, block_m)
     grid = (len(block_cell), heads)
     _packed_attention_kernel[grid](
