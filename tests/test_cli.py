@@ -31,6 +31,22 @@ def test_default_run_on_a_tiny_config_writes_everything(tmp_path, tiny_weights):
     assert isinstance(trimesh.load(out / "mesh.ply", force="mesh"), trimesh.Trimesh)
 
 
+def test_flashvdm_stack_reports_keys_per_query(tmp_path, tiny_weights):
+    out = tmp_path / "run"
+    proc = accel3d(
+        "run",
+        "stack=flashvdm",
+        "stack.accelerators.1.topk=4",
+        f"pipeline.weights={tiny_weights}",
+        *TINY,
+        f"hydra.run.dir={out}",
+        cwd=tmp_path,
+    )
+    assert "keys/query" in proc.stdout
+    stats = json.loads((out / "report.json").read_text())["runs"]["flashvdm"]["stats"]
+    assert stats["adaptive_kv"]["keys_per_query"] == 4 and stats["hierarchical"]["calls"] == 1
+
+
 def test_multirun_sweep_writes_a_summary(tmp_path, tiny_weights):
     sweep = tmp_path / "sweep"
     accel3d(

@@ -6,7 +6,7 @@ from accel3d.pipelines.vecset_shape import VecsetShapePipeline
 
 
 def test_pipeline_detach_restores_outputs_bit_for_bit():
-    pipe = VecsetShapePipeline(resolution=64, num_points=512, progress=False)
+    pipe = VecsetShapePipeline(resolution=64, progress=False)
     inputs = pipe.load_inputs()
     before = pipe.run(inputs)
     stack = Stack([HierarchicalDecoding(min_resolution=32)], name="hierarchical")
@@ -20,11 +20,12 @@ def test_pipeline_detach_restores_outputs_bit_for_bit():
 
 
 def test_pipeline_stages_are_named():
-    pipe = VecsetShapePipeline(resolution=64, num_points=512, progress=False)
+    pipe = VecsetShapePipeline(resolution=64, progress=False)
     assert set(pipe.stages) == {"encoder", "volume_decoder", "geo_decoder"}
 
 
-def test_shipped_stack_keeps_the_shipped_models_surface():
+def test_shipped_stacks_keep_the_shipped_models_surface():
+    """The named decoding stacks against dense decoding on the shipped model and bunny, at 128^3."""
     from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
 
@@ -32,11 +33,20 @@ def test_shipped_stack_keeps_the_shipped_models_surface():
     from accel3d.geometry.metrics import volume_iou
 
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        cfg = compose("run", overrides=["pipeline.resolution=128", "pipeline.progress=false"])
-    pipe, stack = instantiate(cfg.pipeline), instantiate(cfg.stack, _convert_="object")
+        cfgs = {
+            name: compose("run", overrides=[f"stack={name}", "pipeline.resolution=128", "pipeline.progress=false"])
+            for name in ("hierarchical", "flashvdm", "flashvdm_merge")
+        }
+    pipe = instantiate(cfgs["hierarchical"].pipeline)
     inputs = pipe.load_inputs()
     dense = pipe.run(inputs)
-    with stack.applied(pipe):
-        fast = pipe.run(inputs)
-    assert fast.grid.query_fraction < 0.5
-    assert volume_iou(pipe.inside_mask(dense.grid), pipe.inside_mask(fast.grid)) > 0.999
+    # hierarchical decoding is exact here; adaptive KV may move the surface slightly (FlashVDM: < 0.6 IoU points)
+    min_iou = {"hierarchical": 0.999, "flashvdm": 0.99, "flashvdm_merge": 0.99}
+    for name, cfg in cfgs.items():
+        stack = instantiate(cfg.stack, _convert_="object")
+        with stack.applied(pipe):
+            fast = pipe.run(inputs)
+        assert fast.grid.query_fraction < 0.5, name
+        assert volume_iou(pipe.inside_mask(dense.grid), pipe.inside_mask(fast.grid)) > min_iou[name], name
+        if name != "hierarchical":
+            assert stack.stats()["adaptive_kv"]["key_fraction"] < 1.0, name
