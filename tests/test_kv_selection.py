@@ -219,3 +219,16 @@ def test_stacks_with_hierarchical_decoding_on_the_pipeline(tiny_weights):
         pipe.run(inputs)
     stats = stack.stats()
     assert stats["adaptive_kv"]["keys_per_query"] == 4 and stats["hierarchical"]["calls"] == 1
+
+
+def test_attention_sparsity_measures_keys_for_mass(local_vae):
+    from accel3d.decoding.sparsity import attention_sparsity, keys_for_mass
+
+    probs = torch.tensor([[0.5, 0.3, 0.15, 0.05], [0.97, 0.01, 0.01, 0.01]])
+    assert keys_for_mass(probs, 0.9).tolist() == [3, 1] and keys_for_mass(probs, 0.99).tolist() == [4, 3]
+    vae, latents = local_vae
+    kv = vae.geo_decoder.keys_values(vae.decode(latents))
+    stats = attention_sparsity(vae.geo_decoder, kv, _points(500), cells=3)
+    assert 1 <= stats["query_keys_90"] <= stats["query_keys_99"] <= 96
+    assert stats["query_keys_90"] <= stats["cell_keys_90"] <= 96  # a cell needs at least what one query does
+    assert "attend" not in vars(vae.geo_decoder.cross_attn_decoder.attn)

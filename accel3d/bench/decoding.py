@@ -27,12 +27,14 @@ import torch
 from accel3d.core.io import write_json
 from accel3d.decoding.accelerator import AdaptiveKVSelection
 from accel3d.decoding.hierarchical import HierarchicalVolumeDecoder
+from accel3d.decoding.sparsity import attention_sparsity
 from accel3d.geometry import shapes
 from accel3d.geometry.metrics import chamfer_and_fscore, volume_iou
 from accel3d.geometry.surface import extract_mesh
 from accel3d.geometry.volume import DenseVolumeDecoder
 
 TRUNCATION = 0.03  # analytic SDFs are truncated like the shipped VAE's field
+SPARSITY: dict[str, dict[str, float]] = {}  # attention sparsity per subject with cross-attention
 
 
 def subjects(names: list[str], args: argparse.Namespace) -> dict[str, tuple[Callable[[torch.Tensor], torch.Tensor], dict, object]]:
@@ -50,6 +52,12 @@ def subjects(names: list[str], args: argparse.Namespace) -> dict[str, tuple[Call
             with torch.inference_mode():
                 field = pipe.vae.field(pipe.vae.encode(inputs.points[None], inputs.normals[None]))
             out["model:bunny"] = (field, model_settings, pipe.vae.geo_decoder)
+            with torch.inference_mode():  # how local the attention is, near the surface (docs/decoding.md)
+                kv = pipe.vae.geo_decoder.keys_values(pipe.vae.decode(pipe.vae.encode(inputs.points[None], inputs.normals[None])))
+                g = torch.Generator().manual_seed(0)
+                near = inputs.points[torch.randint(0, len(inputs.points), (4096,), generator=g)]
+                near = near + 0.02 * torch.randn(near.shape, generator=g)
+                SPARSITY["model:bunny"] = attention_sparsity(pipe.vae.geo_decoder, kv, near, cells=args.cells)
         elif name in shapes.SHAPES:
             sdf = shapes.SHAPES[name]()
             out[f"sdf:{name}"] = (lambda p, sdf=sdf: (sdf(p) / TRUNCATION).clamp(-1.0, 1.0), sdf_settings, None)
@@ -169,7 +177,14 @@ def main(argv: list[str]) -> None:
                     f"{m['fscore_vs_dense']:>9.4f}",
                     flush=True,
                 )
+    for name, sp in SPARSITY.items():
+        print(
+            f"\n{name} attention sparsity (4096 points near the surface, {int(sp['num_keys'])} keys): 90% of a query's attention "
+            f"is on {sp['query_keys_90']:.1f} keys, 99% on {sp['query_keys_99']:.1f}; a {args.cells}^3 cell needs "
+            f"{sp['cell_keys_90']:.1f} (90%) / {sp['cell_keys_99']:.1f} (99%) keys for all its queries"
+        )
     meta = {
+        "attention_sparsity": SPARSITY,
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "repeats": args.repeats,
