@@ -1,6 +1,6 @@
 """Train the shipped reference vecset VAE on real meshes plus procedural shapes.
 
-    python scripts/train_vecset.py                      # ~50 min on 2 CPU cores
+    python scripts/train_vecset.py                      # ~30 min on 2 CPU cores
     python scripts/train_vecset.py --steps 200 --out /tmp/try.pt   # quick check
 
 Needs ``pymeshlab`` (``pip install pymeshlab``) for its bundled sample meshes
@@ -188,14 +188,14 @@ def evaluate(model: VecsetVAE, meshes: dict[str, trimesh.Trimesh], resolution: i
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=3000)
-    parser.add_argument("--num-latents", type=int, default=1024, help="latent tokens (Hunyuan3D-2: 3072; mini: 512)")
+    parser.add_argument("--steps", type=int, default=4000)
+    parser.add_argument("--num-latents", type=int, default=256, help="latent tokens (Hunyuan3D-2: 3072; mini: 512)")
     parser.add_argument("--geo-mlp-ratio", type=int, default=4, help="geo decoder MLP expansion (Hunyuan3D-2: 4; its turbo decoder: 1)")
     parser.add_argument(
         "--geo-ln-post", action=argparse.BooleanOptionalAction, default=True, help="LayerNorm before the output (turbo: off)"
     )
     parser.add_argument(
-        "--entropy-weight", type=float, default=0.01, help="weight of the geo decoder's mean attention entropy (nats) in the loss; 0: off"
+        "--entropy-weight", type=float, default=0.0, help="weight of the geo decoder's mean attention entropy (nats) in the loss; 0: off"
     )
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--points", type=int, default=2048, help="surface points fed to the encoder")
