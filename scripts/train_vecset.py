@@ -254,8 +254,10 @@ def main() -> None:
         pred = model.geo_decoder(qry, tokens)
         recon = (pred - target).abs().mean()
         kl = 0.5 * (mean.square() + logvar.exp() - 1 - logvar).mean()
-        entropy = attention_entropy(model, qry[:, :ENTROPY_QUERIES], tokens)
-        loss = recon + args.kl_weight * kl + args.entropy_weight * entropy
+        loss = recon + args.kl_weight * kl
+        if args.entropy_weight:  # an extra attention pass: only when it is penalised
+            entropy = attention_entropy(model, qry[:, :ENTROPY_QUERIES], tokens)
+            loss = loss + args.entropy_weight * entropy
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -263,7 +265,10 @@ def main() -> None:
         sched.step()
         if step % 25 == 0:
             acc = ((pred > 0) == (target > 0)).float().mean().item()
-            bar.set_postfix(l1=f"{recon.item():.4f}", sign_acc=f"{acc:.4f}", attn_entropy=f"{entropy.item():.2f}")
+            shown = {"l1": f"{recon.item():.4f}", "sign_acc": f"{acc:.4f}"}
+            if args.entropy_weight:
+                shown["attn_entropy"] = f"{entropy.item():.2f}"
+            bar.set_postfix(shown)
 
     model.eval()
     print(f"evaluating reconstruction IoU at {args.eval_resolution}^3 on the training meshes")

@@ -50,10 +50,11 @@ def subjects(names: list[str], args: argparse.Namespace) -> dict[str, tuple[Call
             pipe = VecsetShapePipeline(progress=False)
             inputs = pipe.load_inputs()
             with torch.inference_mode():
-                field = pipe.vae.field(pipe.vae.encode(inputs.points[None], inputs.normals[None]))
+                latents = pipe.vae.encode(inputs.points[None], inputs.normals[None])
+                field = pipe.vae.field(latents)
             out["model:bunny"] = (field, model_settings, pipe.vae.geo_decoder)
             with torch.inference_mode():  # how local the attention is, near the surface (docs/decoding.md)
-                kv = pipe.vae.geo_decoder.keys_values(pipe.vae.decode(pipe.vae.encode(inputs.points[None], inputs.normals[None])))
+                kv = pipe.vae.geo_decoder.keys_values(pipe.vae.decode(latents))
                 g = torch.Generator().manual_seed(0)
                 near = inputs.points[torch.randint(0, len(inputs.points), (4096,), generator=g)]
                 near = near + 0.02 * torch.randn(near.shape, generator=g)

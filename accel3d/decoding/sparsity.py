@@ -26,8 +26,11 @@ from accel3d.geometry.grid import DEFAULT_BOUND
 
 def keys_for_mass(probs: Tensor, mass: float) -> Tensor:
     """Per row of ``probs`` (..., Nk): the fewest keys whose probabilities sum to ``mass``."""
-    cum = probs.sort(-1, descending=True).values.cumsum(-1)
-    return (cum < mass).sum(-1) + 1
+    return _needed(probs.sort(-1, descending=True).values.cumsum(-1), mass)
+
+
+def _needed(cumulative: Tensor, mass: float) -> Tensor:
+    return (cumulative < mass).sum(-1) + 1
 
 
 @torch.no_grad()
@@ -66,14 +69,15 @@ def attention_sparsity(
     probs = (q @ k.transpose(-1, -2) * q.shape[-1] ** -0.5).softmax(-1)  # (H, N, Nk)
     plan = plan_cells(points, cells, bound)
     out: dict[str, float] = {"num_keys": float(k.shape[1]), "queries": float(len(points))}
+    ranked, order = probs.sort(-1, descending=True)  # once for every mass
+    cumulative = ranked.cumsum(-1)
+    rank = torch.empty_like(order)
+    rank.scatter_(-1, order, torch.arange(probs.shape[-1]).expand_as(order))
     for mass in masses:
         tag = f"{round(100 * mass)}"
-        out[f"query_keys_{tag}"] = keys_for_mass(probs, mass).float().mean().item()
+        needed = _needed(cumulative, mass)
+        out[f"query_keys_{tag}"] = needed.float().mean().item()
         # a query's key set: its top keys up to `mass`; a cell needs the union over its queries
-        order = probs.argsort(-1, descending=True)
-        needed = keys_for_mass(probs, mass)
-        rank = torch.empty_like(order)
-        rank.scatter_(-1, order, torch.arange(probs.shape[-1]).expand_as(order))
         member = rank < needed[..., None]  # (H, N, Nk)
         sizes = []
         for c in range(plan.num_cells):
