@@ -24,6 +24,8 @@ def run_job(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     stack: Stack = instantiate(cfg.stack, _convert_="object")
     if not isinstance(stack, Stack):
         raise TypeError(f"stack: expected the config to build an accel3d.core.Stack, got {type(stack).__name__}")
+    if hasattr(pipeline, "job"):  # pipelines with their own comparison (sds)
+        return pipeline.job(stack, cfg, out_dir)
     inputs = pipeline.load_inputs()
     print(f"[accel3d] pipeline={pipeline.name} stack={stack.name} input={inputs.source}", file=sys.stderr)
 
@@ -140,6 +142,9 @@ def summary_rows(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Flatten sweep reports into one row per job."""
     out = []
     for rep in reports:
+        if "summary" in rep:  # pipelines that summarise themselves
+            out.append(rep["summary"])
+            continue
         run = rep["runs"].get(rep["stack"], rep["runs"].get("baseline", {}))
         out.append(
             {

@@ -52,17 +52,20 @@ def _plot(rows: list[dict[str, Any]], path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
+    decoding = "speedup_decode" in rows[0]
+    x_key, y_key = ("speedup_decode", "iou_vs_baseline") if decoding else ("speedup_total", "psnr_vs_baseline")
     for row in rows:
-        ax.scatter(row["speedup_decode"], row["iou_vs_baseline"], s=40)
+        label = f"{row['stack']} @{row['resolution']}" if decoding else row["stack"]
+        ax.scatter(row[x_key], row[y_key], s=40)
         ax.annotate(
-            f"{row['stack']} @{row['resolution']}",
-            (row["speedup_decode"], row["iou_vs_baseline"]),
+            label,
+            (row[x_key], row[y_key]),
             textcoords="offset points",
             xytext=(5, 3),
             fontsize=8,
         )
-    ax.set_xlabel("decode speedup vs unaccelerated (x)")
-    ax.set_ylabel("volume IoU vs unaccelerated")
+    ax.set_xlabel(("decode" if decoding else "end-to-end") + " speedup vs unaccelerated (x)")
+    ax.set_ylabel("volume IoU vs unaccelerated" if decoding else "render PSNR vs unaccelerated (dB)")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     with atomic_write(path) as tmp:

@@ -1,6 +1,7 @@
-"""Shared core: the Accelerator protocol, stacks, reversible hooks, statistics."""
+"""Shared core: the Accelerator protocol, stacks, reversible hooks, statistics, per-call camera poses."""
 
 from accel3d.core.accelerator import Accelerator, BaseAccelerator
+from accel3d.core.context import CameraPose, camera_pose, current_camera_pose
 from accel3d.core.hooks import PatchSet
 from accel3d.core.pipeline import Pipeline
 from accel3d.core.registry import available_accelerators, create_accelerator, register_accelerator
@@ -10,12 +11,15 @@ from accel3d.core.stats import Statistics
 __all__ = [
     "Accelerator",
     "BaseAccelerator",
+    "CameraPose",
     "PatchSet",
     "Pipeline",
     "Stack",
     "StackConflictError",
     "Statistics",
     "available_accelerators",
+    "camera_pose",
     "create_accelerator",
+    "current_camera_pose",
     "register_accelerator",
 ]

@@ -1,0 +1,345 @@
+"""``Hash3D``: reuse U-Net features across nearby camera poses and timesteps.
+
+Attach it to a diffusers ``UNet2DConditionModel`` (the ``denoiser`` stage of the
+``sds`` pipeline). Every call must say its camera, with :func:`camera_pose` or the
+extra ``camera=`` keyword; the timestep is the call's own. Per batch element (the
+classifier-free-guidance halves of an element travel together) it flips a coin:
+with probability ``retrieve_prob`` it looks the pose up in the grid hash table; a
+hit runs only the shallow part of the U-Net around the retrieved feature, and
+everything else runs the full U-Net and stores its feature.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from accel3d.caching.hash_table import PAPER_GRIDS, GridCells, GridHashTable
+from accel3d.caching.unet_cut import UNetCut
+from accel3d.core.accelerator import BaseAccelerator
+from accel3d.core.context import CameraPose, camera_pose, current_camera_pose
+from accel3d.core.registry import register_accelerator
+
+MODES = ("feature", "noise")
+MISSING_POSE = ("error", "full")
+
+
+@register_accelerator("hash3d")
+class Hash3D(BaseAccelerator):
+    """Hash3D feature caching for a diffusers U-Net in a score-distillation loop.
+
+    Args:
+        mode: ``feature`` caches the hidden state at the cut (the paper's method);
+            ``noise`` caches the final noise prediction (faster, worse: the paper's Table 9).
+        cut: the cut point (``'up_blocks.3.0'``, an up-path index, or None = the
+            first layer of the last up block, as in DeepCache and the paper).
+        retrieve_prob: the probability that an element tries the cache. 0 never
+            reuses (outputs equal the plain U-Net bit for bit); 1 reuses whenever the
+            table has something. Higher is faster and further from the full forward.
+            The paper calls its knob η and sets it to 0.1 while reporting 1.3-4x
+            speedups, which only a retrieval probability near 0.9 can give; read as
+            "compute with probability η", the paper's setting is ``retrieve_prob=0.9``.
+        grids: cell sizes ``[azimuth°, elevation°, radius, timestep]`` per grid; one
+            grid is a fixed grid, several the adaptive grid (default: the paper's
+            {10, 20, 30}° / {0.1, 0.15, 0.2} / {10, 20, 30} steps).
+        num_buckets, queue_length, max_megabytes, temperature, similarity_decay,
+        exact_cells: see :class:`GridHashTable`.
+        guidance_pairs: the batch is diffusers' CFG layout ``[uncond; cond]``: rows
+            i and i + N/2 are one element, looked up and stored together.
+        missing_pose: ``error`` (default) raises when a call has no camera;
+            ``full`` runs such calls in full and counts them.
+        check_every: every k-th call with hits also runs the full U-Net on the hit
+            elements and records the cosine similarity and relative L2 error of the
+            reused prediction (0 = off; the check's time is reported apart).
+        seed: seeds the retrieval coin, so runs repeat.
+
+    Example::
+
+        hash3d = Hash3D(retrieve_prob=0.9)
+        with hash3d.applied(unet):
+            for step in range(steps):
+                with camera_pose(azimuth=az, elevation=el, radius=r):
+                    eps = unet(torch.cat([x_t] * 2), t, encoder_hidden_states=text).sample
+        hash3d.stats()["hit_rate"]
+    """
+
+    name = "hash3d"
+    stage = "denoiser"
+
+    def __init__(
+        self,
+        mode: str = "feature",
+        cut: str | int | None = None,
+        retrieve_prob: float = 0.9,
+        grids: Sequence[GridCells | Sequence[float]] = PAPER_GRIDS,
+        num_buckets: int = 200,
+        queue_length: int = 3,
+        max_megabytes: float = 2048.0,
+        temperature: float = 0.1,
+        similarity_decay: float = 0.9,
+        exact_cells: bool = False,
+        guidance_pairs: bool = True,
+        missing_pose: str = "error",
+        check_every: int = 0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if mode not in MODES:
+            raise ValueError(f"mode: expected one of {MODES}, got {mode!r}")
+        if missing_pose not in MISSING_POSE:
+            raise ValueError(f"missing_pose: expected one of {MISSING_POSE}, got {missing_pose!r}")
+        if not 0.0 <= retrieve_prob <= 1.0:
+            raise ValueError(f"retrieve_prob: expected a probability in [0, 1], got {retrieve_prob!r}")
+        if not isinstance(check_every, int) or check_every < 0:
+            raise ValueError(f"check_every: expected an integer >= 0, got {check_every!r}")
+        if not max_megabytes > 0:
+            raise ValueError(f"max_megabytes: expected > 0, got {max_megabytes!r}")
+        self.mode = mode
+        self.cut = cut
+        self.retrieve_prob = float(retrieve_prob)
+        self.guidance_pairs = guidance_pairs
+        self.missing_pose = missing_pose
+        self.check_every = check_every
+        self.seed = seed
+        self.table = GridHashTable(
+            grids=grids,
+            num_buckets=num_buckets,
+            queue_length=queue_length,
+            max_bytes=int(max_megabytes * 2**20),
+            temperature=temperature,
+            similarity_decay=similarity_decay,
+            exact_cells=exact_cells,
+        )
+        self._cut: UNetCut | None = None
+        self._signature: inspect.Signature | None = None
+        self._original: Any = None
+        self._generator = torch.Generator().manual_seed(seed)
+        self._calls_with_hits = 0
+
+    # ------------------------------------------------------------------ protocol
+    def _attach(self, target: Any) -> None:
+        self._cut = UNetCut(target, self.cut)  # validates the architecture and the cut point
+        if self.mode == "feature" and (reason := self._cut.check_unet()) is not None:
+            raise ValueError(f"unet: Hash3D cannot run a partial forward of this U-Net: {reason}")
+        self._signature = inspect.signature(target.forward)
+        self.patches.wrap(target, "forward", self._wrap)
+
+    def detach(self) -> None:
+        super().detach()
+        self._cut = None
+        self._original = None
+
+    def reset(self) -> None:
+        super().reset()
+        self.table.clear()
+        self._generator.manual_seed(self.seed)
+        self._calls_with_hits = 0
+
+    @staticmethod
+    def pose(azimuth: object, elevation: object, radius: object) -> Any:
+        """Same as :func:`accel3d.core.context.camera_pose`: declare the camera of the calls inside."""
+        return camera_pose(azimuth, elevation, radius)
+
+    def stats(self) -> dict[str, float]:
+        s = dict(self.statistics.as_dict())
+        elements = s.get("elements", 0)
+        s["hit_rate"] = s.get("hits", 0) / elements if elements else 0.0
+        full, part = s.get("full_elements", 0), s.get("partial_elements", 0)
+        if full and part and self.mode == "feature":
+            per_full, per_part = s["full_s"] / full, s["partial_s"] / part
+            s["saved_s_estimate"] = part * max(per_full - per_part, 0.0)  # what the hits would have cost in full
+        elif full and self.mode == "noise":
+            s["saved_s_estimate"] = s.get("hits", 0) * s["full_s"] / full
+        if s.get("checks"):
+            s["check_cosine"] = s.pop("check_cosine_sum") / s["checks"]
+            s["check_rel_l2"] = s.pop("check_rel_l2_sum") / s["checks"]
+        s.update({f"table_{k}": v for k, v in self.table.stats().items()})
+        return s
+
+    # ------------------------------------------------------------------ the patched forward
+    def _wrap(self, original: Any) -> Any:
+        self._original = original
+
+        def forward(*args: Any, camera: Any = None, **kwargs: Any) -> Any:
+            return self._forward(original, camera, args, kwargs)
+
+        return forward
+
+    def _forward(self, original: Any, camera: Any, args: tuple, kwargs: dict) -> Any:
+        bound = self._signature.bind(*args, **kwargs)
+        arguments = bound.arguments
+        sample: torch.Tensor = arguments["sample"]
+        return_dict = arguments.get("return_dict", True)
+        self.statistics.add("calls")
+        pose = self._pose(camera)
+        reason = self._cut.unsupported(arguments) if pose is not None else "no camera pose"
+        if reason is not None:
+            self.statistics.add("unsupported_calls")
+            warnings.warn(f"hash3d: running the full U-Net for a call with {reason}", stacklevel=4)
+            return original(*args, **kwargs)
+
+        rows, elements = self._layout(sample)
+        keys = self._keys(pose, arguments["timestep"], elements, sample)
+        inputs = sample[rows].reshape(elements, -1)  # both CFG halves of an element, side by side
+        self.statistics.add("elements", elements)
+
+        start = time.perf_counter()
+        attempt = torch.rand(elements, generator=self._generator) < self.retrieve_prob
+        hit = torch.zeros(elements, dtype=torch.bool)
+        found = None
+        if attempt.any():
+            found = self.table.lookup(keys[attempt], inputs[attempt])
+            hit[attempt] = found.hit
+        self.statistics.add("hash_s", time.perf_counter() - start)
+        self.statistics.add("attempts", int(attempt.sum()))
+        self.statistics.add("hits", int(hit.sum()))
+        self.statistics.add("updates", int((~attempt).sum()))
+
+        if not hit.any():
+            output = self._full(original, arguments, rows, keys, inputs, None)
+            return output if return_dict is False else self._as_output(output[0])
+        miss = (~hit).nonzero().flatten()
+        hit_idx = hit.nonzero().flatten()
+        hit_in_attempt = found.hit.nonzero().flatten()
+        retrieved = found.values[hit_in_attempt]
+        self.statistics.add("cross_cell_hits", int(found.cross_cell.sum()))
+        for m in found.grid[found.hit].tolist():
+            self.statistics.add(f"grid{m}_hits")
+
+        eps = torch.empty_like(self._original_output_like(sample))
+        if len(miss):
+            sub_rows = rows[miss].T.reshape(-1) if rows.ndim == 2 else rows[miss]
+            eps[sub_rows] = self._full(original, arguments, rows, keys, inputs, miss)[0]
+        hit_rows = rows[hit_idx].T.reshape(-1) if rows.ndim == 2 else rows[hit_idx]
+        eps[hit_rows] = self._reuse(arguments, hit_rows, retrieved, len(hit_idx))
+        self._maybe_check(original, arguments, hit_rows, eps[hit_rows])
+        return (eps,) if return_dict is False else self._as_output(eps)
+
+    def _full(self, original: Any, arguments: dict, rows: torch.Tensor, keys: torch.Tensor, inputs: torch.Tensor, subset: Any) -> tuple:
+        """Run the untouched forward (on a subset of elements) and store what it produced."""
+        call = dict(arguments) if subset is None else self._take(arguments, self._rows_of(rows, subset))
+        call["return_dict"] = False
+        start = time.perf_counter()
+        if self.mode == "feature":
+            with self._cut.capture() as captured:
+                output = original(**call)
+        else:
+            output = original(**call)
+        elapsed = time.perf_counter() - start
+        count = len(keys) if subset is None else len(subset)
+        self.statistics.add("full_s", elapsed)
+        self.statistics.add("full_elements", count)
+        value = captured["feature"] if self.mode == "feature" else output[0]
+        start = time.perf_counter()
+        groups = rows.shape[1] if rows.ndim == 2 else 1
+        # (rows of the subset, ...) -> (elements, groups, ...): uncond and cond halves together
+        value = value.reshape(groups, count, *value.shape[1:]).transpose(0, 1).contiguous()
+        if torch.isfinite(value).all():
+            sel = slice(None) if subset is None else subset
+            self.table.insert(keys[sel], inputs[sel], value)
+        else:
+            self.statistics.add("nonfinite_not_stored")
+        self.statistics.add("hash_s", time.perf_counter() - start)
+        return output
+
+    def _reuse(self, arguments: dict, hit_rows: torch.Tensor, retrieved: torch.Tensor, count: int) -> torch.Tensor:
+        """The output for hit elements: the shallow path around the feature, or the stored noise."""
+        stored = retrieved.transpose(0, 1).reshape(-1, *retrieved.shape[2:])  # back to [uncond; cond] rows
+        self.statistics.add("partial_elements", count)
+        if self.mode == "noise":
+            return stored
+        start = time.perf_counter()
+        call = self._take(arguments, hit_rows)
+        out = self._cut.partial(stored.to(call["sample"].dtype), **{k: v for k, v in call.items() if k != "return_dict"})
+        self.statistics.add("partial_s", time.perf_counter() - start)
+        return out
+
+    def _maybe_check(self, original: Any, arguments: dict, hit_rows: torch.Tensor, reused: torch.Tensor) -> None:
+        if not self.check_every:
+            return
+        self._calls_with_hits += 1
+        if self._calls_with_hits % self.check_every:
+            return
+        start = time.perf_counter()
+        call = self._take(arguments, hit_rows)
+        call["return_dict"] = False
+        reference = original(**call)[0]
+        a, b = reused.flatten(1).double(), reference.flatten(1).double()
+        self.statistics.add("checks", len(a))
+        self.statistics.add("check_cosine_sum", float(torch.nn.functional.cosine_similarity(a, b, dim=1).sum()))
+        self.statistics.add("check_rel_l2_sum", float(((a - b).norm(dim=1) / b.norm(dim=1).clamp_min(1e-12)).sum()))
+        self.statistics.add("check_s", time.perf_counter() - start)
+
+    # ------------------------------------------------------------------ helpers
+    def _pose(self, camera: Any) -> CameraPose | None:
+        pose = camera if isinstance(camera, CameraPose) else None
+        if camera is not None and pose is None:
+            tensor = torch.as_tensor(camera, dtype=torch.float64)
+            if tensor.shape[-1:] != (3,) or tensor.ndim > 2:
+                raise ValueError(f"camera: expected (azimuth, elevation, radius) or a (batch, 3) tensor, got shape {tuple(tensor.shape)}")
+            tensor = tensor.reshape(-1, 3)
+            pose = CameraPose.of(tensor[:, 0], tensor[:, 1], tensor[:, 2])
+        pose = pose or current_camera_pose()
+        if pose is None and self.missing_pose == "error":
+            raise ValueError(
+                "camera: Hash3D needs the camera pose of every U-Net call; wrap the call in "
+                "`with accel3d.core.camera_pose(azimuth=..., elevation=..., radius=...)` or pass camera=(az, el, r) "
+                "(or build Hash3D(missing_pose='full') to run pose-less calls in full)"
+            )
+        return pose
+
+    def _layout(self, sample: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """Row indices per element: (elements, 2) for CFG pairs, (elements,) otherwise."""
+        rows = sample.shape[0]
+        if not self.guidance_pairs:
+            return torch.arange(rows), rows
+        if rows % 2:
+            raise ValueError(
+                f"sample: with guidance_pairs=True the batch must be [uncond; cond] halves, got an odd batch of {rows}; "
+                "build Hash3D(guidance_pairs=False) for calls without classifier-free guidance"
+            )
+        half = rows // 2
+        return torch.stack([torch.arange(half), torch.arange(half, rows)], dim=1), half
+
+    def _keys(self, pose: CameraPose, timestep: Any, elements: int, sample: torch.Tensor) -> torch.Tensor:
+        if len(pose) not in (1, elements):
+            raise ValueError(f"camera: expected 1 or {elements} poses (one per element of the batch), got {len(pose)}")
+        t = torch.as_tensor(timestep, dtype=torch.float64).detach().cpu().reshape(-1)
+        if len(t) == sample.shape[0] and len(t) != elements:
+            t = t[:elements]  # CFG halves share their timestep
+        if len(t) not in (1, elements):
+            raise ValueError(f"timestep: expected a scalar or one value per batch row, got {len(t)} values for {sample.shape[0]} rows")
+        cam = pose.as_tensor().expand(elements, 3)
+        return torch.cat([cam, t.expand(elements)[:, None]], dim=1)
+
+    @staticmethod
+    def _rows_of(rows: torch.Tensor, subset: torch.Tensor) -> torch.Tensor:
+        return rows[subset].T.reshape(-1) if rows.ndim == 2 else rows[subset]
+
+    def _take(self, arguments: dict, rows: torch.Tensor) -> dict:
+        """The forward arguments restricted to batch ``rows`` (tensors with a batch dimension)."""
+        batch = arguments["sample"].shape[0]
+
+        def take(value: Any) -> Any:
+            if isinstance(value, torch.Tensor) and value.ndim > 0 and value.shape[0] == batch:
+                return value[rows.to(value.device)]
+            if isinstance(value, dict):
+                return {k: take(v) for k, v in value.items()}
+            return value
+
+        return {k: (v if k == "cross_attention_kwargs" else take(v)) for k, v in arguments.items()}
+
+    def _original_output_like(self, sample: torch.Tensor) -> torch.Tensor:
+        out_channels = self._cut.unet.config.out_channels
+        return sample.new_empty(sample.shape[0], out_channels, *sample.shape[2:])
+
+    @staticmethod
+    def _as_output(sample: torch.Tensor) -> Any:
+        from diffusers.models.unets.unet_2d_condition import UNet2DConditionOutput
+
+        return UNet2DConditionOutput(sample=sample)

@@ -1,0 +1,388 @@
+"""Hash3D's grid hash table: features stored by camera pose and timestep.
+
+A key is ``(azimuth, elevation, radius, timestep)``:
+
+========== ============================================ ===========================
+dimension  unit                                         cell index
+========== ============================================ ===========================
+azimuth    degrees, any range (wraps around 360)        ``round(az / Δaz) mod ⌈360 / Δaz⌉``
+elevation  degrees in [-90, 90]                         ``floor(el / Δel)``
+radius     scene units (camera distance), > 0           ``floor(r / Δr)``
+timestep   diffusion steps (0 … num_train_timesteps)    ``floor(t / Δt)``
+========== ============================================ ===========================
+
+Azimuth cells are centred on multiples of Δaz and wrap, so 359° and 1° share a cell
+(the public code floors the raw angle, which splits them). The cell indices are
+hashed as in the paper, ``(i + N1*j + N2*k + N3*l) mod n`` with the spatial-hash
+primes, into ``n`` buckets; each bucket is a FIFO queue of the ``queue_length``
+newest entries. Retrieval averages the queue's values with weights
+``softmax(-d_i / temperature)``, where ``d_i`` is the *mean* squared difference
+between the query's noisy input and entry i's (the paper's squared distance,
+normalised by the number of elements so that one temperature suits every latent
+size; without it a 32x32x4 latent collapses the softmax to nearest-neighbour).
+
+Several grids (the paper's adaptive grid, M = 3 by default) share the entries:
+every insert goes into each grid's bucket, each bucket keeps an exponential moving
+average of the cosine similarity between a new value and those already there,
+and a lookup uses the non-empty bucket whose grid has the highest similarity.
+
+Memory is bounded in bytes: when storing a new entry would exceed ``max_bytes``,
+the oldest entries are evicted first. Everything is vectorised over the batch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+PRIMES = (73856093, 19349669, 83492791)  # N1, N2, N3: the spatial-hash primes the paper cites
+
+
+@dataclass(frozen=True)
+class GridCells:
+    """Cell sizes of one grid: degrees, degrees, scene units, diffusion steps.
+
+    ``math.inf`` ignores a dimension (every value falls in cell 0), which gives, for
+    example, a temporal-only cache: ``GridCells(math.inf, math.inf, math.inf, 10)``.
+
+    Example::
+
+        GridCells(azimuth=20, elevation=20, radius=0.1, timestep=10)
+    """
+
+    azimuth: float = 20.0
+    elevation: float = 20.0
+    radius: float = 0.1
+    timestep: float = 10.0
+
+    def __post_init__(self) -> None:
+        for name in ("azimuth", "elevation", "radius", "timestep"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and value > 0 and not math.isnan(value)):
+                raise ValueError(f"GridCells.{name}: expected a cell size > 0 (or math.inf to ignore it), got {value!r}")
+
+    def as_tuple(self) -> tuple[float, float, float, float]:
+        return (self.azimuth, self.elevation, self.radius, self.timestep)
+
+
+# The paper's adaptive grid: {10, 20, 30} degrees and steps, {0.1, 0.15, 0.2} radius.
+PAPER_GRIDS = (GridCells(10, 10, 0.1, 10), GridCells(20, 20, 0.15, 20), GridCells(30, 30, 0.2, 30))
+
+
+def check_keys(keys: torch.Tensor, name: str = "keys") -> torch.Tensor:
+    """Validate (B, 4) keys ``(azimuth°, elevation°, radius, timestep)``; returns them as float64."""
+    if not isinstance(keys, torch.Tensor) or keys.ndim != 2 or keys.shape[1] != 4:
+        shape = tuple(keys.shape) if isinstance(keys, torch.Tensor) else type(keys).__name__
+        raise ValueError(f"{name}: expected a (batch, 4) tensor of (azimuth deg, elevation deg, radius, timestep), got {shape}")
+    keys = keys.detach().to(torch.float64)
+    if not torch.isfinite(keys).all():
+        raise ValueError(f"{name}: contains NaN or inf: {keys[~torch.isfinite(keys).all(1)][:3].tolist()}")
+    el, radius, t = keys[:, 1], keys[:, 2], keys[:, 3]
+    if (el.abs() > 90).any():
+        raise ValueError(f"{name}: elevation must lie in [-90, 90] degrees, got {el[el.abs() > 90][:3].tolist()}")
+    if (radius <= 0).any():
+        raise ValueError(f"{name}: radius must be > 0, got {radius[radius <= 0][:3].tolist()}")
+    if (t < 0).any():
+        raise ValueError(f"{name}: timestep must be >= 0, got {t[t < 0][:3].tolist()}")
+    return keys
+
+
+@dataclass
+class Retrieval:
+    """What a lookup found: ``values[i]`` is valid where ``hit[i]``."""
+
+    hit: torch.Tensor  # (B,) bool
+    values: torch.Tensor  # (B, *value_shape); zeros where there was no hit
+    grid: torch.Tensor  # (B,) int64: the grid used, -1 without a hit
+    entries: torch.Tensor  # (B,) int64: entries averaged
+    cross_cell: torch.Tensor  # (B,) bool: part of the weight came from another cell (a hash collision)
+
+
+class GridHashTable:
+    """Grid-hashed feature store for Hash3D, with the paper's adaptive grid.
+
+    Args:
+        grids: cell sizes, one :class:`GridCells` per grid (M = len(grids)); one grid
+            is a fixed grid, several the adaptive grid (default: the paper's three).
+        num_buckets: ``n`` in ``idx mod n`` (per grid).
+        queue_length: entries kept per bucket, oldest dropped first (the paper's Q = 3).
+        max_bytes: bound on stored inputs + values + index data; oldest entries go first.
+        temperature: softmax temperature on the mean squared input distance;
+            ``-> 0`` is nearest-neighbour, large values a plain average.
+        similarity_decay: γ of the cosine-similarity moving average.
+        unmeasured_similarity: the score of a bucket whose similarity was never
+            measured (it held one entry so far). The default 1.0 trusts it, so the
+            finest non-empty grid wins until measurements say otherwise.
+        exact_cells: reuse only entries from the query's own cell. The paper
+            (and its code) average whatever shares the bucket, including other cells
+            that collide in ``mod n``; this switch turns such collisions into misses.
+
+    Example::
+
+        table = GridHashTable()
+        keys = torch.tensor([[30.0, 10.0, 1.8, 500.0]])       # az, el, radius, t
+        table.insert(keys, noisy_latents, features)
+        found = table.lookup(keys, noisy_latents)               # found.hit, found.values
+    """
+
+    def __init__(
+        self,
+        grids: Sequence[GridCells] = PAPER_GRIDS,
+        num_buckets: int = 200,
+        queue_length: int = 3,
+        max_bytes: int = 2 << 30,
+        temperature: float = 0.1,
+        similarity_decay: float = 0.9,
+        unmeasured_similarity: float = 1.0,
+        exact_cells: bool = False,
+    ) -> None:
+        grids = [g if isinstance(g, GridCells) else GridCells(*g) for g in grids]
+        if not grids:
+            raise ValueError("grids: expected at least one GridCells")
+        for name, value, low in (("num_buckets", num_buckets, 1), ("queue_length", queue_length, 1), ("max_bytes", max_bytes, 1)):
+            if not isinstance(value, int) or value < low:
+                raise ValueError(f"{name}: expected an integer >= {low}, got {value!r}")
+        if not temperature > 0:
+            raise ValueError(f"temperature: expected > 0, got {temperature!r}")
+        if not 0.0 <= similarity_decay < 1.0:
+            raise ValueError(f"similarity_decay: expected a value in [0, 1), got {similarity_decay!r}")
+        self.grids = tuple(grids)
+        self.num_buckets = num_buckets
+        self.queue_length = queue_length
+        self.max_bytes = max_bytes
+        self.temperature = float(temperature)
+        self.similarity_decay = float(similarity_decay)
+        self.unmeasured_similarity = float(unmeasured_similarity)
+        self.exact_cells = exact_cells
+        self._cell_sizes = torch.tensor([g.as_tuple() for g in grids], dtype=torch.float64)  # (M, 4)
+        self.clear()
+
+    # ------------------------------------------------------------------ state
+    def clear(self) -> None:
+        """Forget every entry and every similarity measurement."""
+        self._inputs: torch.Tensor | None = None  # (S, D) flattened noisy inputs
+        self._values: torch.Tensor | None = None  # (S, *value_shape)
+        self._cells = torch.zeros(0, len(self.grids), 4, dtype=torch.int64)
+        self._bucket = torch.zeros(0, len(self.grids), dtype=torch.int64)
+        self._member = torch.zeros(0, len(self.grids), dtype=torch.bool)  # slot is in grid m's queue
+        self._time = torch.zeros(0, dtype=torch.int64)
+        self._clock = 0
+        self._similarity = torch.full((len(self.grids), self.num_buckets), math.nan, dtype=torch.float64)
+        self.evicted = 0  # entries dropped to stay under max_bytes
+        self.dropped = 0  # entries pushed out of every queue they were in
+
+    def __len__(self) -> int:
+        return int(self._member.any(1).sum())
+
+    @property
+    def entry_bytes(self) -> int:
+        """Bytes one entry costs (0 before the first insert fixes the shapes)."""
+        if self._inputs is None:
+            return 0
+        data = (self._inputs.shape[1] * self._inputs.element_size()) + math.prod(self._values.shape[1:]) * self._values.element_size()
+        return data + len(self.grids) * (4 * 8 + 8 + 1) + 8  # + cells, bucket, membership, time
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by live entries."""
+        return len(self) * self.entry_bytes
+
+    @property
+    def capacity(self) -> int:
+        """Entries that fit in ``max_bytes`` (0 before the first insert)."""
+        return self.max_bytes // self.entry_bytes if self.entry_bytes else 0
+
+    def similarity(self) -> torch.Tensor:
+        """(M, num_buckets) moving-average cosine similarity; NaN where never measured."""
+        return self._similarity.clone()
+
+    # ------------------------------------------------------------------ hashing
+    def cells(self, keys: torch.Tensor) -> torch.Tensor:
+        """(B, M, 4) integer cell indices of each key in each grid."""
+        keys = check_keys(keys).cpu()  # index bookkeeping lives on the CPU; stored data stays on its device
+        size = self._cell_sizes[None]  # (1, M, 4)
+        k = keys[:, None, :].expand(-1, len(self.grids), -1)
+        cells = torch.floor(k / size)
+        # azimuth: cells centred on multiples of the cell size, wrapping at 360 degrees
+        az_size = size[..., 0]
+        n_az = torch.ceil(360.0 / az_size)
+        az = torch.floor(torch.remainder(k[..., 0] + az_size / 2, 360.0) / az_size)
+        cells[..., 0] = torch.remainder(az, n_az)
+        cells = torch.where(torch.isinf(size), torch.zeros_like(cells), cells)  # ignored dimensions
+        return cells.to(torch.int64)
+
+    def buckets(self, keys: torch.Tensor) -> torch.Tensor:
+        """(B, M) bucket index of each key in each grid: ``(i + N1 j + N2 k + N3 l) mod n``."""
+        return self._hash(self.cells(keys))
+
+    def _hash(self, cells: torch.Tensor) -> torch.Tensor:
+        i, j, k, l = cells.unbind(-1)
+        return torch.remainder(i + PRIMES[0] * j + PRIMES[1] * k + PRIMES[2] * l, self.num_buckets)
+
+    # ------------------------------------------------------------------ lookup
+    def lookup(self, keys: torch.Tensor, inputs: torch.Tensor) -> Retrieval:
+        """Aggregate, for each key, the entries of its bucket in the best grid.
+
+        ``inputs`` (B, ...) are the noisy U-Net inputs that weight the entries.
+        """
+        cells = self.cells(keys)
+        batch = cells.shape[0]
+        inputs = self._check_inputs(inputs, batch, "inputs")
+        if self._inputs is None or self._inputs.shape[1] != inputs[0].numel():
+            if self._inputs is not None:
+                raise ValueError(f"inputs: expected {self._inputs.shape[1]} elements per entry as stored, got {inputs[0].numel()}")
+            empty = torch.zeros(batch, dtype=torch.bool)
+            none = torch.full((batch,), -1, dtype=torch.int64)
+            return Retrieval(empty, torch.zeros(0), none, torch.zeros(batch, dtype=torch.int64), empty)
+        buckets = self._hash(cells)  # (B, M)
+        candidates = self._candidates(cells, buckets)  # (B, M, S)
+        nonempty = candidates.any(-1)
+        score = self._similarity[torch.arange(len(self.grids))[None], buckets]
+        score = torch.nan_to_num(score, nan=self.unmeasured_similarity)
+        score = torch.where(nonempty, score, -math.inf)
+        grid = score.argmax(1)  # ties go to the first (finest) grid
+        hit = nonempty.any(1)
+        chosen = candidates[torch.arange(batch), grid]  # (B, S)
+
+        slots, valid = self._queue_slots(chosen)  # (B, Q)
+        flat = inputs.reshape(batch, -1).to(self._inputs)
+        dist = (flat[:, None, :] - self._inputs[slots]).square().mean(-1).cpu()  # (B, Q)
+        logits = torch.where(valid, -dist / self.temperature, -math.inf)
+        weights = torch.where(hit[:, None], torch.softmax(torch.where(hit[:, None], logits, 0.0), 1), 0.0)
+        values = torch.einsum("bq,bq...->b...", weights.to(self._values), self._values[slots])
+        same_cell = (self._cells[slots, grid[:, None]] == cells[torch.arange(batch), grid][:, None]).all(-1)
+        cross = hit & (valid & ~same_cell & (weights > 1e-3)).any(1)
+        return Retrieval(hit, values, torch.where(hit, grid, -1), valid.sum(1) * hit, cross)
+
+    def _candidates(self, cells: torch.Tensor, buckets: torch.Tensor) -> torch.Tensor:
+        cand = self._member.T[None] & (self._bucket.T[None] == buckets[..., None])  # (B, M, S)
+        if self.exact_cells:
+            cand &= (self._cells.permute(1, 0, 2)[None] == cells[:, :, None, :]).all(-1)
+        return cand
+
+    def _queue_slots(self, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The (at most Q) newest slots per row of a (B, S) mask, and which are real."""
+        k = min(self.queue_length, mask.shape[1])
+        newest = torch.where(mask, self._time[None], -1)
+        order, slots = torch.topk(newest, k, dim=1)
+        return slots, order >= 0
+
+    # ------------------------------------------------------------------ insert
+    def insert(self, keys: torch.Tensor, inputs: torch.Tensor, values: torch.Tensor) -> None:
+        """Store ``values`` (B, ...) under ``keys`` (B, 4) with their noisy ``inputs`` (B, ...)."""
+        cells = self.cells(keys)
+        batch = cells.shape[0]
+        inputs = self._check_inputs(inputs, batch, "inputs")
+        values = self._check_inputs(values, batch, "values")
+        flat = inputs.reshape(batch, -1)
+        if self._inputs is None:
+            self._inputs = torch.zeros(0, flat.shape[1], dtype=flat.dtype, device=flat.device)
+            self._values = torch.zeros(0, *values.shape[1:], dtype=values.dtype, device=values.device)
+        if flat.shape[1] != self._inputs.shape[1] or values.shape[1:] != self._values.shape[1:]:
+            raise ValueError(
+                f"values: entries must keep one shape; stored inputs {self._inputs.shape[1]} elements and values "
+                f"{tuple(self._values.shape[1:])}, got {flat.shape[1]} and {tuple(values.shape[1:])}"
+            )
+        if batch > self.capacity:
+            raise ValueError(
+                f"max_bytes: {self.max_bytes} bytes hold {self.capacity} entries of {self.entry_bytes} bytes, fewer than the {batch} to insert"
+            )
+        buckets = self._hash(cells)
+        self._update_similarity(buckets, values)
+        slots = self._free_slots(batch)
+        self._inputs[slots] = flat.to(self._inputs)
+        self._values[slots] = values.to(self._values)
+        self._cells[slots] = cells
+        self._bucket[slots] = buckets
+        self._member[slots] = True
+        self._time[slots] = self._clock + torch.arange(batch)
+        self._clock += batch
+        self._trim_queues()
+
+    def _update_similarity(self, buckets: torch.Tensor, values: torch.Tensor) -> None:
+        """EMA of the mean cosine similarity between each new value and its bucket's entries."""
+        if not len(self._time):
+            return
+        flat = values.reshape(values.shape[0], -1).to(self._values)
+        for m in range(len(self.grids)):
+            mask = self._member[:, m][None] & (self._bucket[:, m][None] == buckets[:, m][:, None])
+            slots, valid = self._queue_slots(mask)
+            if not valid.any():
+                continue
+            stored = self._values[slots].reshape(*slots.shape, -1)
+            cos = torch.nn.functional.cosine_similarity(flat[:, None, :], stored, dim=-1).to(torch.float64)
+            measured = valid.any(1)
+            mean_cos = (cos * valid).sum(1)[measured] / valid.sum(1)[measured]
+            bucket = buckets[measured, m]
+            # several new entries in one bucket: average them, then take one EMA step
+            total = torch.zeros(self.num_buckets, dtype=torch.float64).index_add_(0, bucket, mean_cos)
+            count = torch.zeros(self.num_buckets, dtype=torch.float64).index_add_(0, bucket, torch.ones_like(mean_cos))
+            touched = count > 0
+            per_bucket = total / count.clamp_min(1)
+            old = self._similarity[m]
+            ema = torch.where(torch.isnan(old), per_bucket, self.similarity_decay * old + (1 - self.similarity_decay) * per_bucket)
+            self._similarity[m] = torch.where(touched, ema, old)
+
+    def _free_slots(self, count: int) -> torch.Tensor:
+        """Slot indices for ``count`` new entries: free ones, then new ones, then the oldest evicted."""
+        free = (~self._member.any(1)).nonzero().flatten()
+        if len(free) < count and len(self._time) < self.capacity:
+            self._grow(min(self.capacity, max(2 * len(self._time), len(self._time) + count - len(free), 16)))
+            free = (~self._member.any(1)).nonzero().flatten()
+        if len(free) < count:
+            live_time = torch.where(self._member.any(1), self._time, torch.iinfo(torch.int64).max)
+            oldest = torch.topk(live_time, count - len(free), largest=False).indices
+            self._member[oldest] = False
+            self.evicted += len(oldest)
+            free = torch.cat([free, oldest])
+        return free[:count]
+
+    def _grow(self, size: int) -> None:
+        extra = size - len(self._time)
+        grids = len(self.grids)
+        self._inputs = torch.cat([self._inputs, self._inputs.new_zeros(extra, self._inputs.shape[1])])
+        self._values = torch.cat([self._values, self._values.new_zeros(extra, *self._values.shape[1:])])
+        self._cells = torch.cat([self._cells, self._cells.new_zeros(extra, grids, 4)])
+        self._bucket = torch.cat([self._bucket, self._bucket.new_zeros(extra, grids)])
+        self._member = torch.cat([self._member, self._member.new_zeros(extra, grids)])
+        self._time = torch.cat([self._time, self._time.new_full((extra,), -1)])
+
+    def _trim_queues(self) -> None:
+        """Keep the ``queue_length`` newest members of every bucket of every grid."""
+        was_live = self._member.any(1)
+        for m in range(len(self.grids)):
+            slots = self._member[:, m].nonzero().flatten()
+            if len(slots) <= self.queue_length:
+                continue
+            # sort by bucket, newest first inside a bucket; rank = position inside its bucket
+            by_time = slots[torch.argsort(self._time[slots], descending=True, stable=True)]
+            ordered = by_time[torch.argsort(self._bucket[by_time, m], stable=True)]
+            bucket = self._bucket[ordered, m]
+            starts = torch.ones_like(bucket, dtype=torch.bool)
+            starts[1:] = bucket[1:] != bucket[:-1]
+            position = torch.arange(len(ordered))
+            first = torch.cummax(torch.where(starts, position, 0), 0).values
+            self._member[ordered[position - first >= self.queue_length], m] = False
+        self.dropped += int((was_live & ~self._member.any(1)).sum())
+
+    @staticmethod
+    def _check_inputs(tensor: torch.Tensor, batch: int, name: str) -> torch.Tensor:
+        if not isinstance(tensor, torch.Tensor) or tensor.ndim < 1 or tensor.shape[0] != batch:
+            shape = tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else type(tensor).__name__
+            raise ValueError(f"{name}: expected a tensor with one row per key ({batch}), got {shape}")
+        if not tensor.is_floating_point():
+            raise ValueError(f"{name}: expected a floating-point tensor, got {tensor.dtype}")
+        if not torch.isfinite(tensor).all():
+            raise ValueError(f"{name}: contains NaN or inf; refusing to store or match it")
+        return tensor.detach()
+
+    def stats(self) -> dict[str, float]:
+        """Entries, bytes, evictions and the mean measured similarity of each grid."""
+        out: dict[str, float] = {"entries": len(self), "bytes": self.nbytes, "evicted": self.evicted, "dropped": self.dropped}
+        for m in range(len(self.grids)):
+            measured = self._similarity[m][~torch.isnan(self._similarity[m])]
+            out[f"grid{m}_similarity"] = float(measured.mean()) if len(measured) else math.nan
+        return out

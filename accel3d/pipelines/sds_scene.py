@@ -1,0 +1,388 @@
+"""A small differentiable 3D scene for score distillation (SDS) on the CPU.
+
+The scene is rendered Latent-NeRF style: a dense voxel grid stores ``C`` feature
+channels (default 4, the latent channels of a Stable Diffusion U-Net) plus a
+density, and the volume renderer produces a ``C``-channel image at the U-Net's
+latent resolution (e.g. 32x32) directly, with no VAE in the loop.
+
+Conventions (shared by every function here):
+
+* World: right-handed, **z up**. The scene lives in the cube ``[-bound, bound]^3``.
+* Cameras always look at the origin with world up ``+z``. ``azimuth`` (degrees)
+  0 puts the camera on ``+x`` looking towards the origin; it increases
+  counter-clockwise seen from above (azimuth 90 puts the camera on ``+y``).
+  ``elevation`` (degrees) is positive above the equator (``z > 0``); ``radius``
+  is the distance to the origin in scene units; ``fovy`` is the vertical field
+  of view in degrees. The camera position is
+  ``radius * (cos(el) cos(az), cos(el) sin(az), sin(el))``.
+* Images: row 0 is the top of the picture (the ``+z`` side at elevation 0) and
+  column 0 the left; the camera's right vector is ``(-sin(az), cos(az), 0)``, so
+  from azimuth 0 the ``+y`` side of the scene is on the right of the image.
+* Voxels: parameters are stored as ``(1, ch, Z, Y, X)``, i.e. as
+  ``grid_sample``'s ``(D, H, W)`` with its grid's last dimension ``(x, y, z)``;
+  voxel index ``i`` along an axis sits at world coordinate
+  ``-bound + 2 * bound * i / (R - 1)`` (``align_corners=True``).
+  :meth:`VoxelField.density_grid` returns the density permuted to ``(x, y, z)``
+  index order, which is what :func:`density_mesh` expects.
+
+Example::
+
+    field = VoxelField(resolution=32, channels=4)
+    cams = CameraSampler(seed=0).sample(1)
+    out = field.render(cams, 32, 32)  # {"image": (1, 4, 32, 32), "alpha": ..., "depth": ...}
+    save_turntable(turntable(field), "outputs/turntable.png")
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import trimesh
+from torch import Tensor
+
+from accel3d.core.io import atomic_write
+
+_INIT_STD = 0.01  # parameters start near zero so the fixed blob decides the initial shape
+_RAY_EPS = 1e-9  # stands in for a zero direction component in the slab test
+
+
+@dataclass
+class Cameras:
+    """A batch of ``n`` look-at-the-origin cameras, one float32 tensor of shape (n,) per field.
+
+    ``azimuth`` and ``elevation`` are in degrees, ``radius`` in scene units,
+    ``fovy`` (vertical field of view) in degrees; see the module docstring for
+    the axes. Lists and numbers are converted to float32 tensors.
+
+    Example::
+
+        cams = Cameras(azimuth=torch.tensor([0.0, 90.0]), elevation=torch.zeros(2),
+                       radius=torch.full((2,), 1.8), fovy=torch.full((2,), 50.0))
+        len(cams)  # 2
+    """
+
+    azimuth: Tensor
+    elevation: Tensor
+    radius: Tensor
+    fovy: Tensor
+
+    def __post_init__(self) -> None:
+        names = ("azimuth", "elevation", "radius", "fovy")
+        for name in names:
+            value = torch.as_tensor(getattr(self, name), dtype=torch.float32)
+            if value.ndim != 1:
+                raise ValueError(f"{name}: expected a tensor of shape (n,), got shape {tuple(value.shape)}")
+            setattr(self, name, value)
+        lengths = {name: len(getattr(self, name)) for name in names}
+        if len(set(lengths.values())) != 1:
+            raise ValueError(f"cameras: expected azimuth, elevation, radius and fovy of the same length, got {lengths}")
+
+    def __len__(self) -> int:
+        return len(self.azimuth)
+
+
+def _check_range(
+    name: str, value: tuple[float, float], low: float | None = None, high: float | None = None, open_ends: bool = False
+) -> None:
+    try:
+        lo, hi = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: expected a (low, high) pair of numbers, got {value!r}") from None
+    if not (math.isfinite(lo) and math.isfinite(hi)) or lo > hi:
+        raise ValueError(f"{name}: expected finite (low, high) with low <= high, got {value!r}")
+    below = low is not None and (lo <= low if open_ends else lo < low)
+    above = high is not None and (hi >= high if open_ends else hi > high)
+    if below or above:
+        if high is None:
+            bounds = f"{'>' if open_ends else '>='} {low}"
+        else:
+            brackets = "()" if open_ends else "[]"
+            bounds = f"within {brackets[0]}{low}, {high}{brackets[1]}"
+        raise ValueError(f"{name}: expected values {bounds}, got {value!r}")
+
+
+class CameraSampler:
+    """Random look-at cameras drawn uniformly from ranges, like threestudio's random camera data.
+
+    Each range is a ``(low, high)`` pair; draws come from the sampler's own
+    ``torch.Generator``, so a sampler built with the same seed yields the same
+    sequence of cameras.
+
+    Example::
+
+        sampler = CameraSampler(elevation_range=(0.0, 30.0), seed=1)
+        cams = sampler.sample(4)  # Cameras with 4 entries
+    """
+
+    def __init__(
+        self,
+        azimuth_range: tuple[float, float] = (-180.0, 180.0),
+        elevation_range: tuple[float, float] = (-10.0, 45.0),
+        radius_range: tuple[float, float] = (1.5, 2.0),
+        fovy_range: tuple[float, float] = (40.0, 70.0),
+        seed: int = 0,
+    ) -> None:
+        _check_range("azimuth_range", azimuth_range)
+        _check_range("elevation_range", elevation_range, -90.0, 90.0)
+        _check_range("radius_range", radius_range, 0.0, None, open_ends=True)
+        _check_range("fovy_range", fovy_range, 0.0, 180.0, open_ends=True)
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ValueError(f"seed: expected an int, got {seed!r}")
+        self.ranges = {
+            "azimuth": tuple(map(float, azimuth_range)),
+            "elevation": tuple(map(float, elevation_range)),
+            "radius": tuple(map(float, radius_range)),
+            "fovy": tuple(map(float, fovy_range)),
+        }
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def sample(self, n: int = 1) -> Cameras:
+        """Draw ``n`` cameras, each field uniformly within its range."""
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"n: expected a positive int, got {n!r}")
+        values = {}
+        for name, (lo, hi) in self.ranges.items():
+            values[name] = lo + (hi - lo) * torch.rand(n, generator=self.generator, dtype=torch.float32)
+        return Cameras(**values)
+
+
+def _camera_frames(cameras: Cameras) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Camera positions and the forward, right, up unit vectors, each (n, 3)."""
+    az = torch.deg2rad(cameras.azimuth)
+    el = torch.deg2rad(cameras.elevation)
+    direction = torch.stack([torch.cos(el) * torch.cos(az), torch.cos(el) * torch.sin(az), torch.sin(el)], dim=-1)
+    position = cameras.radius[:, None] * direction
+    forward = -direction
+    # cross(forward, +z) normalised, written out so it stays defined at elevation +-90 (looking straight down/up)
+    right = torch.stack([-torch.sin(az), torch.cos(az), torch.zeros_like(az)], dim=-1)
+    up = torch.linalg.cross(right, forward)
+    return position, forward, right, up
+
+
+def look_at_rays(cameras: Cameras, height: int, width: int) -> tuple[Tensor, Tensor]:
+    """Pinhole rays through pixel centres: origins and unit directions, each (n, height, width, 3).
+
+    The vertical field of view ``fovy`` spans the image height; pixels are
+    square. Row 0 is the top of the image, column 0 the left.
+    """
+    for name, value in (("height", height), ("width", width)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name}: expected a positive int, got {value!r}")
+    position, forward, right, up = _camera_frames(cameras)
+    tan_half = torch.tan(torch.deg2rad(cameras.fovy) / 2)[:, None, None]  # (n, 1, 1)
+    # normalised image-plane coordinates of pixel centres: v is +1 at the top edge, u is +1 at the right edge
+    v = 1.0 - 2.0 * (torch.arange(height, dtype=torch.float32) + 0.5) / height
+    u = (2.0 * (torch.arange(width, dtype=torch.float32) + 0.5) / width - 1.0) * (width / height)
+    vv, uu = torch.meshgrid(v, u, indexing="ij")  # (H, W)
+    dirs = (
+        forward[:, None, None, :] + (uu * tan_half)[..., None] * right[:, None, None, :] + (vv * tan_half)[..., None] * up[:, None, None, :]
+    )
+    dirs = dirs / dirs.norm(dim=-1, keepdim=True)
+    origins = position[:, None, None, :].expand_as(dirs)
+    return origins, dirs
+
+
+class VoxelField(torch.nn.Module):
+    """A dense voxel grid of density and ``channels`` features inside ``[-bound, bound]^3``.
+
+    ``density`` (1, 1, R, R, R) is a pre-activation; the rendered density is
+    ``softplus(density + blob)`` where ``blob = blob_density * (1 - |x| / blob_radius)``
+    is a fixed buffer, so the optimisation starts from a ball at the centre rather
+    than from empty space (as in Magic3D / threestudio). ``features``
+    (1, C, R, R, R) are the latent channels. Both are stored in ``(z, y, x)``
+    index order (``grid_sample``'s ``(D, H, W)``); see the module docstring.
+    ``background`` is a fixed (C,) buffer of zeros composited behind the scene.
+
+    Example::
+
+        field = VoxelField(resolution=32, channels=4)
+        out = field.render(CameraSampler().sample(2), 32, 32)
+        loss = out["image"].square().mean()
+        loss.backward()  # gradients reach field.density and field.features
+    """
+
+    def __init__(
+        self,
+        resolution: int = 32,
+        channels: int = 4,
+        bound: float = 1.0,
+        blob_density: float = 10.0,
+        blob_radius: float = 0.5,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 2:
+            raise ValueError(f"resolution: expected an int >= 2, got {resolution!r}")
+        if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
+            raise ValueError(f"channels: expected a positive int, got {channels!r}")
+        if not (math.isfinite(bound) and bound > 0):
+            raise ValueError(f"bound: expected a finite number > 0, got {bound!r}")
+        if not math.isfinite(blob_density):
+            raise ValueError(f"blob_density: expected a finite number, got {blob_density!r}")
+        if not (math.isfinite(blob_radius) and blob_radius > 0):
+            raise ValueError(f"blob_radius: expected a finite number > 0, got {blob_radius!r}")
+        self.resolution = resolution
+        self.channels = channels
+        self.bound = float(bound)
+        gen = torch.Generator().manual_seed(seed)
+        shape = (resolution,) * 3
+        self.density = torch.nn.Parameter(_INIT_STD * torch.randn((1, 1, *shape), generator=gen))
+        self.features = torch.nn.Parameter(_INIT_STD * torch.randn((1, channels, *shape), generator=gen))
+        coords = torch.linspace(-self.bound, self.bound, resolution)
+        z, y, x = torch.meshgrid(coords, coords, coords, indexing="ij")  # storage order (z, y, x)
+        dist = torch.sqrt(x * x + y * y + z * z)
+        self.register_buffer("blob", (blob_density * (1.0 - dist / blob_radius))[None, None])
+        self.register_buffer("background", torch.zeros(channels))
+
+    def _sample(self, points: Tensor) -> tuple[Tensor, Tensor]:
+        """Trilinear density (...) and features (C, ...) at world points (..., 3)."""
+        # one grid_sample over density and features together: half the passes over the sample points
+        volume = torch.cat([self.density + self.blob, self.features], dim=1)
+        grid = (points / self.bound).reshape(1, 1, 1, -1, 3)  # last dim (x, y, z) indexes (W, H, D)
+        values = F.grid_sample(volume, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+        values = values.reshape(1 + self.channels, *points.shape[:-1])
+        return F.softplus(values[0]), values[1:]
+
+    def render(self, cameras: Cameras, height: int, width: int, num_samples: int = 64) -> dict[str, Tensor]:
+        """Volume-render ``cameras``: ``{"image": (n, C, H, W), "alpha": (n, 1, H, W), "depth": (n, 1, H, W)}``.
+
+        Each ray's segment inside the cube is split into ``num_samples`` equal
+        parts sampled at their midpoints (deterministic, so runs reproduce) and
+        alpha-composited with the standard NeRF quadrature; rays that miss the
+        cube get alpha 0 and show the background. ``depth`` is the expected
+        distance from the camera, ``sum(w_i t_i)``, not divided by alpha (0 where
+        nothing is hit); divide by alpha for the depth of the visible surface.
+        """
+        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+            raise ValueError(f"num_samples: expected a positive int, got {num_samples!r}")
+        device = self.density.device
+        origins, dirs = look_at_rays(cameras, height, width)
+        origins, dirs = origins.to(device), dirs.to(device)
+        n = len(cameras)
+        origins, dirs = origins.reshape(n, -1, 3), dirs.reshape(n, -1, 3)
+        # slab method: entry/exit distances of the cube, clamped to start at the camera
+        safe = torch.where(dirs.abs() < _RAY_EPS, torch.full_like(dirs, _RAY_EPS), dirs)
+        t0 = (-self.bound - origins) / safe
+        t1 = (self.bound - origins) / safe
+        t_near = torch.minimum(t0, t1).amax(dim=-1).clamp(min=0.0)
+        t_far = torch.maximum(t0, t1).amin(dim=-1)
+        length = (t_far - t_near).clamp(min=0.0)  # 0 for rays that miss: their deltas vanish, so alpha is 0
+        delta = length / num_samples  # (n, HW)
+        steps = (torch.arange(num_samples, device=device, dtype=torch.float32) + 0.5) / num_samples
+        t = t_near[..., None] + length[..., None] * steps  # (n, HW, S)
+        points = origins[:, :, None, :] + t[..., None] * dirs[:, :, None, :]
+        sigma, feats = self._sample(points)  # (n, HW, S), (C, n, HW, S)
+        optical = sigma * delta[..., None]
+        # exclusive cumulative sum: the transmittance reaching sample i excludes sample i itself
+        before = torch.cumsum(F.pad(optical[..., :-1], (1, 0)), dim=-1)
+        weights = (1.0 - torch.exp(-optical)) * torch.exp(-before)
+        # the weights telescope to this; computing it directly keeps alpha within [0, 1] despite rounding
+        alpha = 1.0 - torch.exp(-(before[..., -1] + optical[..., -1]))
+        image = torch.einsum("cnrs,nrs->ncr", feats, weights) + (1.0 - alpha)[:, None, :] * self.background[None, :, None]
+        depth = (weights * t).sum(dim=-1)
+        return {
+            "image": image.reshape(n, self.channels, height, width),
+            "alpha": alpha.reshape(n, 1, height, width),
+            "depth": depth.reshape(n, 1, height, width),
+        }
+
+    def density_grid(self) -> Tensor:
+        """The activated density at the voxels, detached, shape (R, R, R) in ``(x, y, z)`` index order."""
+        with torch.no_grad():
+            return F.softplus(self.density + self.blob)[0, 0].permute(2, 1, 0).contiguous()
+
+
+def turntable(
+    field: VoxelField, views: int = 8, elevation: float = 15.0, radius: float = 1.8, fovy: float = 50.0, size: int = 64
+) -> Tensor:
+    """Render ``views`` cameras evenly spaced in azimuth (starting at 0): (views, C, size, size), without grad."""
+    if isinstance(views, bool) or not isinstance(views, int) or views < 1:
+        raise ValueError(f"views: expected a positive int, got {views!r}")
+    cams = Cameras(
+        azimuth=torch.arange(views, dtype=torch.float32) * (360.0 / views),
+        elevation=torch.full((views,), float(elevation)),
+        radius=torch.full((views,), float(radius)),
+        fovy=torch.full((views,), float(fovy)),
+    )
+    with torch.no_grad():
+        return field.render(cams, size, size)["image"]
+
+
+def to_rgb(images: Tensor) -> np.ndarray:
+    """Map C-channel images (n, C, H, W) to uint8 RGB (n, H, W, 3) for looking at.
+
+    This is a visualisation of the first three latent channels (cycled when
+    C < 3: C = 2 shows channels 0, 1, 0), not a decoded image: each channel is stretched to [0, 1] by its
+    min/max over all frames together, so frames stay comparable.
+    """
+    if images.ndim != 4 or images.shape[0] < 1:
+        raise ValueError(f"images: expected a tensor of shape (n, C, H, W) with n >= 1, got {tuple(images.shape)}")
+    channels = images.shape[1]
+    rgb = images.detach().float().cpu()[:, [i % channels for i in range(3)]]
+    low = rgb.amin(dim=(0, 2, 3), keepdim=True)
+    span = rgb.amax(dim=(0, 2, 3), keepdim=True) - low
+    rgb = (rgb - low) / torch.where(span > 0, span, torch.ones_like(span))  # a constant channel maps to 0
+    return (rgb.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+def save_turntable(images: Tensor, path: str | Path, columns: int = 4) -> Path:
+    """Write the frames (n, C, H, W) as a PNG grid, ``columns`` per row (see :func:`to_rgb`), atomically."""
+    if isinstance(columns, bool) or not isinstance(columns, int) or columns < 1:
+        raise ValueError(f"columns: expected a positive int, got {columns!r}")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    frames = to_rgb(images)
+    cols = min(columns, len(frames))
+    rows = math.ceil(len(frames) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.0 * cols, 2.0 * rows), squeeze=False)
+    try:
+        for i, ax in enumerate(axes.flat):
+            ax.axis("off")
+            if i < len(frames):
+                ax.imshow(frames[i], interpolation="nearest")
+        fig.tight_layout()
+        with atomic_write(path) as tmp:
+            fig.savefig(tmp, format="png")
+    finally:
+        plt.close(fig)
+    return Path(path)
+
+
+def save_gif(images: Tensor, path: str | Path, duration_ms: int = 120) -> Path:
+    """Write the frames (n, C, H, W) as a looping GIF, ``duration_ms`` per frame (see :func:`to_rgb`), atomically."""
+    if isinstance(duration_ms, bool) or not isinstance(duration_ms, int) or duration_ms < 1:
+        raise ValueError(f"duration_ms: expected a positive int, got {duration_ms!r}")
+    from PIL import Image
+
+    frames = [Image.fromarray(frame) for frame in to_rgb(images)]
+    with atomic_write(path) as tmp:
+        frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:], duration=duration_ms, loop=0)
+    return Path(path)
+
+
+def density_mesh(field: VoxelField, level: float | None = None) -> trimesh.Trimesh:
+    """Marching cubes on :meth:`VoxelField.density_grid` at ``level`` (None: half the max density).
+
+    Vertices are in world coordinates within ``[-bound, bound]^3``, in the same
+    frame the renderer uses; faces wind outward (positive volume when closed).
+    Raises ValueError when ``level`` is not strictly between the grid's min and max.
+    """
+    from skimage.measure import marching_cubes
+
+    grid = field.density_grid().cpu().numpy()
+    low, high = float(grid.min()), float(grid.max())
+    level = 0.5 * high if level is None else float(level)
+    if not (low < level < high):
+        raise ValueError(f"level: {level:g} gives no surface; the density ranges over [{low:g}, {high:g}]")
+    spacing = (2.0 * field.bound / (field.resolution - 1),) * 3
+    # density rises inward, so "ascent" winds the faces outward
+    verts, faces, _, _ = marching_cubes(grid, level, spacing=spacing, gradient_direction="ascent", method="lewiner")
+    return trimesh.Trimesh(verts - field.bound, faces, process=True)
