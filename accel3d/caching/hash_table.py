@@ -219,8 +219,8 @@ class GridHashTable:
         return self._hash(self.cells(keys))
 
     def _hash(self, cells: torch.Tensor) -> torch.Tensor:
-        i, j, k, l = cells.unbind(-1)
-        return torch.remainder(i + PRIMES[0] * j + PRIMES[1] * k + PRIMES[2] * l, self.num_buckets)
+        az, el, radius, t = cells.unbind(-1)  # the paper's i, j, k, l
+        return torch.remainder(az + PRIMES[0] * el + PRIMES[1] * radius + PRIMES[2] * t, self.num_buckets)
 
     # ------------------------------------------------------------------ lookup
     def lookup(self, keys: torch.Tensor, inputs: torch.Tensor) -> Retrieval:
@@ -288,7 +288,8 @@ class GridHashTable:
             )
         if batch > self.capacity:
             raise ValueError(
-                f"max_bytes: {self.max_bytes} bytes hold {self.capacity} entries of {self.entry_bytes} bytes, fewer than the {batch} to insert"
+                f"max_bytes: {self.max_bytes} bytes hold {self.capacity} entries of {self.entry_bytes} bytes, "
+                f"fewer than the {batch} to insert"
             )
         buckets = self._hash(cells)
         self._update_similarity(buckets, values)

@@ -69,8 +69,8 @@ def _check_architecture(unet: Any) -> None:
 def cut_points(unet: Any) -> list[CutPoint]:
     """Every place this U-Net can be cut, in forward order."""
     _check_architecture(unet)
-    layers = [(b, l) for b, block in enumerate(unet.up_blocks) for l in range(len(block.resnets))]
-    return [CutPoint(b, l, i, len(layers) - 1 - i) for i, (b, l) in enumerate(layers)]
+    layers = [(b, layer) for b, block in enumerate(unet.up_blocks) for layer in range(len(block.resnets))]
+    return [CutPoint(b, layer, i, len(layers) - 1 - i) for i, (b, layer) in enumerate(layers)]
 
 
 def resolve_cut_point(unet: Any, cut: str | int | None = None) -> CutPoint:

@@ -46,7 +46,8 @@ class CameraPose:
             except (TypeError, ValueError, RuntimeError) as err:
                 raise ValueError(f"camera {name}: expected a number or a 1-D sequence of numbers, got {value!r}") from err
             if tensor.ndim > 1:
-                raise ValueError(f"camera {name}: expected a scalar or a 1-D tensor (one value per element), got shape {tuple(tensor.shape)}")
+                shape = tuple(tensor.shape)
+                raise ValueError(f"camera {name}: expected a scalar or a 1-D tensor (one value per element), got shape {shape}")
             parts[name] = tensor.reshape(-1)
         sizes = {len(t) for t in parts.values()} - {1}
         if len(sizes) > 1:

@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from accel3d.core.context import camera_pose
 from accel3d.core.pipeline import Pipeline
 from accel3d.models.unets import build_unet
-from accel3d.pipelines.sds_scene import CameraSampler, Cameras, VoxelField, turntable
+from accel3d.pipelines.sds_scene import Cameras, CameraSampler, VoxelField, turntable
 
 
 @dataclass
