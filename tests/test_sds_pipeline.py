@@ -1,0 +1,81 @@
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from accel3d.caching import Hash3D
+from accel3d.core import Stack
+from accel3d.models.unets import build_unet
+from accel3d.pipelines.sds import SDSPipeline, psnr
+
+SMALL = dict(iterations=4, latent_size=16, grid_resolution=16, num_samples=16, turntable_views=2, turntable_size=16, progress=False)
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return SDSPipeline(**SMALL)
+
+
+def test_a_do_nothing_cache_reproduces_the_baseline_exactly(pipe):
+    inputs = pipe.load_inputs()
+    base = pipe.run(inputs)
+    with Stack([Hash3D(retrieve_prob=0.0)]).applied(pipe):
+        same = pipe.run(inputs)
+    assert torch.equal(base.renders, same.renders) and base.losses == same.losses
+    assert psnr(base.renders, same.renders) == float("inf")
+    assert "forward" not in pipe.unet.__dict__
+
+
+def test_the_cache_hits_in_an_sds_loop(pipe):
+    inputs = pipe.load_inputs()
+    base = pipe.run(inputs, iterations=12)
+    hash3d = Hash3D(retrieve_prob=1.0, num_buckets=4, check_every=1)
+    with Stack([hash3d]).applied(pipe):
+        cached = pipe.run(inputs, iterations=12)
+    stats = hash3d.stats()
+    assert stats["calls"] == 12 and stats["hits"] > 0 and stats["checks"] > 0
+    assert -1.0 <= stats["check_cosine"] <= 1.0 and stats["check_rel_l2"] >= 0
+    assert torch.isfinite(cached.renders).all() and not torch.equal(base.renders, cached.renders)
+    assert cached.timings["unet_s"] > 0 and cached.timings["total_s"] >= cached.timings["unet_s"]
+
+
+def test_a_local_zero123_style_unet_folder(tmp_path):
+    build_unet("tiny", seed=2, in_channels=8).save_pretrained(tmp_path / "unet")
+    pipe = SDSPipeline(backbone=str(tmp_path), **{**SMALL, "iterations": 3})
+    inputs = pipe.load_inputs()
+    assert inputs.image_latent is not None and pipe.latent_channels == 4
+    hash3d = Hash3D(retrieve_prob=1.0, num_buckets=1)
+    with Stack([hash3d]).applied(pipe):
+        result = pipe.run(inputs)
+    assert result.renders.shape[1] == 4 and hash3d.stats()["hits"] >= 1
+
+
+def test_bad_pipeline_arguments(tmp_path):
+    with pytest.raises(FileNotFoundError, match="backbone"):
+        SDSPipeline(backbone=str(tmp_path / "missing"))
+    with pytest.raises(ValueError, match="t_range"):
+        SDSPipeline(t_range=(0.9, 0.1))
+    with pytest.raises(ValueError, match="iterations"):
+        SDSPipeline(iterations=0)
+    bad = tmp_path / "emb.pt"
+    torch.save(torch.zeros(2, 7, 3), bad)
+    with pytest.raises(ValueError, match="embeddings"):
+        SDSPipeline(embeddings=str(bad), **SMALL).load_inputs()
+
+
+def test_accel3d_run_sds_writes_renders_meshes_and_a_report(tmp_path):
+    out = tmp_path / "run"
+    args = ["pipeline=sds", "stack=hash3d", "pipeline.iterations=6", "pipeline.latent_size=16", "pipeline.grid_resolution=16"]
+    args += ["pipeline.progress=false", f"hydra.run.dir={out}"]
+    proc = subprocess.run([sys.executable, "-m", "accel3d.cli", "run", *args], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "U-Net speedup" in proc.stdout and "hash3d" in proc.stdout
+    report = json.loads((out / "report.json").read_text())
+    assert set(report["runs"]) == {"baseline", "hash3d"}
+    assert report["runs"]["hash3d"]["stats"]["hash3d"]["calls"] == 6
+    assert report["summary"]["stack"] == "hash3d" and report["summary"]["speedup_total"] > 0
+    for name in ("turntable.png", "turntable.gif", "report.json"):
+        assert (out / name).stat().st_size > 0, name
+    assert not list(out.glob("*.part"))
