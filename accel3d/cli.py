@@ -1,6 +1,7 @@
 """The ``accel3d`` command.
 
 accel3d run [HYDRA OVERRIDES...]        one job, or a sweep with -m
+accel3d bench caching [OPTIONS]         SDS with and without Hash3D (tiny U-Net and the SD-2.1-base architecture)
 accel3d bench decoding [OPTIONS]        dense vs hierarchical (+ adaptive KV) decoding benchmark
 accel3d bench kernels [OPTIONS]         Triton kernels vs their PyTorch references (times Triton on a GPU)
 """

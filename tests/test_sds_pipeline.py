@@ -79,3 +79,19 @@ def test_accel3d_run_sds_writes_renders_meshes_and_a_report(tmp_path):
     for name in ("turntable.png", "turntable.gif", "report.json"):
         assert (out / name).stat().st_size > 0, name
     assert not list(out.glob("*.part"))
+
+
+def test_bench_caching_smoke(tmp_path):
+    out = tmp_path / "bench.json"
+    args = ["bench", "caching", "--sections", "tiny", "--tiny-iterations", "8", "--repeats", "1", "--calibration-repeats", "1"]
+    args += ["--check-every", "1", "--out", str(out)]
+    proc = subprocess.run([sys.executable, "-m", "accel3d.cli", *args], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    rows = {r["method"]: r for r in report["tiny"]["rows"]}
+    assert {"hash3d (paper settings)", "fixed grid 10", "noise caching", "temporal only (DeepCache-style)"} <= set(rows)
+    assert report["tiny"]["calibration"]["ceiling"] > 1.0  # a partial forward is cheaper than a full one
+    for r in rows.values():
+        assert r["speedup_total"] > 0 and 0.0 <= r["hit_rate"] <= 1.0 and 0.0 <= r["hash_overhead"] < 1.0
+    assert rows["exact cells"]["cross_cell_share"] == 0.0
+    assert "| method | end-to-end | U-Net only |" in proc.stdout

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 
-BENCHMARKS = {"decoding": "accel3d.bench.decoding", "kernels": "accel3d.bench.kernels"}
+BENCHMARKS = {"caching": "accel3d.bench.caching", "decoding": "accel3d.bench.decoding", "kernels": "accel3d.bench.kernels"}
 
 
 def main(argv: list[str]) -> None:

@@ -120,6 +120,8 @@ class Hash3D(BaseAccelerator):
         self._original: Any = None
         self._generator = torch.Generator().manual_seed(seed)
         self._calls_with_hits = 0
+        self.history: list[int] = []  # hits of each call, in order (hit rate over time)
+        self.check_history: list[float] = []  # seconds of each call spent on fidelity checks
 
     # ------------------------------------------------------------------ protocol
     def _attach(self, target: Any) -> None:
@@ -139,6 +141,8 @@ class Hash3D(BaseAccelerator):
         self.table.clear()
         self._generator.manual_seed(self.seed)
         self._calls_with_hits = 0
+        self.history = []
+        self.check_history = []
 
     @staticmethod
     def pose(azimuth: object, elevation: object, radius: object) -> Any:
@@ -189,19 +193,22 @@ class Hash3D(BaseAccelerator):
         self.statistics.add("elements", elements)
 
         start = time.perf_counter()
+        cells = self.table.cells(keys)  # validates the pose and timestep; computed once per call
         attempt = torch.rand(elements, generator=self._generator) < self.retrieve_prob
         hit = torch.zeros(elements, dtype=torch.bool)
         found = None
         if attempt.any():
-            found = self.table.lookup(keys[attempt], inputs[attempt])
+            found = self.table.lookup(keys[attempt], inputs[attempt], cells=cells[attempt])
             hit[attempt] = found.hit
         self.statistics.add("hash_s", time.perf_counter() - start)
         self.statistics.add("attempts", int(attempt.sum()))
         self.statistics.add("hits", int(hit.sum()))
+        self.history.append(int(hit.sum()))
+        self.check_history.append(0.0)
         self.statistics.add("updates", int((~attempt).sum()))
 
         if not hit.any():
-            output = self._full(original, arguments, rows, keys, inputs, None)
+            output = self._full(original, arguments, rows, keys, cells, inputs, None)
             return output if return_dict is False else self._as_output(output[0])
         miss = (~hit).nonzero().flatten()
         hit_idx = hit.nonzero().flatten()
@@ -214,13 +221,15 @@ class Hash3D(BaseAccelerator):
         eps = torch.empty_like(self._original_output_like(sample))
         if len(miss):
             sub_rows = rows[miss].T.reshape(-1) if rows.ndim == 2 else rows[miss]
-            eps[sub_rows] = self._full(original, arguments, rows, keys, inputs, miss)[0]
+            eps[sub_rows] = self._full(original, arguments, rows, keys, cells, inputs, miss)[0]
         hit_rows = rows[hit_idx].T.reshape(-1) if rows.ndim == 2 else rows[hit_idx]
         eps[hit_rows] = self._reuse(arguments, hit_rows, retrieved, len(hit_idx))
         self._maybe_check(original, arguments, hit_rows, eps[hit_rows])
         return (eps,) if return_dict is False else self._as_output(eps)
 
-    def _full(self, original: Any, arguments: dict, rows: torch.Tensor, keys: torch.Tensor, inputs: torch.Tensor, subset: Any) -> tuple:
+    def _full(
+        self, original: Any, arguments: dict, rows: torch.Tensor, keys: torch.Tensor, cells: torch.Tensor, inputs: torch.Tensor, subset: Any
+    ) -> tuple:
         """Run the untouched forward (on a subset of elements) and store what it produced."""
         call = dict(arguments) if subset is None else self._take(arguments, self._rows_of(rows, subset))
         call["return_dict"] = False
@@ -241,7 +250,7 @@ class Hash3D(BaseAccelerator):
         value = value.reshape(groups, count, *value.shape[1:]).transpose(0, 1).contiguous()
         if torch.isfinite(value).all():
             sel = slice(None) if subset is None else subset
-            self.table.insert(keys[sel], inputs[sel], value)
+            self.table.insert(keys[sel], inputs[sel], value, cells=cells[sel])
         else:
             self.statistics.add("nonfinite_not_stored")
         self.statistics.add("hash_s", time.perf_counter() - start)
@@ -274,6 +283,7 @@ class Hash3D(BaseAccelerator):
         self.statistics.add("check_cosine_sum", float(torch.nn.functional.cosine_similarity(a, b, dim=1).sum()))
         self.statistics.add("check_rel_l2_sum", float(((a - b).norm(dim=1) / b.norm(dim=1).clamp_min(1e-12)).sum()))
         self.statistics.add("check_s", time.perf_counter() - start)
+        self.check_history[-1] = time.perf_counter() - start
 
     # ------------------------------------------------------------------ helpers
     def _pose(self, camera: Any) -> CameraPose | None:

@@ -36,6 +36,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 PRIMES = (73856093, 19349669, 83492791)  # N1, N2, N3: the spatial-hash primes the paper cites
@@ -72,17 +73,21 @@ class GridCells:
 PAPER_GRIDS = (GridCells(10, 10, 0.1, 10), GridCells(20, 20, 0.15, 20), GridCells(30, 30, 0.2, 30))
 
 
-def check_keys(keys: torch.Tensor, name: str = "keys") -> torch.Tensor:
-    """Validate (B, 4) keys ``(azimuth°, elevation°, radius, timestep)``; returns them as float64."""
+def check_keys(keys: torch.Tensor, name: str = "keys") -> np.ndarray:
+    """Validate (B, 4) keys ``(azimuth°, elevation°, radius, timestep)``; returns them as a float64 array.
+
+    (NumPy, not torch: the keys are a handful of numbers, and NumPy's per-call cost is a fraction of torch's.)
+    """
     if not isinstance(keys, torch.Tensor) or keys.ndim != 2 or keys.shape[1] != 4:
         shape = tuple(keys.shape) if isinstance(keys, torch.Tensor) else type(keys).__name__
         raise ValueError(f"{name}: expected a (batch, 4) tensor of (azimuth deg, elevation deg, radius, timestep), got {shape}")
-    keys = keys.detach().to(torch.float64)
-    if not torch.isfinite(keys).all():
-        raise ValueError(f"{name}: contains NaN or inf: {keys[~torch.isfinite(keys).all(1)][:3].tolist()}")
+    keys = keys.detach().cpu().numpy().astype(np.float64)
+    finite = np.isfinite(keys).all(1)
+    if not finite.all():
+        raise ValueError(f"{name}: contains NaN or inf: {keys[~finite][:3].tolist()}")
     el, radius, t = keys[:, 1], keys[:, 2], keys[:, 3]
-    if (el.abs() > 90).any():
-        raise ValueError(f"{name}: elevation must lie in [-90, 90] degrees, got {el[el.abs() > 90][:3].tolist()}")
+    if (np.abs(el) > 90).any():
+        raise ValueError(f"{name}: elevation must lie in [-90, 90] degrees, got {el[np.abs(el) > 90][:3].tolist()}")
     if (radius <= 0).any():
         raise ValueError(f"{name}: radius must be > 0, got {radius[radius <= 0][:3].tolist()}")
     if (t < 0).any():
@@ -157,7 +162,7 @@ class GridHashTable:
         self.similarity_decay = float(similarity_decay)
         self.unmeasured_similarity = float(unmeasured_similarity)
         self.exact_cells = exact_cells
-        self._cell_sizes = torch.tensor([g.as_tuple() for g in grids], dtype=torch.float64)  # (M, 4)
+        self._cell_sizes_np = np.array([g.as_tuple() for g in grids], dtype=np.float64)  # (M, 4)
         self.clear()
 
     # ------------------------------------------------------------------ state
@@ -202,17 +207,16 @@ class GridHashTable:
     # ------------------------------------------------------------------ hashing
     def cells(self, keys: torch.Tensor) -> torch.Tensor:
         """(B, M, 4) integer cell indices of each key in each grid."""
-        keys = check_keys(keys).cpu()  # index bookkeeping lives on the CPU; stored data stays on its device
-        size = self._cell_sizes[None]  # (1, M, 4)
-        k = keys[:, None, :].expand(-1, len(self.grids), -1)
-        cells = torch.floor(k / size)
-        # azimuth: cells centred on multiples of the cell size, wrapping at 360 degrees
-        az_size = size[..., 0]
-        n_az = torch.ceil(360.0 / az_size)
-        az = torch.floor(torch.remainder(k[..., 0] + az_size / 2, 360.0) / az_size)
-        cells[..., 0] = torch.remainder(az, n_az)
-        cells = torch.where(torch.isinf(size), torch.zeros_like(cells), cells)  # ignored dimensions
-        return cells.to(torch.int64)
+        k = check_keys(keys)[:, None, :]  # index bookkeeping lives on the CPU; stored data stays on its device
+        size = self._cell_sizes_np[None]  # (1, M, 4)
+        with np.errstate(invalid="ignore"):  # value / inf is 0; inf sizes are zeroed below anyway
+            cells = np.floor(k / size)
+            # azimuth: cells centred on multiples of the cell size, wrapping at 360 degrees
+            az_size = size[..., 0]
+            az = np.floor(np.remainder(k[..., 0] + az_size / 2, 360.0) / az_size)
+            cells[..., 0] = np.remainder(az, np.ceil(360.0 / az_size))
+        cells[np.broadcast_to(np.isinf(size), cells.shape)] = 0  # ignored dimensions
+        return torch.from_numpy(cells.astype(np.int64))
 
     def buckets(self, keys: torch.Tensor) -> torch.Tensor:
         """(B, M) bucket index of each key in each grid: ``(i + N1 j + N2 k + N3 l) mod n``."""
@@ -223,12 +227,13 @@ class GridHashTable:
         return torch.remainder(az + PRIMES[0] * el + PRIMES[1] * radius + PRIMES[2] * t, self.num_buckets)
 
     # ------------------------------------------------------------------ lookup
-    def lookup(self, keys: torch.Tensor, inputs: torch.Tensor) -> Retrieval:
+    def lookup(self, keys: torch.Tensor, inputs: torch.Tensor, cells: torch.Tensor | None = None) -> Retrieval:
         """Aggregate, for each key, the entries of its bucket in the best grid.
 
-        ``inputs`` (B, ...) are the noisy U-Net inputs that weight the entries.
+        ``inputs`` (B, ...) are the noisy U-Net inputs that weight the entries;
+        ``cells`` may pass ``self.cells(keys)`` when the caller has it already.
         """
-        cells = self.cells(keys)
+        cells = self.cells(keys) if cells is None else cells
         batch = cells.shape[0]
         inputs = self._check_inputs(inputs, batch, "inputs")
         if self._inputs is None or self._inputs.shape[1] != inputs[0].numel():
@@ -271,9 +276,10 @@ class GridHashTable:
         return slots, order >= 0
 
     # ------------------------------------------------------------------ insert
-    def insert(self, keys: torch.Tensor, inputs: torch.Tensor, values: torch.Tensor) -> None:
-        """Store ``values`` (B, ...) under ``keys`` (B, 4) with their noisy ``inputs`` (B, ...)."""
-        cells = self.cells(keys)
+    def insert(self, keys: torch.Tensor, inputs: torch.Tensor, values: torch.Tensor, cells: torch.Tensor | None = None) -> None:
+        """Store ``values`` (B, ...) under ``keys`` (B, 4) with their noisy ``inputs`` (B, ...)
+        (``cells``: ``self.cells(keys)``, if the caller has it already)."""
+        cells = self.cells(keys) if cells is None else cells
         batch = cells.shape[0]
         inputs = self._check_inputs(inputs, batch, "inputs")
         values = self._check_inputs(values, batch, "values")
@@ -301,31 +307,30 @@ class GridHashTable:
         self._member[slots] = True
         self._time[slots] = self._clock + torch.arange(batch)
         self._clock += batch
-        self._trim_queues()
+        self._trim_queues(buckets)
 
     def _update_similarity(self, buckets: torch.Tensor, values: torch.Tensor) -> None:
-        """EMA of the mean cosine similarity between each new value and its bucket's entries."""
+        """EMA of the mean cosine similarity between each new value and its bucket's entries (all grids at once)."""
         if not len(self._time):
             return
-        flat = values.reshape(values.shape[0], -1).to(self._values)
-        for m in range(len(self.grids)):
-            mask = self._member[:, m][None] & (self._bucket[:, m][None] == buckets[:, m][:, None])
-            slots, valid = self._queue_slots(mask)
-            if not valid.any():
-                continue
-            stored = self._values[slots].reshape(*slots.shape, -1)
-            cos = torch.nn.functional.cosine_similarity(flat[:, None, :], stored, dim=-1).to(torch.float64)
-            measured = valid.any(1)
-            mean_cos = (cos * valid).sum(1)[measured] / valid.sum(1)[measured]
-            bucket = buckets[measured, m]
-            # several new entries in one bucket: average them, then take one EMA step
-            total = torch.zeros(self.num_buckets, dtype=torch.float64).index_add_(0, bucket, mean_cos)
-            count = torch.zeros(self.num_buckets, dtype=torch.float64).index_add_(0, bucket, torch.ones_like(mean_cos))
-            touched = count > 0
-            per_bucket = total / count.clamp_min(1)
-            old = self._similarity[m]
-            ema = torch.where(torch.isnan(old), per_bucket, self.similarity_decay * old + (1 - self.similarity_decay) * per_bucket)
-            self._similarity[m] = torch.where(touched, ema, old)
+        batch, grids = buckets.shape
+        mask = self._member.T[None] & (self._bucket.T[None] == buckets[..., None])  # (B, M, S)
+        slots, valid = self._queue_slots(mask.reshape(batch * grids, -1))  # (B*M, Q)
+        if not valid.any():
+            return
+        flat = values.reshape(batch, 1, -1).to(self._values)
+        stored = self._values[slots].reshape(batch, grids * slots.shape[1], -1)
+        cos = torch.nn.functional.cosine_similarity(flat, stored, dim=-1).reshape(batch * grids, -1).to(torch.float64)
+        measured = valid.any(1)
+        mean_cos = (cos * valid).sum(1)[measured] / valid.sum(1)[measured]
+        # one flat index per (grid, bucket); several new entries in one bucket are averaged, then one EMA step
+        index = (torch.arange(grids)[None] * self.num_buckets + buckets).reshape(-1)[measured]
+        total = torch.zeros(grids * self.num_buckets, dtype=torch.float64).index_add_(0, index, mean_cos)
+        count = torch.zeros(grids * self.num_buckets, dtype=torch.float64).index_add_(0, index, torch.ones_like(mean_cos))
+        per_bucket = (total / count.clamp_min(1)).reshape(grids, -1)
+        old = self._similarity
+        ema = torch.where(torch.isnan(old), per_bucket, self.similarity_decay * old + (1 - self.similarity_decay) * per_bucket)
+        self._similarity = torch.where((count > 0).reshape(grids, -1), ema, old)
 
     def _free_slots(self, count: int) -> torch.Tensor:
         """Slot indices for ``count`` new entries: free ones, then new ones, then the oldest evicted."""
@@ -351,13 +356,15 @@ class GridHashTable:
         self._member = torch.cat([self._member, self._member.new_zeros(extra, grids)])
         self._time = torch.cat([self._time, self._time.new_full((extra,), -1)])
 
-    def _trim_queues(self) -> None:
-        """Keep the ``queue_length`` newest members of every bucket of every grid."""
+    def _trim_queues(self, buckets: torch.Tensor) -> None:
+        """Keep the ``queue_length`` newest members of every bucket that just received entries."""
+        members = (self._member.T[None] & (self._bucket.T[None] == buckets[..., None])).sum(-1)  # (B, M)
+        overfull = (members > self.queue_length).any(0)
+        if not overfull.any():  # the common case: nothing to drop
+            return
         was_live = self._member.any(1)
-        for m in range(len(self.grids)):
+        for m in overfull.nonzero().flatten().tolist():
             slots = self._member[:, m].nonzero().flatten()
-            if len(slots) <= self.queue_length:
-                continue
             # sort by bucket, newest first inside a bucket; rank = position inside its bucket
             by_time = slots[torch.argsort(self._time[slots], descending=True, stable=True)]
             ordered = by_time[torch.argsort(self._bucket[by_time, m], stable=True)]

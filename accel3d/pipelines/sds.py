@@ -54,6 +54,7 @@ class SDSResult:
     renders: torch.Tensor  # (views, C, size, size)
     losses: list[float]
     timings: dict[str, float] = field(default_factory=dict)
+    unet_steps: list[float] = field(default_factory=list)  # wall time of each step's U-Net call
 
 
 class SDSPipeline(Pipeline):
@@ -159,7 +160,8 @@ class SDSPipeline(Pipeline):
         alphas = self.scheduler.alphas_cumprod
         emb = inputs.embeddings
         timings = {"unet_s": 0.0, "render_s": 0.0}
-        losses = []
+        losses: list[float] = []
+        unet_steps: list[float] = []
         start = time.perf_counter()
         steps = tqdm(range(iterations), desc="sds", disable=not self.progress, file=sys.stderr, leave=False)
         for _ in steps:
@@ -171,7 +173,7 @@ class SDSPipeline(Pipeline):
             noise = torch.randn(latents.shape, generator=gen)
             with torch.no_grad():
                 noisy = self.scheduler.add_noise(latents.detach(), noise, t)
-                eps = self._guided_noise(noisy, t, emb, inputs.image_latent, camera, timings)
+                eps = self._guided_noise(noisy, t, emb, inputs.image_latent, camera, unet_steps)
                 grad = torch.nan_to_num((1 - alphas[t]).view(-1, 1, 1, 1) * (eps - noise))
             # d(loss)/d(latents) = grad: the SDS gradient, skipping the U-Net Jacobian
             loss = 0.5 * (latents - (latents - grad).detach()).square().sum()
@@ -181,11 +183,12 @@ class SDSPipeline(Pipeline):
             losses.append(float(loss.detach()))
             steps.set_postfix(loss=f"{losses[-1]:.3g}", refresh=False)
         timings["total_s"] = time.perf_counter() - start
+        timings["unet_s"] = sum(unet_steps)
         renders = turntable(scene, views=self.turntable_views, size=self.turntable_size)
-        return SDSResult(scene, renders, losses, timings)
+        return SDSResult(scene, renders, losses, timings, unet_steps)
 
     def _guided_noise(
-        self, noisy: torch.Tensor, t: torch.Tensor, emb: torch.Tensor, image: torch.Tensor | None, camera: Cameras, timings: dict
+        self, noisy: torch.Tensor, t: torch.Tensor, emb: torch.Tensor, image: torch.Tensor | None, camera: Cameras, unet_steps: list
     ) -> torch.Tensor:
         x = torch.cat([noisy, noisy])
         if image is not None:  # Zero123-style: the reference latent is the conditional half's extra input
@@ -193,7 +196,7 @@ class SDSPipeline(Pipeline):
         t0 = time.perf_counter()
         with camera_pose(camera.azimuth, camera.elevation, camera.radius):
             eps = self.unet(x, t, encoder_hidden_states=emb).sample
-        timings["unet_s"] += time.perf_counter() - t0
+        unet_steps.append(time.perf_counter() - t0)
         uncond, cond = eps.chunk(2)
         return uncond + self.guidance_scale * (cond - uncond)
 

@@ -1,0 +1,227 @@
+"""``accel3d bench caching``: the same SDS loop, same seed, with and without Hash3D.
+
+Sections:
+
+1. ``tiny``: the tiny U-Net. The unaccelerated loop and Hash3D with the paper's
+   settings are run ``--repeats`` times, alternating, after a warm-up; medians.
+   Then the ablations, one run each against the median baseline: fixed grids of
+   10/20/30 against the adaptive grid, the retrieval probability, feature against
+   noise caching, a temporal-only (DeepCache-style) grid, exact-cell matching, and
+   the number of hash buckets.
+2. ``sd21``: the SD-2.1-base architecture at a 32x32 latent (random init). First the
+   ceiling: one full and one partial forward, timed side by side (median of
+   ``--calibration-repeats`` after a warm-up). Then the unaccelerated loop and
+   Hash3D, ``--sd-iterations`` steps each.
+
+Every row reports the end-to-end and U-Net-only speedups (wall time of the whole
+loop and of its U-Net calls, fidelity checks excluded), the hit rate, the share of
+hits served across a hash collision, the fidelity of the reused noise predictions
+against a full forward on the same input (cosine similarity and relative L2 error,
+sampled every ``--check-every``-th call with hits), the PSNR between the final
+turntable renders of the two runs, and the hash-table overhead as a share of the
+step time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from accel3d.caching import Hash3D
+from accel3d.caching.unet_cut import UNetCut
+from accel3d.core.io import write_json
+from accel3d.core.stack import Stack
+from accel3d.pipelines.sds import SDSPipeline, psnr
+
+PAPER = {"grids": [[10, 10, 0.1, 10], [20, 20, 0.15, 20], [30, 30, 0.2, 30]]}
+ABLATIONS: dict[str, dict[str, Any]] = {
+    "fixed grid 10": {"grids": [[10, 10, 0.1, 10]]},
+    "fixed grid 20": {"grids": [[20, 20, 0.15, 20]]},
+    "fixed grid 30": {"grids": [[30, 30, 0.2, 30]]},
+    "adaptive (paper)": {},
+    "retrieve_prob 0.3": {"retrieve_prob": 0.3},
+    "retrieve_prob 0.5": {"retrieve_prob": 0.5},
+    "retrieve_prob 0.7": {"retrieve_prob": 0.7},
+    "retrieve_prob 1.0": {"retrieve_prob": 1.0},
+    "noise caching": {"mode": "noise"},
+    "temporal only (DeepCache-style)": {"grids": [[math.inf, math.inf, math.inf, 10]]},
+    "exact cells": {"exact_cells": True},
+    "num_buckets 50": {"num_buckets": 50},
+    "num_buckets 1000": {"num_buckets": 1000},
+}
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="accel3d bench caching", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sections", nargs="+", default=["tiny", "sd21"], choices=["tiny", "sd21"])
+    p.add_argument("--tiny-iterations", type=int, default=500)
+    p.add_argument("--sd-iterations", type=int, default=150, help="about 10 minutes for both runs on 2 CPU cores")
+    p.add_argument("--repeats", type=int, default=3, help="timed runs of baseline and Hash3D on the tiny U-Net")
+    p.add_argument("--calibration-repeats", type=int, default=3)
+    p.add_argument("--check-every", type=int, default=5, help="fidelity check on every k-th call with hits (tiny U-Net)")
+    p.add_argument("--sd-check-every", type=int, default=10, help="the same for the SD-2.1-base architecture")
+    p.add_argument("--no-ablations", action="store_true")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=Path("docs/results/bench_caching.json"))
+    return p.parse_args(argv)
+
+
+def run_loop(pipe: SDSPipeline, inputs: Any, hash3d: Hash3D | None) -> dict[str, Any]:
+    """One SDS run; with ``hash3d``, its statistics and the check time taken out of the timings."""
+    if hash3d is None:
+        result = pipe.run(inputs)
+        return {"result": result, **result.timings}
+    hash3d.reset()
+    with Stack([hash3d], name="hash3d").applied(pipe):
+        result = pipe.run(inputs)
+    stats = hash3d.stats()
+    check = stats.get("check_s", 0.0)
+    return {
+        "result": result,
+        "total_s": result.timings["total_s"] - check,
+        "unet_s": result.timings["unet_s"] - check,
+        "render_s": result.timings["render_s"],
+        "stats": stats,
+        "hits": list(hash3d.history),
+        "unet_steps": [u - c for u, c in zip(result.unet_steps, hash3d.check_history)],
+    }
+
+
+def row(name: str, base: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
+    stats = run["stats"]
+    hits = stats.get("hits", 0)
+    quarter = max(len(run["hits"]) // 4, 1)
+    return {
+        "method": name,
+        "total_s": run["total_s"],
+        "unet_s": run["unet_s"],
+        "speedup_total": base["total_s"] / run["total_s"],
+        "speedup_unet": base["unet_s"] / run["unet_s"],
+        "hit_rate": stats["hit_rate"],
+        "cross_cell_share": stats.get("cross_cell_hits", 0) / hits if hits else 0.0,
+        "eps_cosine": stats.get("check_cosine", math.nan),
+        "eps_rel_l2": stats.get("check_rel_l2", math.nan),
+        "checked": stats.get("checks", 0),
+        "psnr_db": psnr(base["result"].renders, run["result"].renders),
+        "hash_overhead": stats.get("hash_s", 0.0) / run["total_s"],
+        "hash_ms_per_step": 1000 * stats.get("hash_s", 0.0) / max(stats.get("calls", 1), 1),
+        "last_quarter_hit_rate": sum(run["hits"][-quarter:]) / quarter,
+        "last_quarter_speedup_unet": sum(base["result"].unet_steps[-quarter:]) / sum(run["unet_steps"][-quarter:]),
+        "table_entries": stats.get("table_entries", 0),
+        "table_megabytes": stats.get("table_bytes", 0) / 2**20,
+    }
+
+
+def compare(pipe: SDSPipeline, repeats: int, check_every: int, seed: int, ablations: bool) -> dict[str, Any]:
+    inputs = pipe.load_inputs()
+    pipe.run(inputs, iterations=3)  # warm-up
+    bases, runs = [], []
+    for i in range(repeats):  # alternate, so that machine noise hits both alike
+        print(f"  baseline run {i + 1}/{repeats} ...", file=sys.stderr)
+        bases.append(run_loop(pipe, inputs, None))
+        print(f"  hash3d run {i + 1}/{repeats} ...", file=sys.stderr)
+        runs.append(run_loop(pipe, inputs, Hash3D(check_every=check_every, seed=seed, **PAPER)))
+    base = median_run(bases)
+    rows = [row("hash3d (paper settings)", base, median_run(runs))]
+    if ablations:
+        for name, overrides in ABLATIONS.items():
+            print(f"  ablation: {name} ...", file=sys.stderr)
+            settings = {**PAPER, **overrides}
+            rows.append(row(name, base, run_loop(pipe, inputs, Hash3D(check_every=check_every, seed=seed, **settings))))
+    return {
+        "baseline": {"total_s": base["total_s"], "unet_s": base["unet_s"], "render_s": base["render_s"], "repeats": repeats},
+        "rows": rows,
+    }
+
+
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run with the median total time (its own U-Net time, stats and renders come with it)."""
+    ordered = sorted(runs, key=lambda r: r["total_s"])
+    return ordered[len(ordered) // 2]
+
+
+def calibrate(pipe: SDSPipeline, repeats: int) -> dict[str, float]:
+    """Full and partial forward of the U-Net on one CFG pair, timed side by side."""
+    unet = pipe.unet
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(2, unet.config.in_channels, pipe.latent_size, pipe.latent_size, generator=gen)
+    text = pipe.load_inputs().embeddings
+    cut = UNetCut(unet)
+    with torch.no_grad(), cut.capture() as captured:
+        unet(x, 500, encoder_hidden_states=text)
+    feature = captured["feature"]
+    full, partial = [], []
+    with torch.no_grad():
+        cut.partial(feature, x, 500, text)  # warm-up
+        for _ in range(repeats):
+            start = time.perf_counter()
+            unet(x, 500, encoder_hidden_states=text)
+            full.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            cut.partial(feature, x, 500, text)
+            partial.append(time.perf_counter() - start)
+    f, p = statistics.median(full), statistics.median(partial)
+    return {"full_s": f, "partial_s": p, "ceiling": f / p, "cut": cut.point.name}
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    cols = [
+        ("method", "{}"),
+        ("speedup_total", "{:.2f}x"),
+        ("speedup_unet", "{:.2f}x"),
+        ("hit_rate", "{:.1%}"),
+        ("cross_cell_share", "{:.0%}"),
+        ("eps_cosine", "{:.4f}"),
+        ("eps_rel_l2", "{:.4f}"),
+        ("psnr_db", "{:.2f}"),
+        ("hash_overhead", "{:.2%}"),
+        ("last_quarter_hit_rate", "{:.1%}"),
+        ("last_quarter_speedup_unet", "{:.2f}x"),
+    ]
+    head = ["method", "end-to-end", "U-Net only", "hit rate", "hits across a collision", "eps cosine", "eps rel L2", "PSNR dB"]
+    head += ["hash overhead", "hit rate, last 1/4", "U-Net only, last 1/4"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        lines.append("| " + " | ".join(fmt.format(r[k]) for k, fmt in cols) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> None:
+    args = parse(argv)
+    report: dict[str, Any] = {"created": time.strftime("%Y-%m-%dT%H:%M:%S"), "torch_threads": torch.get_num_threads(), "args": vars(args)}
+    common = {"seed": args.seed, "progress": False}
+    if "tiny" in args.sections:
+        print(f"[bench caching] tiny U-Net, {args.tiny_iterations} SDS steps", file=sys.stderr)
+        pipe = SDSPipeline(backbone="tiny", iterations=args.tiny_iterations, **common)
+        report["tiny"] = {"iterations": args.tiny_iterations, "calibration": calibrate(pipe, max(args.calibration_repeats, 5))}
+        report["tiny"].update(compare(pipe, args.repeats, args.check_every, args.seed, not args.no_ablations))
+        print_section("tiny U-Net (random init), 32x32 latent", report["tiny"])
+    if "sd21" in args.sections:
+        print(f"[bench caching] SD-2.1-base architecture, {args.sd_iterations} SDS steps", file=sys.stderr)
+        pipe = SDSPipeline(backbone="sd21_base", iterations=args.sd_iterations, **common)
+        report["sd21"] = {"iterations": args.sd_iterations, "calibration": calibrate(pipe, args.calibration_repeats)}
+        report["sd21"].update(compare(pipe, 1, args.sd_check_every, args.seed, ablations=False))
+        print_section("SD-2.1-base architecture (random init), 32x32 latent", report["sd21"])
+    for section in ("tiny", "sd21"):
+        for r in report.get(section, {}).get("rows", []):
+            r.pop("result", None)
+    write_json(args.out, report)
+    print(f"\nwrote {args.out}")
+
+
+def print_section(title: str, section: dict[str, Any]) -> None:
+    cal, base = section["calibration"], section["baseline"]
+    print(f"\n## {title}: {section['iterations']} SDS steps")
+    print(
+        f"U-Net forward on a CFG pair: full {cal['full_s'] * 1000:.1f} ms, partial (cut {cal['cut']}) {cal['partial_s'] * 1000:.1f} ms "
+        f"-> U-Net-only ceiling {cal['ceiling']:.2f}x"
+    )
+    print(f"unaccelerated loop: {base['total_s']:.2f} s, of which U-Net {base['unet_s']:.2f} s (median of {base['repeats']})\n")
+    print(markdown(section["rows"]))
