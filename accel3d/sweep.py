@@ -55,6 +55,8 @@ def _plot(rows: list[dict[str, Any]], path: Path) -> Path:
     decoding = "speedup_decode" in rows[0]
     x_key, y_key = ("speedup_decode", "iou_vs_baseline") if decoding else ("speedup_total", "psnr_vs_baseline")
     for row in rows:
+        if row.get(y_key) is None or row.get(x_key) is None:  # e.g. no fidelity for an unaccelerated job
+            continue
         label = f"{row['stack']} @{row['resolution']}" if decoding else row["stack"]
         ax.scatter(row[x_key], row[y_key], s=40)
         ax.annotate(

@@ -120,12 +120,16 @@ class Hash3D(BaseAccelerator):
         self._original: Any = None
         self._generator = torch.Generator().manual_seed(seed)
         self._calls_with_hits = 0
+        self._fingerprints: torch.Tensor | None = None  # conditioning fingerprints; a row's index is its table tag
+        self._projections: dict[tuple[int, str], torch.Tensor] = {}
         self.history: list[int] = []  # hits of each call, in order (hit rate over time)
         self.check_history: list[float] = []  # seconds of each call spent on fidelity checks
 
     # ------------------------------------------------------------------ protocol
     def _attach(self, target: Any) -> None:
         self._cut = UNetCut(target, self.cut)  # validates the architecture and the cut point
+        self.table.clear()  # features of another U-Net (or an earlier attach) must never be reused
+        self._fingerprints = None
         if self.mode == "feature" and (reason := self._cut.check_unet()) is not None:
             raise ValueError(f"unet: Hash3D cannot run a partial forward of this U-Net: {reason}")
         self._signature = inspect.signature(target.forward)
@@ -139,6 +143,7 @@ class Hash3D(BaseAccelerator):
     def reset(self) -> None:
         super().reset()
         self.table.clear()
+        self._fingerprints = None
         self._generator.manual_seed(self.seed)
         self._calls_with_hits = 0
         self.history = []
@@ -192,13 +197,16 @@ class Hash3D(BaseAccelerator):
         inputs = sample[rows].reshape(elements, -1)  # both CFG halves of an element, side by side
         self.statistics.add("elements", elements)
 
+        self._sync(sample)
         start = time.perf_counter()
-        cells = self.table.cells(keys)  # validates the pose and timestep; computed once per call
-        attempt = torch.rand(elements, generator=self._generator) < self.retrieve_prob
+        cells = self.table.cells(keys)  # computed once per call
+        tags = self._conditioning_tags(arguments, rows)
+        finite = torch.isfinite(inputs).all(1).cpu()  # a NaN input runs in full and is not stored
+        attempt = (torch.rand(elements, generator=self._generator) < self.retrieve_prob) & finite
         hit = torch.zeros(elements, dtype=torch.bool)
         found = None
         if attempt.any():
-            found = self.table.lookup(keys[attempt], inputs[attempt], cells=cells[attempt])
+            found = self.table.lookup(keys[attempt], inputs[attempt], cells=cells[attempt], tags=tags[attempt])
             hit[attempt] = found.hit
         self.statistics.add("hash_s", time.perf_counter() - start)
         self.statistics.add("attempts", int(attempt.sum()))
@@ -206,9 +214,10 @@ class Hash3D(BaseAccelerator):
         self.history.append(int(hit.sum()))
         self.check_history.append(0.0)
         self.statistics.add("updates", int((~attempt).sum()))
+        state = (keys, cells, tags, finite, inputs)
 
         if not hit.any():
-            output = self._full(original, arguments, rows, keys, cells, inputs, None)
+            output = self._full(original, arguments, rows, state, None)
             return output if return_dict is False else self._as_output(output[0])
         miss = (~hit).nonzero().flatten()
         hit_idx = hit.nonzero().flatten()
@@ -221,38 +230,41 @@ class Hash3D(BaseAccelerator):
         eps = torch.empty_like(self._original_output_like(sample))
         if len(miss):
             sub_rows = rows[miss].T.reshape(-1) if rows.ndim == 2 else rows[miss]
-            eps[sub_rows] = self._full(original, arguments, rows, keys, cells, inputs, miss)[0]
+            eps[sub_rows] = self._full(original, arguments, rows, state, miss)[0]
         hit_rows = rows[hit_idx].T.reshape(-1) if rows.ndim == 2 else rows[hit_idx]
         eps[hit_rows] = self._reuse(arguments, hit_rows, retrieved, len(hit_idx))
         self._maybe_check(original, arguments, hit_rows, eps[hit_rows])
         return (eps,) if return_dict is False else self._as_output(eps)
 
-    def _full(
-        self, original: Any, arguments: dict, rows: torch.Tensor, keys: torch.Tensor, cells: torch.Tensor, inputs: torch.Tensor, subset: Any
-    ) -> tuple:
+    def _full(self, original: Any, arguments: dict, rows: torch.Tensor, state: tuple, subset: torch.Tensor | None) -> tuple:
         """Run the untouched forward (on a subset of elements) and store what it produced."""
+        keys, cells, tags, finite, inputs = state
         call = dict(arguments) if subset is None else self._take(arguments, self._rows_of(rows, subset))
         call["return_dict"] = False
+        sample = call["sample"]
+        self._sync(sample)
         start = time.perf_counter()
         if self.mode == "feature":
             with self._cut.capture() as captured:
                 output = original(**call)
         else:
             output = original(**call)
-        elapsed = time.perf_counter() - start
+        self._sync(sample)
         count = len(keys) if subset is None else len(subset)
-        self.statistics.add("full_s", elapsed)
+        self.statistics.add("full_s", time.perf_counter() - start)
         self.statistics.add("full_elements", count)
         value = captured["feature"] if self.mode == "feature" else output[0]
         start = time.perf_counter()
         groups = rows.shape[1] if rows.ndim == 2 else 1
         # (rows of the subset, ...) -> (elements, groups, ...): uncond and cond halves together
         value = value.reshape(groups, count, *value.shape[1:]).transpose(0, 1).contiguous()
-        if torch.isfinite(value).all():
-            sel = slice(None) if subset is None else subset
-            self.table.insert(keys[sel], inputs[sel], value, cells=cells[sel])
-        else:
-            self.statistics.add("nonfinite_not_stored")
+        sel = torch.arange(len(keys)) if subset is None else subset
+        store = finite[sel] & torch.isfinite(value).flatten(1).all(1).cpu()
+        if not store.all():
+            self.statistics.add("nonfinite_not_stored", int((~store).sum()))
+        if store.any():
+            keep = sel[store]
+            self.table.insert(keys[keep], inputs[keep], value[store.to(value.device)], cells=cells[keep], tags=tags[keep])
         self.statistics.add("hash_s", time.perf_counter() - start)
         return output
 
@@ -262,9 +274,11 @@ class Hash3D(BaseAccelerator):
         self.statistics.add("partial_elements", count)
         if self.mode == "noise":
             return stored
-        start = time.perf_counter()
         call = self._take(arguments, hit_rows)
+        self._sync(stored)
+        start = time.perf_counter()
         out = self._cut.partial(stored.to(call["sample"].dtype), **{k: v for k, v in call.items() if k != "return_dict"})
+        self._sync(out)
         self.statistics.add("partial_s", time.perf_counter() - start)
         return out
 
@@ -320,12 +334,56 @@ class Hash3D(BaseAccelerator):
         if len(pose) not in (1, elements):
             raise ValueError(f"camera: expected 1 or {elements} poses (one per element of the batch), got {len(pose)}")
         t = torch.as_tensor(timestep, dtype=torch.float64).detach().cpu().reshape(-1)
-        if len(t) == sample.shape[0] and len(t) != elements:
-            t = t[:elements]  # CFG halves share their timestep
-        if len(t) not in (1, elements):
+        if len(t) not in (1, elements, sample.shape[0]):
             raise ValueError(f"timestep: expected a scalar or one value per batch row, got {len(t)} values for {sample.shape[0]} rows")
+        if not torch.isfinite(t).all() or (t < 0).any():
+            raise ValueError(f"timestep: expected finite values >= 0, got {t.tolist()[:4]}")
+        if len(t) == sample.shape[0] and len(t) != elements:
+            if not torch.equal(t[:elements], t[elements:]):
+                raise ValueError("timestep: the uncond and cond halves of a CFG batch must share their timesteps")
+            t = t[:elements]
         cam = pose.as_tensor().expand(elements, 3)
         return torch.cat([cam, t.expand(elements)[:, None]], dim=1)
+
+    def _conditioning_tags(self, arguments: dict, rows: torch.Tensor) -> torch.Tensor:
+        """One tag per element for its conditioning (text embeddings, class labels, added conditions, masks):
+        entries are reused only under the same conditioning, so a new or view-dependent prompt never reuses
+        another prompt's features. The fingerprint is two fixed random projections of each tensor's rows."""
+        batch = arguments["sample"].shape[0]
+        element_rows = rows if rows.ndim == 2 else rows[:, None]
+        parts = [arguments.get(name) for name in ("encoder_hidden_states", "class_labels", "timestep_cond", "attention_mask")]
+        parts += [arguments.get("encoder_attention_mask")]
+        parts += [v for _, v in sorted((arguments.get("added_cond_kwargs") or {}).items())]
+        columns = []
+        for tensor in (p.detach() for p in parts if isinstance(p, torch.Tensor)):  # a few tensors, not elements
+            per_row = tensor.ndim > 0 and tensor.shape[0] == batch
+            flat = tensor.reshape(batch if per_row else 1, -1).double()
+            key = (flat.shape[1], str(flat.device))
+            if key not in self._projections:
+                gen = torch.Generator().manual_seed(flat.shape[1])
+                self._projections[key] = torch.randn(flat.shape[1], 2, generator=gen, dtype=torch.float64).to(flat.device)
+            fingerprint = (flat[:, :, None] * self._projections[key][None]).sum(1).cpu()  # (rows, 2)
+            columns.append(fingerprint[element_rows].flatten(1) if per_row else fingerprint.expand(len(element_rows), -1))
+        prints = torch.cat(columns, 1) if columns else torch.zeros(len(element_rows), 0, dtype=torch.float64)
+        if self._fingerprints is None or self._fingerprints.shape[1] != prints.shape[1]:
+            if self._fingerprints is not None:  # other conditioning inputs than before: start afresh
+                self.table.clear()
+            self._fingerprints = prints[:0]
+        same = (prints[:, None, :] == self._fingerprints[None]).all(-1)  # (elements, known); NaN never matches
+        tags = torch.full((len(prints),), -1, dtype=torch.int64)
+        if len(self._fingerprints):
+            tags = torch.where(same.any(1), same.int().argmax(1), tags)
+        if (tags < 0).any():
+            new, index = torch.unique(prints[tags < 0], dim=0, return_inverse=True)
+            tags[tags < 0] = len(self._fingerprints) + index
+            self._fingerprints = torch.cat([self._fingerprints, new])
+        return tags
+
+    @staticmethod
+    def _sync(tensor: torch.Tensor) -> None:
+        """Wait for queued GPU work, so that host clocks measure it."""
+        if tensor.is_cuda:
+            torch.cuda.synchronize(tensor.device)
 
     @staticmethod
     def _rows_of(rows: torch.Tensor, subset: torch.Tensor) -> torch.Tensor:

@@ -69,6 +69,16 @@ class GridCells:
         return (self.azimuth, self.elevation, self.radius, self.timestep)
 
 
+def _grid_cells(value: object, index: int) -> GridCells:
+    try:
+        sizes = [float(v) for v in value]  # type: ignore[union-attr]
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"grids[{index}]: expected [azimuth, elevation, radius, timestep] cell sizes, got {value!r}") from err
+    if len(sizes) != 4:
+        raise ValueError(f"grids[{index}]: expected 4 cell sizes [azimuth, elevation, radius, timestep], got {len(sizes)}: {value!r}")
+    return GridCells(*sizes)
+
+
 # The paper's adaptive grid: {10, 20, 30} degrees and steps, {0.1, 0.15, 0.2} radius.
 PAPER_GRIDS = (GridCells(10, 10, 0.1, 10), GridCells(20, 20, 0.15, 20), GridCells(30, 30, 0.2, 30))
 
@@ -144,7 +154,7 @@ class GridHashTable:
         unmeasured_similarity: float = 1.0,
         exact_cells: bool = False,
     ) -> None:
-        grids = [g if isinstance(g, GridCells) else GridCells(*g) for g in grids]
+        grids = [g if isinstance(g, GridCells) else _grid_cells(g, i) for i, g in enumerate(grids)]
         if not grids:
             raise ValueError("grids: expected at least one GridCells")
         for name, value, low in (("num_buckets", num_buckets, 1), ("queue_length", queue_length, 1), ("max_bytes", max_bytes, 1)):
@@ -174,6 +184,7 @@ class GridHashTable:
         self._bucket = torch.zeros(0, len(self.grids), dtype=torch.int64)
         self._member = torch.zeros(0, len(self.grids), dtype=torch.bool)  # slot is in grid m's queue
         self._time = torch.zeros(0, dtype=torch.int64)
+        self._tag = torch.zeros(0, dtype=torch.int64)  # entries match only queries with the same tag
         self._clock = 0
         self._similarity = torch.full((len(self.grids), self.num_buckets), math.nan, dtype=torch.float64)
         self.evicted = 0  # entries dropped to stay under max_bytes
@@ -188,7 +199,7 @@ class GridHashTable:
         if self._inputs is None:
             return 0
         data = (self._inputs.shape[1] * self._inputs.element_size()) + math.prod(self._values.shape[1:]) * self._values.element_size()
-        return data + len(self.grids) * (4 * 8 + 8 + 1) + 8  # + cells, bucket, membership, time
+        return data + len(self.grids) * (4 * 8 + 8 + 1) + 16  # + cells, bucket, membership; time, tag
 
     @property
     def nbytes(self) -> int:
@@ -227,11 +238,15 @@ class GridHashTable:
         return torch.remainder(az + PRIMES[0] * el + PRIMES[1] * radius + PRIMES[2] * t, self.num_buckets)
 
     # ------------------------------------------------------------------ lookup
-    def lookup(self, keys: torch.Tensor, inputs: torch.Tensor, cells: torch.Tensor | None = None) -> Retrieval:
+    def lookup(
+        self, keys: torch.Tensor, inputs: torch.Tensor, cells: torch.Tensor | None = None, tags: torch.Tensor | None = None
+    ) -> Retrieval:
         """Aggregate, for each key, the entries of its bucket in the best grid.
 
         ``inputs`` (B, ...) are the noisy U-Net inputs that weight the entries;
-        ``cells`` may pass ``self.cells(keys)`` when the caller has it already.
+        ``cells`` may pass ``self.cells(keys)`` when the caller has it already;
+        ``tags`` (B,) int64 restrict each query to entries stored with the same tag
+        (Hash3D tags entries with their conditioning, so a new prompt never reuses).
         """
         cells = self.cells(keys) if cells is None else cells
         batch = cells.shape[0]
@@ -243,7 +258,7 @@ class GridHashTable:
             none = torch.full((batch,), -1, dtype=torch.int64)
             return Retrieval(empty, torch.zeros(0), none, torch.zeros(batch, dtype=torch.int64), empty)
         buckets = self._hash(cells)  # (B, M)
-        candidates = self._candidates(cells, buckets)  # (B, M, S)
+        candidates = self._candidates(cells, buckets, self._tags(tags, batch))  # (B, M, S)
         nonempty = candidates.any(-1)
         score = self._similarity[torch.arange(len(self.grids))[None], buckets]
         score = torch.nan_to_num(score, nan=self.unmeasured_similarity)
@@ -253,7 +268,7 @@ class GridHashTable:
         chosen = candidates[torch.arange(batch), grid]  # (B, S)
 
         slots, valid = self._queue_slots(chosen)  # (B, Q)
-        flat = inputs.reshape(batch, -1).to(self._inputs)
+        flat = inputs.reshape(batch, -1).to(self._inputs)  # float32
         dist = (flat[:, None, :] - self._inputs[slots]).square().mean(-1).cpu()  # (B, Q)
         logits = torch.where(valid, -dist / self.temperature, -math.inf)
         weights = torch.where(hit[:, None], torch.softmax(torch.where(hit[:, None], logits, 0.0), 1), 0.0)
@@ -262,11 +277,21 @@ class GridHashTable:
         cross = hit & (valid & ~same_cell & (weights > 1e-3)).any(1)
         return Retrieval(hit, values, torch.where(hit, grid, -1), valid.sum(1) * hit, cross)
 
-    def _candidates(self, cells: torch.Tensor, buckets: torch.Tensor) -> torch.Tensor:
+    def _candidates(self, cells: torch.Tensor, buckets: torch.Tensor, tags: torch.Tensor) -> torch.Tensor:
         cand = self._member.T[None] & (self._bucket.T[None] == buckets[..., None])  # (B, M, S)
+        cand &= (self._tag[None] == tags[:, None])[:, None, :]
         if self.exact_cells:
             cand &= (self._cells.permute(1, 0, 2)[None] == cells[:, :, None, :]).all(-1)
         return cand
+
+    @staticmethod
+    def _tags(tags: torch.Tensor | None, batch: int) -> torch.Tensor:
+        if tags is None:
+            return torch.zeros(batch, dtype=torch.int64)
+        tags = torch.as_tensor(tags, dtype=torch.int64).cpu().reshape(-1)
+        if len(tags) != batch:
+            raise ValueError(f"tags: expected one tag per key ({batch}), got {len(tags)}")
+        return tags
 
     def _queue_slots(self, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The (at most Q) newest slots per row of a (B, S) mask, and which are real."""
@@ -276,16 +301,24 @@ class GridHashTable:
         return slots, order >= 0
 
     # ------------------------------------------------------------------ insert
-    def insert(self, keys: torch.Tensor, inputs: torch.Tensor, values: torch.Tensor, cells: torch.Tensor | None = None) -> None:
+    def insert(
+        self,
+        keys: torch.Tensor,
+        inputs: torch.Tensor,
+        values: torch.Tensor,
+        cells: torch.Tensor | None = None,
+        tags: torch.Tensor | None = None,
+    ) -> None:
         """Store ``values`` (B, ...) under ``keys`` (B, 4) with their noisy ``inputs`` (B, ...)
-        (``cells``: ``self.cells(keys)``, if the caller has it already)."""
+        (``cells``: ``self.cells(keys)``, if the caller has it already; ``tags``: see :meth:`lookup`)."""
         cells = self.cells(keys) if cells is None else cells
         batch = cells.shape[0]
         inputs = self._check_inputs(inputs, batch, "inputs")
         values = self._check_inputs(values, batch, "values")
         flat = inputs.reshape(batch, -1)
         if self._inputs is None:
-            self._inputs = torch.zeros(0, flat.shape[1], dtype=flat.dtype, device=flat.device)
+            # inputs in float32: squared distances in fp16 lose the differences that weight the entries
+            self._inputs = torch.zeros(0, flat.shape[1], dtype=torch.float32, device=flat.device)
             self._values = torch.zeros(0, *values.shape[1:], dtype=values.dtype, device=values.device)
         if flat.shape[1] != self._inputs.shape[1] or values.shape[1:] != self._values.shape[1:]:
             raise ValueError(
@@ -298,7 +331,8 @@ class GridHashTable:
                 f"fewer than the {batch} to insert"
             )
         buckets = self._hash(cells)
-        self._update_similarity(buckets, values)
+        tags = self._tags(tags, batch)
+        self._update_similarity(buckets, values, tags)
         slots = self._free_slots(batch)
         self._inputs[slots] = flat.to(self._inputs)
         self._values[slots] = values.to(self._values)
@@ -306,21 +340,24 @@ class GridHashTable:
         self._bucket[slots] = buckets
         self._member[slots] = True
         self._time[slots] = self._clock + torch.arange(batch)
+        self._tag[slots] = tags
         self._clock += batch
         self._trim_queues(buckets)
 
-    def _update_similarity(self, buckets: torch.Tensor, values: torch.Tensor) -> None:
+    def _update_similarity(self, buckets: torch.Tensor, values: torch.Tensor, tags: torch.Tensor) -> None:
         """EMA of the mean cosine similarity between each new value and its bucket's entries (all grids at once)."""
         if not len(self._time):
             return
         batch, grids = buckets.shape
         mask = self._member.T[None] & (self._bucket.T[None] == buckets[..., None])  # (B, M, S)
+        mask &= (self._tag[None] == tags[:, None])[:, None, :]
         slots, valid = self._queue_slots(mask.reshape(batch * grids, -1))  # (B*M, Q)
         if not valid.any():
             return
         flat = values.reshape(batch, 1, -1).to(self._values)
         stored = self._values[slots].reshape(batch, grids * slots.shape[1], -1)
-        cos = torch.nn.functional.cosine_similarity(flat, stored, dim=-1).reshape(batch * grids, -1).to(torch.float64)
+        cos = torch.nn.functional.cosine_similarity(flat.float(), stored.float(), dim=-1).reshape(batch * grids, -1)
+        cos = cos.to("cpu", torch.float64)  # the bookkeeping lives on the CPU
         measured = valid.any(1)
         mean_cos = (cos * valid).sum(1)[measured] / valid.sum(1)[measured]
         # one flat index per (grid, bucket); several new entries in one bucket are averaged, then one EMA step
@@ -355,6 +392,7 @@ class GridHashTable:
         self._bucket = torch.cat([self._bucket, self._bucket.new_zeros(extra, grids)])
         self._member = torch.cat([self._member, self._member.new_zeros(extra, grids)])
         self._time = torch.cat([self._time, self._time.new_full((extra,), -1)])
+        self._tag = torch.cat([self._tag, self._tag.new_zeros(extra)])
 
     def _trim_queues(self, buckets: torch.Tensor) -> None:
         """Keep the ``queue_length`` newest members of every bucket that just received entries."""

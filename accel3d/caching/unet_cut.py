@@ -23,6 +23,8 @@ from typing import Any
 
 import torch
 
+DOWN_BLOCKS = ("CrossAttnDownBlock2D", "DownBlock2D")
+UP_BLOCKS = ("CrossAttnUpBlock2D", "UpBlock2D")
 # Forward arguments the shallow path cannot honour; a call with any of them runs in full.
 UNSUPPORTED_ARGUMENTS = ("down_block_additional_residuals", "mid_block_additional_residual", "down_intrablock_additional_residuals")
 
@@ -57,13 +59,13 @@ def _check_architecture(unet: Any) -> None:
                 f"unet: expected a diffusers UNet2DConditionModel (with {attr}), got {type(unet).__name__}; "
                 "Hash3D cuts that class (Stable Diffusion 1.x/2.x, Zero123-style U-Nets)"
             )
-    for kind, blocks in (("down", unet.down_blocks), ("up", unet.up_blocks)):
+    for kind, blocks, supported in (("down", unet.down_blocks, DOWN_BLOCKS), ("up", unet.up_blocks, UP_BLOCKS)):
         for i, block in enumerate(blocks):
-            if not hasattr(block, "resnets"):
-                raise TypeError(f"unet: {kind}_blocks.{i} ({type(block).__name__}) has no resnets; it cannot be cut layer by layer")
-            attentions = getattr(block, "attentions", None)
-            if attentions is not None and len(attentions) != len(block.resnets):
-                raise TypeError(f"unet: {kind}_blocks.{i} ({type(block).__name__}) pairs resnets and attentions unevenly")
+            if type(block).__name__ not in supported:
+                raise TypeError(
+                    f"unet: {kind}_blocks.{i} is a {type(block).__name__}; the partial forward supports {kind} blocks "
+                    f"{', '.join(supported)} (the Stable Diffusion 1.x/2.x and Zero123 layouts)"
+                )
 
 
 def cut_points(unet: Any) -> list[CutPoint]:
@@ -169,6 +171,37 @@ class UNetCut:
         so that fed the feature of a full forward on the same inputs it returns that
         forward's output.
         """
+        # LoRA scale, as diffusers' @apply_lora_scale does around the full forward
+        from diffusers.utils import USE_PEFT_BACKEND, scale_lora_layers, unscale_lora_layers
+
+        lora_scale = 1.0
+        if cross_attention_kwargs is not None:
+            cross_attention_kwargs = dict(cross_attention_kwargs)
+            lora_scale = cross_attention_kwargs.pop("scale", 1.0)
+        if USE_PEFT_BACKEND:
+            scale_lora_layers(self.unet, lora_scale)
+        try:
+            return self._partial(
+                feature, sample, timestep, encoder_hidden_states, class_labels, timestep_cond, attention_mask,
+                cross_attention_kwargs, added_cond_kwargs, encoder_attention_mask,
+            )  # fmt: skip
+        finally:
+            if USE_PEFT_BACKEND:
+                unscale_lora_layers(self.unet, lora_scale)
+
+    def _partial(
+        self,
+        feature: torch.Tensor,
+        sample: torch.Tensor,
+        timestep: torch.Tensor | float | int,
+        encoder_hidden_states: torch.Tensor | None,
+        class_labels: torch.Tensor | None,
+        timestep_cond: torch.Tensor | None,
+        attention_mask: torch.Tensor | None,
+        cross_attention_kwargs: dict[str, Any] | None,
+        added_cond_kwargs: dict[str, torch.Tensor] | None,
+        encoder_attention_mask: torch.Tensor | None,
+    ) -> torch.Tensor:
         unet = self.unet
         forward_upsample_size = any(s % 2**unet.num_upsamplers != 0 for s in sample.shape[-2:])
         if attention_mask is not None:

@@ -38,7 +38,9 @@ class CameraPose:
 
     @classmethod
     def of(cls, azimuth: object, elevation: object, radius: object) -> CameraPose:
-        """Build from scalars, sequences or tensors; scalars broadcast to the others' length."""
+        """Build from scalars, sequences or tensors; scalars broadcast to the others' length.
+
+        Raises ``ValueError`` for NaN/inf, an elevation outside [-90, 90] or a radius <= 0."""
         parts = {}
         for name, value in (("azimuth", azimuth), ("elevation", elevation), ("radius", radius)):
             try:
@@ -52,6 +54,13 @@ class CameraPose:
         sizes = {len(t) for t in parts.values()} - {1}
         if len(sizes) > 1:
             raise ValueError(f"camera: azimuth, elevation and radius have different lengths {[len(t) for t in parts.values()]}")
+        for name, tensor in parts.items():
+            if not torch.isfinite(tensor).all():
+                raise ValueError(f"camera {name}: contains NaN or inf: {tensor.tolist()[:4]}")
+        if (parts["elevation"].abs() > 90).any():
+            raise ValueError(f"camera elevation: expected degrees in [-90, 90], got {parts['elevation'].tolist()[:4]}")
+        if (parts["radius"] <= 0).any():
+            raise ValueError(f"camera radius: expected a distance > 0, got {parts['radius'].tolist()[:4]}")
         size = sizes.pop() if sizes else 1
         return cls(**{k: t.expand(size).clone() for k, t in parts.items()})
 
