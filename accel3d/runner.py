@@ -24,6 +24,13 @@ def run_job(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     stack: Stack = instantiate(cfg.stack, _convert_="object")
     if not isinstance(stack, Stack):
         raise TypeError(f"stack: expected the config to build an accel3d.core.Stack, got {type(stack).__name__}")
+    missing = sorted({acc.stage for acc in stack.accelerators} - set(pipeline.stages))
+    if missing:
+        raise SystemExit(
+            f"stack '{stack.name}' targets stage(s) {missing}, which pipeline '{pipeline.name}' does not have "
+            f"(its stages: {sorted(pipeline.stages)}); pick a stack for this pipeline, "
+            "e.g. `pipeline=sds stack=hash3d` or `pipeline=vecset_shape stack=hierarchical`"
+        )
     if hasattr(pipeline, "job"):  # pipelines with their own comparison (sds)
         return pipeline.job(stack, cfg, out_dir)
     inputs = pipeline.load_inputs()

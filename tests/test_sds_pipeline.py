@@ -95,3 +95,11 @@ def test_bench_caching_smoke(tmp_path):
         assert r["speedup_total"] > 0 and 0.0 <= r["hit_rate"] <= 1.0 and 0.0 <= r["hash_overhead"] < 1.0
     assert rows["exact cells"]["cross_cell_share"] == 0.0
     assert "| method | end-to-end | U-Net only |" in proc.stdout
+
+
+def test_a_stack_for_another_pipeline_is_refused_with_a_hint(tmp_path):
+    args = ["run", "pipeline=sds", "stack=hierarchical", "pipeline.iterations=1", f"hydra.run.dir={tmp_path / 'run'}"]
+    proc = subprocess.run([sys.executable, "-m", "accel3d.cli", *args], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert "targets stage(s) ['volume_decoder'], which pipeline 'sds' does not have" in proc.stderr
+    assert "stack=hash3d" in proc.stderr
