@@ -136,6 +136,19 @@ def test_a_new_conditioning_never_reuses(unet):
     assert hash3d.stats()["hits"] == 1
 
 
+def test_pose_conditioned_embeddings_need_match_conditioning_off(unet):
+    x, text = inputs(seed=9, size=8)
+    strict, loose = Hash3D(retrieve_prob=1.0), Hash3D(retrieve_prob=1.0, match_conditioning=False)
+    with torch.no_grad(), camera_pose(0.0, 0.0, 1.8):
+        with strict.applied(unet), pytest.warns(UserWarning, match="match_conditioning=False"):
+            for i in range(21):  # a Zero123-style embedding that changes with every call
+                unet(x, 300, encoder_hidden_states=text + 0.01 * i)
+        with loose.applied(unet):
+            for i in range(21):
+                unet(x, 300, encoder_hidden_states=text + 0.01 * i)
+    assert strict.stats()["hits"] == 0 and loose.stats()["hits"] == 20
+
+
 def test_attaching_again_starts_from_an_empty_table(unet):
     x, text = inputs(seed=7)
     hash3d = Hash3D(retrieve_prob=1.0)

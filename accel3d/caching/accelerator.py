@@ -49,6 +49,12 @@ class Hash3D(BaseAccelerator):
             {10, 20, 30}° / {0.1, 0.15, 0.2} / {10, 20, 30} steps).
         num_buckets, queue_length, max_megabytes, temperature, similarity_decay,
         exact_cells: see :class:`GridHashTable`.
+        match_conditioning: reuse an entry only under the conditioning it was stored
+            with (text embeddings, class labels, added conditions): a new or
+            view-dependent prompt never reuses another's features. Set False for
+            U-Nets whose conditioning encodes the camera itself (Zero123's pose-
+            concatenated image embedding differs on every call; the pose is in the
+            key already); a warning says so when nearly every call is new.
         guidance_pairs: the batch is diffusers' CFG layout ``[uncond; cond]``: rows
             i and i + N/2 are one element, looked up and stored together.
         missing_pose: ``error`` (default) raises when a call has no camera;
@@ -83,6 +89,7 @@ class Hash3D(BaseAccelerator):
         temperature: float = 0.1,
         similarity_decay: float = 0.9,
         exact_cells: bool = False,
+        match_conditioning: bool = True,
         guidance_pairs: bool = True,
         missing_pose: str = "error",
         check_every: int = 0,
@@ -103,6 +110,8 @@ class Hash3D(BaseAccelerator):
         self.cut = cut
         self.retrieve_prob = float(retrieve_prob)
         self.guidance_pairs = guidance_pairs
+        self.match_conditioning = match_conditioning
+        self._new_tags = 0
         self.missing_pose = missing_pose
         self.check_every = check_every
         self.seed = seed
@@ -144,6 +153,7 @@ class Hash3D(BaseAccelerator):
         super().reset()
         self.table.clear()
         self._fingerprints = None
+        self._new_tags = 0
         self._generator.manual_seed(self.seed)
         self._calls_with_hits = 0
         self.history = []
@@ -200,7 +210,7 @@ class Hash3D(BaseAccelerator):
         self._sync(sample)
         start = time.perf_counter()
         cells = self.table.cells(keys)  # computed once per call
-        tags = self._conditioning_tags(arguments, rows)
+        tags = self._conditioning_tags(arguments, rows) if self.match_conditioning else torch.zeros(elements, dtype=torch.int64)
         finite = torch.isfinite(inputs).all(1).cpu()  # a NaN input runs in full and is not stored
         attempt = (torch.rand(elements, generator=self._generator) < self.retrieve_prob) & finite
         hit = torch.zeros(elements, dtype=torch.bool)
@@ -377,6 +387,14 @@ class Hash3D(BaseAccelerator):
             new, index = torch.unique(prints[tags < 0], dim=0, return_inverse=True)
             tags[tags < 0] = len(self._fingerprints) + index
             self._fingerprints = torch.cat([self._fingerprints, new])
+            self._new_tags += 1
+            calls = self.statistics.counters["calls"]
+            if self._new_tags == 20 and calls < 25:  # once: 20 of the first < 25 calls brought new conditioning
+                warnings.warn(
+                    "hash3d: the conditioning differed on nearly every call so far, so nothing can be reused; if the "
+                    "U-Net's conditioning encodes the camera (Zero123-style), build Hash3D(match_conditioning=False)",
+                    stacklevel=5,
+                )
         return tags
 
     @staticmethod
