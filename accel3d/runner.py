@@ -5,6 +5,7 @@ from __future__ import annotations
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,17 +40,7 @@ def run_job(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     if cfg.warmup:  # one small untimed run: thread pools, allocator, lazy initialisation
         pipeline.run(inputs, resolution=32)
     rows: dict[str, dict[str, Any]] = {}
-    runs: dict[str, list[Any]] = {"baseline": [], stack.name: []}
-    for i in range(cfg.repeats):  # alternate, so that machine noise hits both alike
-        tag = f" ({i + 1}/{cfg.repeats})" if cfg.repeats > 1 else ""
-        if cfg.baseline or stack.is_empty:
-            print(f"[accel3d] unaccelerated run{tag} ...", file=sys.stderr)
-            runs["baseline"].append(pipeline.run(inputs))
-        if not stack.is_empty:
-            print(f"[accel3d] accelerated run ({stack.name}){tag} ...", file=sys.stderr)
-            stack.reset()
-            with stack.applied(pipeline):
-                runs[stack.name].append(pipeline.run(inputs))
+    runs, stats = alternate_runs(pipeline, stack, inputs, cfg.repeats, cfg.baseline)
     baseline = runs["baseline"][-1] if runs["baseline"] else None
     if baseline is not None:
         rows["baseline"] = _row(runs["baseline"])
@@ -57,7 +48,7 @@ def run_job(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     if not stack.is_empty:
         result = runs[stack.name][-1]
         rows[stack.name] = _row(runs[stack.name])
-        rows[stack.name]["stats"] = stack.stats()
+        rows[stack.name]["stats"] = stats
         if baseline is not None:
             rows[stack.name].update(_fidelity(pipeline, baseline, result, cfg.fscore_threshold))
             for key in ("decode_s", "total_s"):
@@ -78,6 +69,33 @@ def run_job(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     print(format_table(rows))
     print(f"\nwrote {', '.join(files.values())} and report.json to {out_dir}")
     return report
+
+
+def alternate_runs(
+    pipeline: Any, stack: Stack, inputs: Any, repeats: int, baseline: bool, on_accelerated: Callable | None = None
+) -> tuple[dict[str, list[Any]], dict[str, Any]]:
+    """Unaccelerated and accelerated runs, alternating so that machine noise hits both alike.
+
+    Returns the results per run name and the stack's statistics after its last run;
+    ``on_accelerated(result, stats)`` may adjust each accelerated result.
+    """
+    runs: dict[str, list[Any]] = {"baseline": [], stack.name: []}
+    stats: dict[str, Any] = {}
+    for i in range(repeats):
+        tag = f" ({i + 1}/{repeats})" if repeats > 1 else ""
+        if baseline or stack.is_empty:
+            print(f"[accel3d] unaccelerated run{tag} ...", file=sys.stderr)
+            runs["baseline"].append(pipeline.run(inputs))
+        if not stack.is_empty:
+            print(f"[accel3d] accelerated run ({stack.name}){tag} ...", file=sys.stderr)
+            stack.reset()
+            with stack.applied(pipeline):
+                result = pipeline.run(inputs)
+            stats = stack.stats()
+            if on_accelerated is not None:
+                on_accelerated(result, stats)
+            runs[stack.name].append(result)
+    return runs, stats
 
 
 def _row(results: list[Any]) -> dict[str, Any]:

@@ -23,21 +23,9 @@ def run_sds_job(pipeline: Any, stack: Any, cfg: Any, out_dir: Path) -> dict[str,
     print(f"[accel3d] pipeline=sds backbone={pipeline.backbone} stack={stack.name} iterations={pipeline.iterations}", file=sys.stderr)
     if cfg.warmup:
         pipeline.run(inputs, iterations=2)
-    runs: dict[str, list[Any]] = {"baseline": [], stack.name: []}
-    stats: dict[str, Any] = {}
-    for i in range(cfg.repeats):  # alternate, so that machine noise hits both alike
-        tag = f" ({i + 1}/{cfg.repeats})" if cfg.repeats > 1 else ""
-        if cfg.baseline or stack.is_empty:
-            print(f"[accel3d] unaccelerated run{tag} ...", file=sys.stderr)
-            runs["baseline"].append(pipeline.run(inputs))
-        if not stack.is_empty:
-            print(f"[accel3d] accelerated run ({stack.name}){tag} ...", file=sys.stderr)
-            stack.reset()
-            with stack.applied(pipeline):
-                result = pipeline.run(inputs)
-            stats = stack.stats()
-            _exclude_checks(result.timings, stats)
-            runs[stack.name].append(result)
+    from accel3d.runner import alternate_runs
+
+    runs, stats = alternate_runs(pipeline, stack, inputs, cfg.repeats, cfg.baseline, on_accelerated=_exclude_checks)
 
     rows: dict[str, dict[str, Any]] = {}
     baseline = runs["baseline"][-1] if runs["baseline"] else None
@@ -87,8 +75,9 @@ def run_sds_job(pipeline: Any, stack: Any, cfg: Any, out_dir: Path) -> dict[str,
     return report
 
 
-def _exclude_checks(timings: dict[str, float], stats: dict[str, dict[str, float]]) -> None:
+def _exclude_checks(result: Any, stats: dict[str, dict[str, float]]) -> None:
     """Fidelity checks (full forwards run only to measure) are not part of the accelerated time."""
+    timings = result.timings
     check = sum(s.get("check_s", 0.0) for s in stats.values())
     timings["total_s"] -= check
     timings["unet_s"] -= check
