@@ -63,12 +63,8 @@ def run_job(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         "config": OmegaConf.to_container(cfg, resolve=True),
         "runs": rows,
         "files": files,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
-    write_json(out_dir / "report.json", report)
-    print(format_table(rows))
-    print(f"\nwrote {', '.join(files.values())} and report.json to {out_dir}")
-    return report
+    return write_report(out_dir, report, format_table(rows))
 
 
 def alternate_runs(
@@ -154,13 +150,27 @@ def format_table(rows: dict[str, dict[str, Any]]) -> str:
                 f"{r['fscore_vs_baseline']:.4f}" if "fscore_vs_baseline" in r else "ref",
             ]
         )
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *lines)]
-    fmt = lambda row: "  ".join(str(x).rjust(w) if i else str(x).ljust(w) for i, (x, w) in enumerate(zip(row, widths)))
     note = (
         "(times: median of the repeats, after a warm-up; speedup: decode-time ratio against the unaccelerated run;\n"
         " IoU, Chamfer and F-score: the accelerated output against the unaccelerated one)"
     )
+    return text_table(header, lines, note)
+
+
+def text_table(header: list[str], lines: list[list[str]], note: str) -> str:
+    """Columns padded to their widest cell (first column left-aligned), a rule under the header, a note below."""
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *lines)]
+    fmt = lambda row: "  ".join(str(x).rjust(w) if i else str(x).ljust(w) for i, (x, w) in enumerate(zip(row, widths)))
     return "\n".join([fmt(header), fmt(["-" * w for w in widths])] + [fmt(row) for row in lines] + [note])
+
+
+def write_report(out_dir: Path, report: dict[str, Any], table: str) -> dict[str, Any]:
+    """Write report.json (stamped with its creation time) and print the table and what was written."""
+    report["created"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    write_json(out_dir / "report.json", report)
+    print(table)
+    print(f"\nwrote {', '.join(report['files'].values())} and report.json to {out_dir}")
+    return report
 
 
 def summary_rows(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:

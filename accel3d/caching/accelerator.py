@@ -237,11 +237,10 @@ class Hash3D(BaseAccelerator):
         for m in found.grid[found.hit].tolist():
             self.statistics.add(f"grid{m}_hits")
 
-        eps = torch.empty_like(self._original_output_like(sample))
+        eps = sample.new_empty(sample.shape[0], self._cut.unet.config.out_channels, *sample.shape[2:])
         if len(miss):
-            sub_rows = rows[miss].T.reshape(-1) if rows.ndim == 2 else rows[miss]
-            eps[sub_rows] = self._full(original, arguments, rows, state, miss)[0]
-        hit_rows = rows[hit_idx].T.reshape(-1) if rows.ndim == 2 else rows[hit_idx]
+            eps[self._rows_of(rows, miss)] = self._full(original, arguments, rows, state, miss)[0]
+        hit_rows = self._rows_of(rows, hit_idx)
         eps[hit_rows] = self._reuse(arguments, hit_rows, retrieved, len(hit_idx))
         self._maybe_check(original, arguments, hit_rows, eps[hit_rows])
         return (eps,) if return_dict is False else self._as_output(eps)
@@ -405,6 +404,7 @@ class Hash3D(BaseAccelerator):
 
     @staticmethod
     def _rows_of(rows: torch.Tensor, subset: torch.Tensor) -> torch.Tensor:
+        """Batch rows of some elements, in CFG layout: [uncond rows; cond rows]."""
         return rows[subset].T.reshape(-1) if rows.ndim == 2 else rows[subset]
 
     def _take(self, arguments: dict, rows: torch.Tensor) -> dict:
@@ -419,10 +419,6 @@ class Hash3D(BaseAccelerator):
             return value
 
         return {k: (v if k == "cross_attention_kwargs" else take(v)) for k, v in arguments.items()}
-
-    def _original_output_like(self, sample: torch.Tensor) -> torch.Tensor:
-        out_channels = self._cut.unet.config.out_channels
-        return sample.new_empty(sample.shape[0], out_channels, *sample.shape[2:])
 
     @staticmethod
     def _as_output(sample: torch.Tensor) -> Any:

@@ -171,83 +171,71 @@ class UNetCut:
         so that fed the feature of a full forward on the same inputs it returns that
         forward's output.
         """
-        # LoRA scale, as diffusers' @apply_lora_scale does around the full forward
+        with self._lora_scale(cross_attention_kwargs) as cross_attention_kwargs:
+            unet = self.unet
+            forward_upsample_size = any(s % 2**unet.num_upsamplers != 0 for s in sample.shape[-2:])
+            if attention_mask is not None:
+                attention_mask = ((1 - attention_mask.to(sample.dtype)) * -10000.0).unsqueeze(1)
+            if encoder_attention_mask is not None:
+                encoder_attention_mask = ((1 - encoder_attention_mask.to(sample.dtype)) * -10000.0).unsqueeze(1)
+            if unet.config.center_input_sample:
+                sample = 2 * sample - 1.0
+
+            emb = unet.time_embedding(unet.get_time_embed(sample=sample, timestep=timestep), timestep_cond)
+            class_emb = unet.get_class_embed(sample=sample, class_labels=class_labels)
+            if class_emb is not None:
+                emb = torch.cat([emb, class_emb], dim=-1) if unet.config.class_embeddings_concat else emb + class_emb
+            aug_emb = unet.get_aug_embed(emb=emb, encoder_hidden_states=encoder_hidden_states, added_cond_kwargs=added_cond_kwargs)
+            emb = emb + aug_emb if aug_emb is not None else emb
+            if unet.time_embed_act is not None:
+                emb = unet.time_embed_act(emb)
+            encoder_hidden_states = unet.process_encoder_hidden_states(
+                encoder_hidden_states=encoder_hidden_states, added_cond_kwargs=added_cond_kwargs
+            )
+            attend = {
+                "encoder_hidden_states": encoder_hidden_states,
+                "cross_attention_kwargs": cross_attention_kwargs,
+                "attention_mask": attention_mask,
+                "encoder_attention_mask": encoder_attention_mask,
+                "return_dict": False,
+            }
+
+            skips = self._shallow_down_path(sample, emb, attend)
+            hidden = feature
+            for b in range(self.point.block, len(unet.up_blocks)):
+                block = unet.up_blocks[b]
+                first = self.point.layer + 1 if b == self.point.block else 0
+                for layer in range(first, len(block.resnets)):
+                    hidden = block.resnets[layer](torch.cat([hidden, skips.pop()], dim=1), emb)
+                    attention = _attention(block, layer)
+                    if attention is not None:
+                        hidden = attention(hidden, **attend)[0]
+                if block.upsamplers is not None:
+                    is_final = b == len(unet.up_blocks) - 1
+                    size = skips[-1].shape[2:] if forward_upsample_size and not is_final and skips else None
+                    for upsampler in block.upsamplers:
+                        hidden = upsampler(hidden, size)
+            if unet.conv_norm_out:
+                hidden = unet.conv_act(unet.conv_norm_out(hidden))
+            return unet.conv_out(hidden)
+
+    @contextlib.contextmanager
+    def _lora_scale(self, cross_attention_kwargs: dict[str, Any] | None) -> Iterator[dict[str, Any] | None]:
+        """Pop ``scale`` and scale the LoRA layers around the block, as diffusers' ``@apply_lora_scale``
+        does around the full forward."""
         from diffusers.utils import USE_PEFT_BACKEND, scale_lora_layers, unscale_lora_layers
 
-        lora_scale = 1.0
+        scale = 1.0
         if cross_attention_kwargs is not None:
             cross_attention_kwargs = dict(cross_attention_kwargs)
-            lora_scale = cross_attention_kwargs.pop("scale", 1.0)
+            scale = cross_attention_kwargs.pop("scale", 1.0)
         if USE_PEFT_BACKEND:
-            scale_lora_layers(self.unet, lora_scale)
+            scale_lora_layers(self.unet, scale)
         try:
-            return self._partial(
-                feature, sample, timestep, encoder_hidden_states, class_labels, timestep_cond, attention_mask,
-                cross_attention_kwargs, added_cond_kwargs, encoder_attention_mask,
-            )  # fmt: skip
+            yield cross_attention_kwargs
         finally:
             if USE_PEFT_BACKEND:
-                unscale_lora_layers(self.unet, lora_scale)
-
-    def _partial(
-        self,
-        feature: torch.Tensor,
-        sample: torch.Tensor,
-        timestep: torch.Tensor | float | int,
-        encoder_hidden_states: torch.Tensor | None,
-        class_labels: torch.Tensor | None,
-        timestep_cond: torch.Tensor | None,
-        attention_mask: torch.Tensor | None,
-        cross_attention_kwargs: dict[str, Any] | None,
-        added_cond_kwargs: dict[str, torch.Tensor] | None,
-        encoder_attention_mask: torch.Tensor | None,
-    ) -> torch.Tensor:
-        unet = self.unet
-        forward_upsample_size = any(s % 2**unet.num_upsamplers != 0 for s in sample.shape[-2:])
-        if attention_mask is not None:
-            attention_mask = ((1 - attention_mask.to(sample.dtype)) * -10000.0).unsqueeze(1)
-        if encoder_attention_mask is not None:
-            encoder_attention_mask = ((1 - encoder_attention_mask.to(sample.dtype)) * -10000.0).unsqueeze(1)
-        if unet.config.center_input_sample:
-            sample = 2 * sample - 1.0
-
-        emb = unet.time_embedding(unet.get_time_embed(sample=sample, timestep=timestep), timestep_cond)
-        class_emb = unet.get_class_embed(sample=sample, class_labels=class_labels)
-        if class_emb is not None:
-            emb = torch.cat([emb, class_emb], dim=-1) if unet.config.class_embeddings_concat else emb + class_emb
-        aug_emb = unet.get_aug_embed(emb=emb, encoder_hidden_states=encoder_hidden_states, added_cond_kwargs=added_cond_kwargs)
-        emb = emb + aug_emb if aug_emb is not None else emb
-        if unet.time_embed_act is not None:
-            emb = unet.time_embed_act(emb)
-        encoder_hidden_states = unet.process_encoder_hidden_states(
-            encoder_hidden_states=encoder_hidden_states, added_cond_kwargs=added_cond_kwargs
-        )
-        attend = {
-            "encoder_hidden_states": encoder_hidden_states,
-            "cross_attention_kwargs": cross_attention_kwargs,
-            "attention_mask": attention_mask,
-            "encoder_attention_mask": encoder_attention_mask,
-            "return_dict": False,
-        }
-
-        skips = self._shallow_down_path(sample, emb, attend)
-        hidden = feature
-        for b in range(self.point.block, len(unet.up_blocks)):
-            block = unet.up_blocks[b]
-            first = self.point.layer + 1 if b == self.point.block else 0
-            for layer in range(first, len(block.resnets)):
-                hidden = block.resnets[layer](torch.cat([hidden, skips.pop()], dim=1), emb)
-                attention = _attention(block, layer)
-                if attention is not None:
-                    hidden = attention(hidden, **attend)[0]
-            if block.upsamplers is not None:
-                is_final = b == len(unet.up_blocks) - 1
-                size = skips[-1].shape[2:] if forward_upsample_size and not is_final and skips else None
-                for upsampler in block.upsamplers:
-                    hidden = upsampler(hidden, size)
-        if unet.conv_norm_out:
-            hidden = unet.conv_act(unet.conv_norm_out(hidden))
-        return unet.conv_out(hidden)
+                unscale_lora_layers(self.unet, scale)
 
     def _shallow_down_path(self, sample: torch.Tensor, emb: torch.Tensor, attend: dict[str, Any]) -> list[torch.Tensor]:
         """The first ``point.skips`` skip connections, computed as the down path does."""

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from accel3d.core.io import write_json
 from accel3d.geometry.surface import export_mesh
+from accel3d.pipelines.sds import psnr
 from accel3d.pipelines.sds_scene import density_mesh, save_gif, save_turntable
+from accel3d.runner import alternate_runs, text_table, write_report
 
 
 def run_sds_job(pipeline: Any, stack: Any, cfg: Any, out_dir: Path) -> dict[str, Any]:
@@ -23,8 +23,6 @@ def run_sds_job(pipeline: Any, stack: Any, cfg: Any, out_dir: Path) -> dict[str,
     print(f"[accel3d] pipeline=sds backbone={pipeline.backbone} stack={stack.name} iterations={pipeline.iterations}", file=sys.stderr)
     if cfg.warmup:
         pipeline.run(inputs, iterations=2)
-    from accel3d.runner import alternate_runs
-
     runs, stats = alternate_runs(pipeline, stack, inputs, cfg.repeats, cfg.baseline, on_accelerated=_exclude_checks)
 
     rows: dict[str, dict[str, Any]] = {}
@@ -41,8 +39,6 @@ def run_sds_job(pipeline: Any, stack: Any, cfg: Any, out_dir: Path) -> dict[str,
         row["eps_cosine"] = cache.get("check_cosine")
         row["eps_rel_l2"] = cache.get("check_rel_l2")
         if baseline is not None:
-            from accel3d.pipelines.sds import psnr
-
             row["psnr_vs_baseline"] = psnr(baseline.renders, result.renders)
             for key in ("total", "unet"):
                 row[f"speedup_{key}"] = rows["baseline"][f"{key}_s"] / row[f"{key}_s"]
@@ -67,12 +63,8 @@ def run_sds_job(pipeline: Any, stack: Any, cfg: Any, out_dir: Path) -> dict[str,
         "runs": rows,
         "summary": summary,
         "files": files,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
-    write_json(out_dir / "report.json", report)
-    print(format_sds_table(rows))
-    print(f"\nwrote {', '.join(files.values())} and report.json to {out_dir}")
-    return report
+    return write_report(out_dir, report, format_sds_table(rows))
 
 
 def _exclude_checks(result: Any, stats: dict[str, dict[str, float]]) -> None:
@@ -126,11 +118,9 @@ def format_sds_table(rows: dict[str, dict[str, Any]]) -> str:
                 fmt(r.get("psnr_vs_baseline"), ".2f", "ref" if name == "baseline" else "-"),
             ]
         )
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *lines)]
-    line = lambda row: "  ".join(str(x).rjust(w) if i else str(x).ljust(w) for i, (x, w) in enumerate(zip(row, widths)))
     note = (
         "(times: median of the repeats after a warm-up, fidelity checks excluded; eps cosine / rel L2: reused noise\n"
         " predictions against a full forward on the same input, sampled during the run; PSNR: final turntable renders\n"
         " against the unaccelerated run's)"
     )
-    return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in lines] + [note])
+    return text_table(header, lines, note)
