@@ -61,7 +61,8 @@ class BaseAccelerator:
     composable: ClassVar[bool] = False
 
     def __init__(self) -> None:
-        self.patches = PatchSet()
+        # Non-composable accelerators refuse to share a patched attribute (two Hash3D on one U-Net).
+        self.patches = PatchSet(owner=self)
         self.statistics = Statistics()
         self._target: Any = None
 
@@ -80,6 +81,7 @@ class BaseAccelerator:
         self._target = target
 
     def detach(self) -> None:
+        """Remove this accelerator's patches; others on the same objects stay. Detaching twice is a no-op."""
         self.patches.restore()
         self._target = None
 

@@ -27,8 +27,14 @@ class Stack:
     """
 
     def __init__(self, accelerators: Sequence[Accelerator] = (), name: str = "custom") -> None:
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"name: expected a non-empty string, got {name!r}")
+        if isinstance(accelerators, (str, bytes)) or not isinstance(accelerators, Sequence):
+            raise TypeError(f"accelerators: expected a list of Accelerator objects, got {type(accelerators).__name__}")
         self.name = name
         self.accelerators = list(accelerators)
+        if len({id(a) for a in self.accelerators}) != len(self.accelerators):
+            raise ValueError(f"stack '{name}': the same accelerator object is listed twice")
         for acc in self.accelerators:
             if not isinstance(acc, Accelerator):
                 raise TypeError(f"accelerators: expected Accelerator objects, got {type(acc).__name__}")
@@ -53,8 +59,13 @@ class Stack:
                     f"stack '{self.name}': accelerators {names} all target stage '{stage}' and do not compose; keep one of them"
                 )
 
+    @property
+    def attached(self) -> bool:
+        """True while any of its accelerators is attached."""
+        return any(acc.attached for acc in self.accelerators)
+
     def apply(self, pipeline: Pipeline) -> Stack:
-        if self._pipeline is not None:
+        if self._pipeline is not None and self.attached:
             raise RuntimeError(f"stack '{self.name}' is already applied; remove it first")
         targets = [pipeline.stage(acc.stage) for acc in self.accelerators]  # fail before patching anything
         attached: list[Accelerator] = []

@@ -129,8 +129,8 @@ class AdaptiveKVSelection(BaseAccelerator):
             attn = getattr(attn, part)
         if not callable(getattr(attn, "attend", None)):
             raise TypeError(f"adaptive_kv: the module at '{self.attention}' has no attend(q, k, v) method to replace")
-        self.patches.set(target, "query", self._wrap_query(target.query))
-        self.patches.set(attn, "attend", self._wrap_attend(attn.attend))
+        self.patches.wrap(target, "query", self._wrap_query)
+        self.patches.wrap(attn, "attend", self._wrap_attend)
 
     def _wrap_query(self, original: Callable[[Tensor, Any], Tensor]) -> Callable[[Tensor, Any], Tensor]:
         def query(points: Tensor, kv: Any) -> Tensor:

@@ -1,0 +1,129 @@
+"""Argument checks that name the argument and say what was expected.
+
+Every knob of an accelerator, pipeline, decoder or job goes through one of these
+before any work starts, so a typo or a non-finite value fails at once with a
+message such as ``band: expected a finite number >= 0, got nan`` instead of a
+wrong result minutes later. Counts are ints, ratios are floats: the type says
+which, and a bool, a string or NaN is never read as a number.
+
+Example::
+
+    from accel3d.core.validate import check_float, check_int
+
+    band = check_float("band", band, low=0.0)
+    repeats = check_int("repeats", repeats, low=1)
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+
+def _bounds_text(low: float | None, high: float | None, low_open: bool, high_open: bool) -> str:
+    parts = []
+    if low is not None:
+        parts.append(f"{'>' if low_open else '>='} {low:g}")
+    if high is not None:
+        parts.append(f"{'<' if high_open else '<='} {high:g}")
+    return " and ".join(parts)
+
+
+def _in_bounds(value: float, low: float | None, high: float | None, low_open: bool, high_open: bool) -> bool:
+    if low is not None and (value <= low if low_open else value < low):
+        return False
+    return not (high is not None and (value >= high if high_open else value > high))
+
+
+def check_float(
+    name: str,
+    value: Any,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+    allow_none: bool = False,
+    allow_inf: bool = False,
+) -> float | None:
+    """``value`` as a finite float within the bounds, or a ``ValueError``/``TypeError`` naming ``name``."""
+    if value is None and allow_none:
+        return None
+    what = "a finite number" if not allow_inf else "a number (inf allowed)"
+    bounds = _bounds_text(low, high, low_open, high_open)
+    expected = f"{what}{' ' + bounds if bounds else ''}{' or None' if allow_none else ''}"
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}: expected {expected}, got {value!r} ({type(value).__name__})")
+    value = float(value)
+    if math.isnan(value) or (math.isinf(value) and not allow_inf):
+        raise ValueError(f"{name}: expected {expected}, got {value}")
+    if not _in_bounds(value, low, high, low_open, high_open):
+        raise ValueError(f"{name}: expected {expected}, got {value:g}")
+    return value
+
+
+def check_int(name: str, value: Any, *, low: int | None = None, high: int | None = None, allow_none: bool = False) -> int | None:
+    """``value`` as an int within the bounds (a float, even 2.0, is refused: a count is an int)."""
+    if value is None and allow_none:
+        return None
+    bounds = _bounds_text(low, high, False, False)
+    expected = f"an integer{' ' + bounds if bounds else ''}{' or None' if allow_none else ''}"
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name}: expected {expected}, got {value!r} ({type(value).__name__})")
+    if not _in_bounds(int(value), low, high, False, False):
+        raise ValueError(f"{name}: expected {expected}, got {value}")
+    return int(value)
+
+
+def check_bool(name: str, value: Any, *, allow_none: bool = False) -> bool | None:
+    """``value`` as a bool; the string ``'false'`` is refused, never read as True."""
+    if value is None and allow_none:
+        return None
+    if not isinstance(value, bool):
+        extra = " (write it unquoted: true/false)" if isinstance(value, str) else ""
+        raise TypeError(f"{name}: expected true or false{' or None' if allow_none else ''}, got {value!r}{extra}")
+    return value
+
+
+def check_choice(name: str, value: Any, choices: Sequence[Any]) -> Any:
+    """``value`` if it is one of ``choices``."""
+    if isinstance(value, bool) or value not in choices:
+        raise ValueError(f"{name}: expected one of {tuple(choices)}, got {value!r}")
+    return value
+
+
+def check_str(name: str, value: Any, *, allow_none: bool = False, allow_empty: bool = False) -> str | None:
+    """``value`` as a string (a path or a name); empty strings are refused unless allowed."""
+    if value is None and allow_none:
+        return None
+    if not isinstance(value, str) or (not value and not allow_empty):
+        expected = "a non-empty string" + (" or None" if allow_none else "")
+        raise ValueError(f"{name}: expected {expected}, got {value!r}")
+    return value
+
+
+def check_pair(
+    name: str, value: Any, *, low: float | None = None, high: float | None = None, ordered: bool = True
+) -> tuple[float, float]:
+    """A ``[low, high]`` pair of finite numbers within the bounds, ``low <= high`` when ``ordered``."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) != 2:
+        raise ValueError(f"{name}: expected a [low, high] pair of numbers, got {value!r}")
+    a = check_float(f"{name}[0]", value[0], low=low, high=high)
+    b = check_float(f"{name}[1]", value[1], low=low, high=high)
+    if ordered and a > b:
+        raise ValueError(f"{name}: expected low <= high, got {list(value)}")
+    return a, b
+
+
+def check_finite_tensor(name: str, tensor: torch.Tensor, where: str = "") -> torch.Tensor:
+    """Raise ``FloatingPointError`` naming ``name`` (and ``where``) if ``tensor`` holds NaN or inf."""
+    if tensor.is_floating_point() or tensor.is_complex():
+        bad = ~torch.isfinite(tensor)
+        if bool(bad.any()):
+            at = f" {where}" if where else ""
+            raise FloatingPointError(f"{name}: {int(bad.sum())} of {tensor.numel()} values are NaN or inf{at}")
+    return tensor
