@@ -43,27 +43,32 @@ def _umask() -> int:
 
 
 def write_json(path: str | Path, data: Any) -> Path:
-    """Write ``data`` as indented, strict JSON (inf and NaN become null), atomically."""
+    """Write ``data`` as indented, strict JSON, atomically.
+
+    NaN and inf become ``null`` wherever they are: Python floats, numpy scalars and
+    arrays, torch tensors. Paths become strings.
+    """
     with atomic_write(path) as tmp:
-        tmp.write_text(json.dumps(_finite(data), indent=2, default=_json_default, allow_nan=False) + "\n")
+        tmp.write_text(json.dumps(_plain(data), indent=2, allow_nan=False) + "\n")
     return Path(path)
 
 
-def _finite(obj: Any) -> Any:
+def _plain(obj: Any) -> Any:
+    """``obj`` with containers, numpy and torch values turned into JSON-ready Python values."""
+    if isinstance(obj, bool) or obj is None or isinstance(obj, (str, int)):
+        return obj
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
     if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    return obj
-
-
-def _json_default(obj: Any) -> Any:
-    if hasattr(obj, "item"):
-        return obj.item()
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
+        return {str(k) if isinstance(k, Path) else k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return [_plain(v) for v in obj]
     if isinstance(obj, Path):
         return str(obj)
-    raise TypeError(f"cannot serialise {type(obj).__name__} to JSON")
+    if hasattr(obj, "tolist"):  # numpy scalars and arrays, torch tensors
+        if hasattr(obj, "detach"):
+            obj = obj.detach().cpu()
+        return _plain(obj.tolist())
+    if hasattr(obj, "item"):
+        return _plain(obj.item())
+    raise TypeError(f"write_json: cannot serialise {type(obj).__name__} to JSON")

@@ -1,0 +1,297 @@
+"""Bad and unusual use of the core: patches detached in any order, accelerators that must not stack,
+non-finite knobs and data, and the JSON writer."""
+
+import itertools
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from accel3d.caching import Hash3D
+from accel3d.core import BaseAccelerator, PatchConflictError, PatchSet, Pipeline, Stack, camera_pose, detach_all, patch_owners
+from accel3d.core.io import write_json
+from accel3d.core.validate import check_bool, check_float, check_int, check_pair
+from accel3d.decoding import AdaptiveKVSelection, DenseVolumeDecoder, HierarchicalDecoding
+from accel3d.models.unets import build_unet
+from accel3d.models.vecset_vae import VecsetVAE, VecsetVAEConfig
+
+
+class Affine(BaseAccelerator):
+    """A composable toy: forward(x) -> forward(x) * factor + offset."""
+
+    name, stage, composable = "affine", "denoiser", True
+
+    def __init__(self, factor, offset=0.0, attr="forward"):
+        super().__init__()
+        self.factor, self.offset, self.attr = factor, offset, attr
+
+    def _attach(self, target):
+        self.patches.wrap(target, self.attr, lambda f: lambda *a: f(*a) * self.factor + self.offset)
+
+
+class EncoderAffine(Affine):
+    name, stage = "encoder_affine", "encoder"
+
+
+class Exclusive(Affine):
+    name, composable = "exclusive", False
+
+
+def _net():
+    torch.manual_seed(0)
+    return torch.nn.Linear(4, 4)
+
+
+@pytest.mark.parametrize("count", [2, 3])
+def test_composable_patches_detach_in_every_order(count):
+    x = torch.randn(5, 4)
+    factors = [2.0, 3.0, 5.0][:count]
+    for order in itertools.permutations(range(count)):
+        net = _net()
+        plain = net(x)
+        accs = [Affine(f, offset=i) for i, f in enumerate(factors)]
+        for acc in accs:
+            acc.attach(net)
+        remaining = list(range(count))
+        for i in order:
+            accs[i].detach()
+            remaining.remove(i)
+            expected = plain
+            for j in remaining:  # the remaining patches still apply, in attach order
+                expected = expected * factors[j] + j
+            assert torch.allclose(net(x), expected), (order, remaining)
+            assert not accs[i].attached and all(accs[j].attached for j in remaining)
+        assert torch.equal(net(x), plain), order
+        assert "forward" not in vars(net) and patch_owners(net) == []
+
+
+def test_a_second_exclusive_patch_is_refused_and_the_first_keeps_working():
+    net, x = _net(), torch.randn(3, 4)
+    plain = net(x)
+    first = Exclusive(2.0)
+    first.attach(net)
+    for second in (Exclusive(3.0), Affine(3.0)):
+        with pytest.raises(PatchConflictError, match=r"Linear\.forward is already patched by exclusive"):
+            second.attach(net)
+        assert not second.attached
+    assert torch.equal(net(x), plain * 2.0)
+    first.detach()
+    assert torch.equal(net(x), plain)
+
+
+def test_an_exclusive_patch_on_top_of_a_composable_one_is_refused():
+    net = _net()
+    Affine(2.0).attach(net)
+    with pytest.raises(PatchConflictError, match="already patched by affine"):
+        Exclusive(3.0).attach(net)
+    assert detach_all(net) == 1 and "forward" not in vars(net)
+
+
+def test_detach_twice_and_detach_unattached_are_harmless():
+    net, x = _net(), torch.randn(3, 4)
+    plain = net(x)
+    acc = Affine(2.0)
+    acc.detach()
+    acc.attach(net)
+    acc.detach()
+    acc.detach()
+    assert torch.equal(net(x), plain)
+
+
+def test_patch_set_restores_parameters_and_children_in_any_order():
+    net = _net()
+    weight, bias = net.weight, net.bias
+    a, b = PatchSet("a"), PatchSet("b")
+    a.set(net, "weight", torch.nn.Parameter(torch.zeros(4, 4)))
+    b.set(net, "bias", torch.nn.Parameter(torch.ones(4)))
+    a.restore()
+    assert net.weight is weight and net.bias is not bias
+    b.restore()
+    assert net.bias is bias and list(net.state_dict()) == ["weight", "bias"]
+
+
+def test_replacement_made_outside_accel3d_while_patched_is_reported():
+    net = _net()
+    acc = Affine(2.0)
+    acc.attach(net)
+    net.forward = lambda x: x
+    with pytest.warns(UserWarning, match="replaced outside accel3d"):
+        acc.detach()
+    assert "forward" not in vars(net)
+
+
+# ---------------------------------------------------------------- real accelerators
+
+
+@pytest.fixture(scope="module")
+def unet():
+    return build_unet("tiny", seed=0)
+
+
+def _unet_call(unet, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(1, 4, 16, 16, generator=gen)
+    text = torch.randn(2, 5, 64, generator=gen)
+    with torch.no_grad(), camera_pose(azimuth=10.0, elevation=5.0, radius=1.8):
+        return unet(torch.cat([x, x]), torch.tensor([500]), encoder_hidden_states=text).sample
+
+
+def test_a_second_hash3d_on_one_unet_is_refused(unet):
+    plain = _unet_call(unet)
+    first = Hash3D(retrieve_prob=1.0)
+    first.attach(unet)
+    try:
+        _unet_call(unet)
+        # re-running a notebook cell: a new Hash3D on the U-Net that already has one
+        with pytest.raises(PatchConflictError, match=r"hash3d: UNet2DConditionModel\.forward is already patched by hash3d"):
+            Hash3D().attach(unet)
+        _unet_call(unet, seed=1)  # the first one still works (no KeyError: 'sample')
+        assert first.stats()["calls"] == 2
+    finally:
+        assert detach_all(unet) == 1
+    assert not first.attached and torch.equal(_unet_call(unet), plain)
+
+
+@pytest.fixture(scope="module")
+def vae():
+    torch.manual_seed(0)
+    return VecsetVAE(VecsetVAEConfig(num_latents=16, embed_dim=8, width=32, heads=2, num_decoder_layers=1)).eval()
+
+
+class ToyShapePipeline(Pipeline):
+    name = "toy_shape"
+
+    def __init__(self, vae):
+        self.vae = vae
+        self.decoder = DenseVolumeDecoder(progress=False)
+        self.stages = {"volume_decoder": self.decoder, "geo_decoder": vae.geo_decoder, "encoder": vae}
+        gen = torch.Generator().manual_seed(3)
+        self.points = torch.rand(1, 64, 3, generator=gen) - 0.5
+        self.normals = torch.nn.functional.normalize(torch.randn(1, 64, 3, generator=gen), dim=-1)
+
+    def run(self):
+        latents = self.vae.encode(self.points, self.normals)
+        return self.decoder.decode(self.vae.field(latents), 16).values
+
+
+def test_two_adaptive_kv_on_one_geo_decoder_is_refused(vae):
+    pipe = ToyShapePipeline(vae)
+    plain = pipe.run()
+    first = AdaptiveKVSelection(topk=4, cells=2)
+    first.attach(vae.geo_decoder)
+    accelerated = pipe.run()
+    with pytest.raises(PatchConflictError, match="adaptive_kv: CrossAttentionDecoder.query is already patched by adaptive_kv"):
+        AdaptiveKVSelection(topk=8).attach(vae.geo_decoder)
+    assert torch.equal(pipe.run(), accelerated)
+    first.detach()
+    assert torch.equal(pipe.run(), plain)
+
+
+def _stacks():
+    return [
+        Stack([HierarchicalDecoding(min_resolution=8, band=0.5, progress=False)], name="h"),
+        Stack([AdaptiveKVSelection(topk=4, cells=2)], name="kv"),
+        Stack([EncoderAffine(1.5, attr="encode")], name="enc"),  # the VAE's encode: a third object
+    ]
+
+
+@pytest.mark.parametrize("count", [2, 3])
+def test_stacks_on_one_pipeline_remove_in_every_order(vae, count):
+    pipe = ToyShapePipeline(vae)
+    plain = pipe.run()
+    for attach_order in itertools.permutations(range(count)):
+        for detach_order in itertools.permutations(range(count)):
+            stacks = _stacks()[:count]
+            for i in attach_order:
+                stacks[i].apply(pipe)
+            for i in detach_order:
+                stacks[i].remove()
+            assert torch.equal(pipe.run(), plain), (attach_order, detach_order)
+            assert patch_owners(pipe) == []
+
+
+def test_two_stacks_with_the_same_accelerator_conflict_and_leave_the_first_applied(vae):
+    pipe = ToyShapePipeline(vae)
+    plain = pipe.run()
+    first = Stack([HierarchicalDecoding(min_resolution=8, progress=False)], name="first")
+    second = Stack([AdaptiveKVSelection(topk=4), HierarchicalDecoding(min_resolution=8, progress=False)], name="second")
+    first.apply(pipe)
+    with pytest.raises(PatchConflictError, match="hierarchical: DenseVolumeDecoder.decode is already patched by hierarchical"):
+        second.apply(pipe)
+    assert not second.attached and first.attached  # the second's adaptive_kv was rolled back
+    assert [type(o).__name__ for o in patch_owners(pipe)] == ["HierarchicalDecoding"]
+    first.remove()
+    assert torch.equal(pipe.run(), plain)
+
+
+def test_detach_all_on_a_pipeline_detaches_every_stage(vae):
+    pipe = ToyShapePipeline(vae)
+    plain = pipe.run()
+    stacks = _stacks()
+    for s in stacks:
+        s.apply(pipe)
+    assert detach_all(pipe) == 3
+    assert not any(s.attached for s in stacks)
+    assert torch.equal(pipe.run(), plain)
+    stacks[0].apply(pipe)  # a stack detached behind its back can be applied again
+    stacks[0].remove()
+
+
+# ---------------------------------------------------------------- argument checks
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf"), "0.5", True, None, [1.0]])
+def test_check_float_refuses_non_numbers_and_non_finite(value):
+    with pytest.raises((TypeError, ValueError), match="^band: expected a finite number"):
+        check_float("band", value, low=0.0)
+
+
+def test_check_float_bounds():
+    assert check_float("p", 1.0, low=0.0, high=1.0) == 1.0
+    with pytest.raises(ValueError, match=r"p: expected a finite number > 0 and <= 1, got 0"):
+        check_float("p", 0, low=0.0, low_open=True, high=1.0)
+    assert check_float("cell", math.inf, low=0.0, allow_inf=True) == math.inf
+    assert check_float("x", None, allow_none=True) is None
+
+
+@pytest.mark.parametrize("value", [2.0, "3", True, float("nan"), 0, -1])
+def test_check_int_refuses_floats_strings_bools_and_out_of_range(value):
+    with pytest.raises((TypeError, ValueError), match="^repeats: expected an integer >= 1"):
+        check_int("repeats", value, low=1)
+
+
+@pytest.mark.parametrize("value", ["false", "true", 0, 1, "no"])
+def test_check_bool_never_reads_a_string_as_true(value):
+    with pytest.raises(TypeError, match="^per_head: expected true or false"):
+        check_bool("per_head", value)
+
+
+def test_check_pair():
+    assert check_pair("t_range", [0.1, 0.9], low=0, high=1) == (0.1, 0.9)
+    for bad in ([0.9, 0.1], [0.1], "ab", [0.1, float("nan")], [-0.1, 0.5]):
+        with pytest.raises((TypeError, ValueError), match="t_range"):
+            check_pair("t_range", bad, low=0, high=1)
+
+
+def test_write_json_turns_every_non_finite_into_null(tmp_path):
+    data = {
+        "a": float("nan"),
+        "b": np.float32("inf"),
+        "c": np.array([1.0, np.nan, 2.0]),
+        "d": torch.tensor([float("-inf"), 3.0]),
+        "e": np.int64(4),
+        "f": [np.float64("nan"), (1, float("inf"))],
+        "g": torch.tensor(float("nan")),
+    }
+    path = write_json(tmp_path / "r.json", data)
+    assert json.loads(path.read_text()) == {
+        "a": None,
+        "b": None,
+        "c": [1.0, None, 2.0],
+        "d": [None, 3.0],
+        "e": 4,
+        "f": [None, [1, None]],
+        "g": None,
+    }
