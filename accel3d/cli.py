@@ -27,9 +27,29 @@ def _run(argv: list[str]) -> None:
 
     @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="run")
     def app(cfg: DictConfig) -> None:
+        from hydra.types import RunMode
+
         from accel3d.runner import run_job
 
-        run_job(cfg, Path(HydraConfig.get().runtime.output_dir))
+        hc = HydraConfig.get()
+        out_dir = Path(hc.runtime.output_dir)
+        if hc.mode != RunMode.MULTIRUN:
+            run_job(cfg, out_dir)
+            return
+        # A sweep job records itself, and a failure is recorded instead of raised, so that the
+        # other jobs run and the sweep's summary is written; the sweep then exits with an error.
+        from accel3d.sweep import begin_job, end_job
+
+        record = begin_job(out_dir, Path(hc.sweep.dir), int(hc.job.num), list(hc.overrides.task))
+        try:
+            run_job(cfg, out_dir)
+        except Exception as exc:
+            import traceback
+
+            traceback.print_exc()
+            end_job(out_dir, record, exc)
+            return
+        end_job(out_dir, record)
 
     sys.argv = ["accel3d run", *argv]
     app()

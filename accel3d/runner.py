@@ -15,16 +15,57 @@ from omegaconf import DictConfig, OmegaConf
 
 from accel3d.core.io import write_json
 from accel3d.core.stack import Stack
+from accel3d.core.validate import ArgumentError, check_bool, check_float, check_int
 from accel3d.geometry.metrics import chamfer_and_fscore, volume_iou
-from accel3d.geometry.surface import export_mesh, render_preview
+from accel3d.geometry.surface import MESH_FORMATS, export_mesh, render_preview
 
 
-def run_job(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
-    """Run the configured pipeline with and without its stack and write the results."""
-    pipeline = instantiate(cfg.pipeline, _convert_="object")
-    stack: Stack = instantiate(cfg.stack, _convert_="object")
+def check_job_config(cfg: DictConfig) -> dict[str, Any]:
+    """The job-level knobs of ``run.yaml``, checked; returns them with ``export_formats`` as a list."""
+    formats = cfg.get("export_formats", [])
+    if isinstance(formats, str):  # `export_formats=glb` on the command line: one format
+        formats = [formats]
+    formats = list(formats) if formats is not None else []
+    for fmt in formats:
+        if fmt not in MESH_FORMATS:
+            raise ArgumentError(f"export_formats: expected a list of {MESH_FORMATS}, got {formats!r}")
+    return {
+        "seed": check_int("seed", cfg.get("seed", 0)),
+        "baseline": check_bool("baseline", cfg.get("baseline", True)),
+        "warmup": check_bool("warmup", cfg.get("warmup", True)),
+        "repeats": check_int("repeats", cfg.get("repeats", 1), low=1),
+        "preview": check_bool("preview", cfg.get("preview", True)),
+        "fscore_threshold": check_float("fscore_threshold", cfg.get("fscore_threshold", 0.01), low=0.0, low_open=True),
+        "export_formats": list(dict.fromkeys(formats)),
+    }
+
+
+def build(node: DictConfig, what: str) -> Any:
+    """Instantiate a config node; an argument error comes out as ``what.<knob>: ...`` without Hydra's wrapping."""
+    from hydra.errors import InstantiationException
+
+    try:
+        return instantiate(node, _convert_="object")
+    except InstantiationException as exc:
+        cause = exc.__cause__
+        if isinstance(cause, (ValueError, TypeError, FileNotFoundError)):
+            key = getattr(exc, "full_key", "") or what
+            raise ArgumentError(f"{key}: {cause}") from cause
+        raise
+
+
+def prepare_job(cfg: DictConfig) -> tuple[Any, Stack, dict[str, Any]]:
+    """Check the whole configuration and build pipeline and stack, before any model call.
+
+    Job knobs first, then the stack (cheap), then the pipeline (loads weights), then
+    whether the stack fits the pipeline: its stages exist, every accelerator attaches
+    (and detaches again), and each accelerator's own checks against the pipeline pass.
+    """
+    job = check_job_config(cfg)
+    stack = build(cfg.stack, "stack")
     if not isinstance(stack, Stack):
         raise TypeError(f"stack: expected the config to build an accel3d.core.Stack, got {type(stack).__name__}")
+    pipeline = build(cfg.pipeline, "pipeline")
     missing = sorted({acc.stage for acc in stack.accelerators} - set(pipeline.stages))
     if missing:
         raise SystemExit(
@@ -32,6 +73,14 @@ def run_job(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
             f"(its stages: {sorted(pipeline.stages)}); pick a stack for this pipeline, "
             "e.g. `pipeline=sds stack=hash3d` or `pipeline=vecset_shape stack=hierarchical`"
         )
+    stack.check(pipeline)
+    return pipeline, stack, job
+
+
+def run_job(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
+    """Run the configured pipeline with and without its stack and write the results."""
+    pipeline, stack, job = prepare_job(cfg)
+    cfg = OmegaConf.merge(cfg, {k: job[k] for k in ("export_formats",)})
     if hasattr(pipeline, "job"):  # pipelines with their own comparison (sds)
         return pipeline.job(stack, cfg, out_dir)
     inputs = pipeline.load_inputs()

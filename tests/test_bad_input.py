@@ -48,7 +48,7 @@ def test_single_level_resolution_warns_that_it_decodes_densely():
 
 
 def test_resolution_below_minimum():
-    with pytest.raises(ValueError, match="resolution: expected at least 63, got 32"):
+    with pytest.raises(ValueError, match="resolution: expected an integer >= 63, got 32"):
         HierarchicalVolumeDecoder(min_resolution=63, progress=False).decode(truncated(shapes.sphere()), 32)
     with pytest.raises(TypeError, match="resolution"):
         DenseVolumeDecoder(progress=False).decode(truncated(shapes.sphere()), 32.0)

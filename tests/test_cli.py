@@ -61,7 +61,7 @@ def test_multirun_sweep_writes_a_summary(tmp_path, tiny_weights):
         cwd=tmp_path,
     )
     summary = (sweep / "summary.csv").read_text().splitlines()
-    assert summary[0].startswith("stack,resolution") and len(summary) == 3
+    assert summary[0].startswith("job,status,stack,resolution") and len(summary) == 3
     assert (sweep / "summary.md").exists() and (sweep / "speed_vs_fidelity.png").exists()
 
 

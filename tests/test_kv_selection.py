@@ -14,11 +14,17 @@ from accel3d.models.vecset_vae import VecsetVAE, VecsetVAEConfig
 
 def test_topk_rules():
     assert resolve_topk(None, 3072) == 1024 and resolve_topk(None, 512) == 256 and resolve_topk(None, 300) == 100
-    assert resolve_topk(0.25, 100) == 25 and resolve_topk(0.001, 100) == 1
-    assert resolve_topk(64, 100) == 64 and resolve_topk(500, 100) == 100 and resolve_topk(8.0, 100) == 8
-    for bad in (0, -3, 0.0, float("nan"), 1.5, True, "all"):
-        with pytest.raises(ValueError, match="topk"):
+    assert resolve_topk(None, 100, ratio=0.25) == 25 and resolve_topk(None, 100, ratio=0.001) == 1
+    assert resolve_topk(None, 100, ratio=1.0) == 100  # a ratio of 1.0 keeps every key, never one
+    assert resolve_topk(64, 100) == 64 and resolve_topk(500, 100) == 100
+    for bad in (0, -3, 0.0, 1.0, 8.0, float("nan"), 0.25, True, "all"):  # a count is an int
+        with pytest.raises(ValueError, match="^topk: expected an integer >= 1 or None"):
             resolve_topk(bad, 100)
+    for bad in (0.0, -0.1, 1.5, float("nan"), float("inf"), "0.5", True):
+        with pytest.raises(ValueError, match="^topk_ratio: expected a finite number > 0 and <= 1"):
+            resolve_topk(None, 100, ratio=bad)
+    with pytest.raises(ValueError, match="topk, topk_ratio: give a count of keys or a share of them, not both"):
+        resolve_topk(10, 100, ratio=0.5)
 
 
 def test_plan_cells_groups_points_and_inverts():
@@ -109,9 +115,9 @@ def test_selector_arguments_are_checked():
         KVSelector("merge", threshold=1.0)
     with pytest.raises(ValueError, match="cells"):
         AdaptiveKVSelection(cells=0)
-    with pytest.raises(ValueError, match="bound: expected a positive"):
+    with pytest.raises(ValueError, match="bound: expected a finite number > 0"):
         AdaptiveKVSelection(bound=-1.0)
-    with pytest.raises(ValueError, match="backend: expected None or one of"):
+    with pytest.raises(ValueError, match="backend: expected one of"):
         AdaptiveKVSelection(backend="cuda")
     with pytest.raises(ValueError, match="attention: expected a dotted attribute path"):
         AdaptiveKVSelection(attention="")

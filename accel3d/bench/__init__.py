@@ -3,7 +3,13 @@ side in one process, after a warm-up, as medians, together with fidelity."""
 
 from __future__ import annotations
 
+import argparse
+import json
 import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 BENCHMARKS = {"caching": "accel3d.bench.caching", "decoding": "accel3d.bench.decoding", "kernels": "accel3d.bench.kernels"}
 
@@ -14,3 +20,39 @@ def main(argv: list[str]) -> None:
     import importlib
 
     importlib.import_module(BENCHMARKS[argv[0]]).main(argv[1:])
+
+
+RESULTS_DIR = Path(__file__).resolve().parents[2] / "docs" / "results"  # only in a source checkout
+
+
+def add_output_arguments(parser: argparse.ArgumentParser, name: str) -> None:
+    """``--out`` (default: a fresh folder under ``outputs/bench/``) and ``--save-results``."""
+    parser.add_argument(
+        "--out", type=Path, default=None, help=f"JSON file to write (default: outputs/bench/<date>/<time>_{name}/{name}.json)"
+    )
+    parser.add_argument(
+        "--save-results",
+        action="store_true",
+        help=f"also merge the results into the committed docs/results/bench_{name}.json (source checkouts only)",
+    )
+
+
+def write_results(args: argparse.Namespace, name: str, report: dict[str, Any], merge: Callable[[dict, dict], dict] | None = None) -> None:
+    """Write the report to ``args.out`` (or a new output folder); with ``--save-results``, also merge it into docs/results/."""
+    from accel3d.core.io import write_json
+
+    out = args.out or Path("outputs") / "bench" / time.strftime("%Y-%m-%d") / f"{time.strftime('%H-%M-%S')}_{name}" / f"{name}.json"
+    write_json(out, report)
+    print(f"\nwrote {out}")
+    if not args.save_results:
+        return
+    if not RESULTS_DIR.is_dir():
+        sys.exit(
+            f"--save-results: no docs/results/ folder at {RESULTS_DIR} (it exists only in a source checkout); the results are in {out}"
+        )
+    target = RESULTS_DIR / f"bench_{name}.json"
+    merged = report
+    if target.is_file() and merge is not None:
+        merged = merge(json.loads(target.read_text()), report)
+    write_json(target, merged)
+    print(f"updated {target}")

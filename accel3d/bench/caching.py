@@ -29,14 +29,13 @@ import math
 import statistics
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
 
+from accel3d.bench import add_output_arguments, write_results
 from accel3d.caching import Hash3D
 from accel3d.caching.unet_cut import UNetCut
-from accel3d.core.io import write_json
 from accel3d.core.stack import Stack
 from accel3d.pipelines.sds import SDSPipeline, psnr
 
@@ -69,8 +68,15 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--sd-check-every", type=int, default=10, help="the same for the SD-2.1-base architecture")
     p.add_argument("--no-ablations", action="store_true")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, default=Path("docs/results/bench_caching.json"))
+    add_output_arguments(p, "caching")
     return p.parse_args(argv)
+
+
+def merge_sections(saved: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """A run of some sections replaces only those sections of the saved results."""
+    merged = {**saved, **new}
+    merged["args_by_section"] = {**saved.get("args_by_section", {}), **{s: new["args"] for s in ("tiny", "sd21") if s in new}}
+    return merged
 
 
 def run_loop(pipe: SDSPipeline, inputs: Any, hash3d: Hash3D | None) -> dict[str, Any]:
@@ -212,8 +218,7 @@ def main(argv: list[str]) -> None:
     for section in ("tiny", "sd21"):
         for r in report.get(section, {}).get("rows", []):
             r.pop("result", None)
-    write_json(args.out, report)
-    print(f"\nwrote {args.out}")
+    write_results(args, "caching", report, merge_sections)
 
 
 def print_section(title: str, section: dict[str, Any]) -> None:

@@ -20,11 +20,11 @@ import sys
 import time
 import warnings
 from collections.abc import Callable
-from pathlib import Path
+from typing import Any
 
 import torch
 
-from accel3d.core.io import write_json
+from accel3d.bench import add_output_arguments, write_results
 from accel3d.decoding.accelerator import AdaptiveKVSelection
 from accel3d.decoding.hierarchical import HierarchicalVolumeDecoder
 from accel3d.decoding.sparsity import attention_sparsity
@@ -68,7 +68,7 @@ def subjects(names: list[str], args: argparse.Namespace) -> dict[str, tuple[Call
 
 
 def kv_accelerator(mode: str, args: argparse.Namespace) -> AdaptiveKVSelection:
-    return AdaptiveKVSelection(mode=mode, topk=args.topk, cells=args.cells, threshold=args.threshold)
+    return AdaptiveKVSelection(mode=mode, topk=args.topk, topk_ratio=args.topk_ratio, cells=args.cells, threshold=args.threshold)
 
 
 def bench_one(
@@ -146,18 +146,17 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--sdf-band", type=float, default=0.95, help="tSDF band for the analytic fields (FlashVDM's value)")
     parser.add_argument("--sdf-dilation", type=int, default=1, help="dilations for the analytic fields")
     parser.add_argument("--kv-modes", nargs="*", default=["mean", "merge"], help="adaptive KV modes to add on the VAE (none: skip)")
-    parser.add_argument("--topk", type=float, default=None, help="adaptive KV K: a ratio < 1 or a count (default: Hunyuan3D-2's rule)")
+    parser.add_argument("--topk", type=int, default=None, help="adaptive KV K as a count of keys (default: Hunyuan3D-2's rule)")
+    parser.add_argument("--topk-ratio", type=float, default=None, help="adaptive KV K as a share of the keys, in (0, 1]")
     parser.add_argument("--cells", type=int, default=6, help="adaptive KV cells per axis")
     parser.add_argument("--threshold", type=float, default=1e-6, help="merge-mode probability threshold")
     parser.add_argument("--chunk-size", type=int, default=65536)
     parser.add_argument("--fscore-threshold", type=float, default=0.01)
-    parser.add_argument("--out", type=Path, default=Path("bench_results/decoding.json"))
+    add_output_arguments(parser, "decoding")
     args = parser.parse_args(argv)
     if args.repeats < 3:
         print("note: fewer than 3 repeats; medians are less reliable", file=sys.stderr)
 
-    if args.topk is not None and args.topk >= 1:
-        args.topk = int(args.topk)
     results = []
     header = (
         f"{'subject':<14}{'res':>5} {'method':<14}{'seconds':>9}{'vs dense':>10}{'vs hier':>9}{'queries %':>11}"
@@ -192,5 +191,11 @@ def main(argv: list[str]) -> None:
         "args": {k: str(v) for k, v in vars(args).items()},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
-    write_json(args.out, {"meta": meta, "results": results})
-    print(f"\nwrote {args.out}")
+    write_results(args, "decoding", {"meta": meta, "results": results}, merge_results)
+
+
+def merge_results(saved: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """New (subject, resolution) rows replace the saved ones; the others stay."""
+    key = lambda r: (r["subject"], r["resolution"])
+    fresh = {key(r) for r in new["results"]}
+    return {"meta": new["meta"], "results": [r for r in saved.get("results", []) if key(r) not in fresh] + new["results"]}

@@ -20,12 +20,11 @@ import argparse
 import statistics
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from accel3d.core.io import write_json
+from accel3d.bench import add_output_arguments, write_results
 from accel3d.decoding.kv_selection import KVSelector, plan_cells
 from accel3d.kernels import gather_rows, packed_sparse_attention, scatter_add_rows, scatter_max_rows
 
@@ -126,17 +125,15 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--head-dim", type=int, default=64 if cuda else 16)
     parser.add_argument("--keys", type=int, default=3072 if cuda else 1024)
     parser.add_argument("--queries", type=int, default=262144 if cuda else 65536)
-    parser.add_argument("--topk", type=float, default=None, help="K per cell (default: Hunyuan3D-2's rule)")
+    parser.add_argument("--topk", type=int, default=None, help="K per cell as a count (default: Hunyuan3D-2's rule)")
     parser.add_argument("--cells", type=int, default=6)
     parser.add_argument("--block-m", type=int, nargs="+", default=[64, 128])
     parser.add_argument("--block-n", type=int, nargs="+", default=[32, 64])
     parser.add_argument("--rows", type=int, default=262144 if cuda else 65536)
     parser.add_argument("--channels", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=20 if cuda else 5)
-    parser.add_argument("--out", type=Path, default=Path("bench_results/kernels.json"))
+    add_output_arguments(parser, "kernels")
     args = parser.parse_args(argv)
-    if args.topk is not None and args.topk >= 1:
-        args.topk = int(args.topk)
     device = torch.device("cuda" if cuda else "cpu")
     dtype = getattr(torch, args.dtype)
     name = torch.cuda.get_device_name() if cuda else "CPU"
@@ -153,8 +150,5 @@ def main(argv: list[str]) -> None:
             f"{r['kernel']:<25}{r['impl']:<30}{1000 * r['seconds']:>10.2f}{ratio['vs_dense']:>10}{ratio['vs_reference']:>9}{err:>10}"
             f"  {r['shape']}"
         )
-    write_json(
-        args.out,
-        {"meta": {"device": name, "torch": torch.__version__, "args": {k: str(v) for k, v in vars(args).items()}}, "results": rows},
-    )
-    print(f"\nwrote {args.out}")
+    meta = {"device": name, "torch": torch.__version__, "args": {k: str(v) for k, v in vars(args).items()}}
+    write_results(args, "kernels", {"meta": meta, "results": rows})

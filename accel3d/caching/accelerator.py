@@ -24,6 +24,7 @@ from accel3d.caching.unet_cut import UNetCut
 from accel3d.core.accelerator import BaseAccelerator
 from accel3d.core.context import CameraPose, camera_pose, current_camera_pose
 from accel3d.core.registry import register_accelerator
+from accel3d.core.validate import check_bool, check_choice, check_float, check_int
 
 MODES = ("feature", "noise")
 MISSING_POSE = ("error", "full")
@@ -96,16 +97,16 @@ class Hash3D(BaseAccelerator):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        if mode not in MODES:
-            raise ValueError(f"mode: expected one of {MODES}, got {mode!r}")
-        if missing_pose not in MISSING_POSE:
-            raise ValueError(f"missing_pose: expected one of {MISSING_POSE}, got {missing_pose!r}")
-        if not 0.0 <= retrieve_prob <= 1.0:
-            raise ValueError(f"retrieve_prob: expected a probability in [0, 1], got {retrieve_prob!r}")
-        if not isinstance(check_every, int) or check_every < 0:
-            raise ValueError(f"check_every: expected an integer >= 0, got {check_every!r}")
-        if not max_megabytes > 0:
-            raise ValueError(f"max_megabytes: expected > 0, got {max_megabytes!r}")
+        check_choice("mode", mode, MODES)
+        check_choice("missing_pose", missing_pose, MISSING_POSE)
+        check_float("retrieve_prob", retrieve_prob, low=0.0, high=1.0)
+        check_int("check_every", check_every, low=0)
+        check_float("max_megabytes", max_megabytes, low=0.0, low_open=True)
+        for flag, value in (("exact_cells", exact_cells), ("match_conditioning", match_conditioning), ("guidance_pairs", guidance_pairs)):
+            check_bool(flag, value)
+        check_int("seed", seed)
+        if cut is not None and (isinstance(cut, bool) or not isinstance(cut, str | int)):
+            raise ValueError(f"cut: expected None, a cut-point name such as 'up_blocks.3.0' or an up-path index, got {cut!r}")
         self.mode = mode
         self.cut = cut
         self.retrieve_prob = float(retrieve_prob)

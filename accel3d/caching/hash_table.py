@@ -39,6 +39,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from accel3d.core.validate import check_bool, check_float, check_int
+
 PRIMES = (73856093, 19349669, 83492791)  # N1, N2, N3: the spatial-hash primes the paper cites
 
 
@@ -62,7 +64,7 @@ class GridCells:
     def __post_init__(self) -> None:
         for name in ("azimuth", "elevation", "radius", "timestep"):
             value = getattr(self, name)
-            if not (isinstance(value, int | float) and value > 0 and not math.isnan(value)):
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0 or math.isnan(value):
                 raise ValueError(f"GridCells.{name}: expected a cell size > 0 (or math.inf to ignore it), got {value!r}")
 
     def as_tuple(self) -> tuple[float, float, float, float]:
@@ -70,10 +72,14 @@ class GridCells:
 
 
 def _grid_cells(value: object, index: int) -> GridCells:
-    try:
-        sizes = [float(v) for v in value]  # type: ignore[union-attr]
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"grids[{index}]: expected [azimuth, elevation, radius, timestep] cell sizes, got {value!r}") from err
+    numbers_only = (
+        isinstance(value, Sequence)
+        and not isinstance(value, str)
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+    )
+    if not numbers_only:
+        raise ValueError(f"grids[{index}]: expected [azimuth, elevation, radius, timestep] cell sizes, got {value!r}")
+    sizes = [float(v) for v in value]
     if len(sizes) != 4:
         raise ValueError(f"grids[{index}]: expected 4 cell sizes [azimuth, elevation, radius, timestep], got {len(sizes)}: {value!r}")
     return GridCells(*sizes)
@@ -154,16 +160,17 @@ class GridHashTable:
         unmeasured_similarity: float = 1.0,
         exact_cells: bool = False,
     ) -> None:
+        if isinstance(grids, (str, bytes)) or not isinstance(grids, Sequence):
+            raise ValueError(f"grids: expected a list of [azimuth, elevation, radius, timestep] cell sizes, got {grids!r}")
         grids = [g if isinstance(g, GridCells) else _grid_cells(g, i) for i, g in enumerate(grids)]
         if not grids:
             raise ValueError("grids: expected at least one GridCells")
-        for name, value, low in (("num_buckets", num_buckets, 1), ("queue_length", queue_length, 1), ("max_bytes", max_bytes, 1)):
-            if not isinstance(value, int) or value < low:
-                raise ValueError(f"{name}: expected an integer >= {low}, got {value!r}")
-        if not temperature > 0:
-            raise ValueError(f"temperature: expected > 0, got {temperature!r}")
-        if not 0.0 <= similarity_decay < 1.0:
-            raise ValueError(f"similarity_decay: expected a value in [0, 1), got {similarity_decay!r}")
+        for name, value in (("num_buckets", num_buckets), ("queue_length", queue_length), ("max_bytes", max_bytes)):
+            check_int(name, value, low=1)
+        check_float("temperature", temperature, low=0.0, low_open=True)
+        check_float("similarity_decay", similarity_decay, low=0.0, high=1.0, high_open=True)
+        check_float("unmeasured_similarity", unmeasured_similarity, low=-1.0, high=1.0)
+        check_bool("exact_cells", exact_cells)
         self.grids = tuple(grids)
         self.num_buckets = num_buckets
         self.queue_length = queue_length

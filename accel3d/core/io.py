@@ -72,3 +72,29 @@ def _plain(obj: Any) -> Any:
     if hasattr(obj, "item"):
         return _plain(obj.item())
     raise TypeError(f"write_json: cannot serialise {type(obj).__name__} to JSON")
+
+
+def load_torch_file(path: str | Path, name: str) -> Any:
+    """``torch.load`` with ``weights_only=True``, or a ``ValueError`` naming the argument ``name``.
+
+    A file that is not a tensor file (a text file named ``.pt``, a truncated download,
+    a pickle with arbitrary objects) is refused; accel3d never unpickles code, so it
+    does not pass on torch's advice to retry with ``weights_only=False``.
+
+    Example::
+
+        latents = load_torch_file("latents.pt", "input")
+    """
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{name}: no file at '{path}'")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # UnpicklingError, RuntimeError (bad zip), EOFError, ...
+        kind = type(exc).__name__
+        raise ValueError(
+            f"{name}: '{path}' is not a readable PyTorch tensor file ({kind}); expected a file written by torch.save "
+            "holding tensors (and plain dicts/lists of them)"
+        ) from None

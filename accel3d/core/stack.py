@@ -80,6 +80,19 @@ class Stack:
         self._pipeline = pipeline
         return self
 
+    def check(self, pipeline: Pipeline) -> None:
+        """Everything that can be known before a run: each accelerator attaches to its stage
+        (and is detached again, exactly) and passes its own ``check_pipeline(pipeline)``."""
+        if self.attached:
+            raise RuntimeError(f"stack '{self.name}' is applied; check it before applying it")
+        for acc in self.accelerators:
+            check = getattr(acc, "check_pipeline", None)
+            if callable(check):
+                check(pipeline)
+        with self.applied(pipeline):
+            pass
+        self.reset()
+
     def remove(self) -> None:
         for acc in reversed(self.accelerators):
             acc.detach()

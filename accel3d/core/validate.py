@@ -24,6 +24,10 @@ from typing import Any
 import torch
 
 
+class ArgumentError(ValueError, TypeError):
+    """A knob with a wrong type or value; a ``ValueError`` and a ``TypeError``, so either ``except`` catches it."""
+
+
 def _bounds_text(low: float | None, high: float | None, low_open: bool, high_open: bool) -> str:
     parts = []
     if low is not None:
@@ -57,12 +61,12 @@ def check_float(
     bounds = _bounds_text(low, high, low_open, high_open)
     expected = f"{what}{' ' + bounds if bounds else ''}{' or None' if allow_none else ''}"
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name}: expected {expected}, got {value!r} ({type(value).__name__})")
+        raise ArgumentError(f"{name}: expected {expected}, got {value!r} ({type(value).__name__})")
     value = float(value)
     if math.isnan(value) or (math.isinf(value) and not allow_inf):
-        raise ValueError(f"{name}: expected {expected}, got {value}")
+        raise ArgumentError(f"{name}: expected {expected}, got {value}")
     if not _in_bounds(value, low, high, low_open, high_open):
-        raise ValueError(f"{name}: expected {expected}, got {value:g}")
+        raise ArgumentError(f"{name}: expected {expected}, got {value:g}")
     return value
 
 
@@ -73,9 +77,9 @@ def check_int(name: str, value: Any, *, low: int | None = None, high: int | None
     bounds = _bounds_text(low, high, False, False)
     expected = f"an integer{' ' + bounds if bounds else ''}{' or None' if allow_none else ''}"
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name}: expected {expected}, got {value!r} ({type(value).__name__})")
+        raise ArgumentError(f"{name}: expected {expected}, got {value!r} ({type(value).__name__})")
     if not _in_bounds(int(value), low, high, False, False):
-        raise ValueError(f"{name}: expected {expected}, got {value}")
+        raise ArgumentError(f"{name}: expected {expected}, got {value}")
     return int(value)
 
 
@@ -85,14 +89,14 @@ def check_bool(name: str, value: Any, *, allow_none: bool = False) -> bool | Non
         return None
     if not isinstance(value, bool):
         extra = " (write it unquoted: true/false)" if isinstance(value, str) else ""
-        raise TypeError(f"{name}: expected true or false{' or None' if allow_none else ''}, got {value!r}{extra}")
+        raise ArgumentError(f"{name}: expected true or false{' or None' if allow_none else ''}, got {value!r}{extra}")
     return value
 
 
 def check_choice(name: str, value: Any, choices: Sequence[Any]) -> Any:
     """``value`` if it is one of ``choices``."""
     if isinstance(value, bool) or value not in choices:
-        raise ValueError(f"{name}: expected one of {tuple(choices)}, got {value!r}")
+        raise ArgumentError(f"{name}: expected one of {tuple(choices)}, got {value!r}")
     return value
 
 
@@ -102,20 +106,18 @@ def check_str(name: str, value: Any, *, allow_none: bool = False, allow_empty: b
         return None
     if not isinstance(value, str) or (not value and not allow_empty):
         expected = "a non-empty string" + (" or None" if allow_none else "")
-        raise ValueError(f"{name}: expected {expected}, got {value!r}")
+        raise ArgumentError(f"{name}: expected {expected}, got {value!r}")
     return value
 
 
-def check_pair(
-    name: str, value: Any, *, low: float | None = None, high: float | None = None, ordered: bool = True
-) -> tuple[float, float]:
+def check_pair(name: str, value: Any, *, low: float | None = None, high: float | None = None, ordered: bool = True) -> tuple[float, float]:
     """A ``[low, high]`` pair of finite numbers within the bounds, ``low <= high`` when ``ordered``."""
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) != 2:
-        raise ValueError(f"{name}: expected a [low, high] pair of numbers, got {value!r}")
+        raise ArgumentError(f"{name}: expected a [low, high] pair of numbers, got {value!r}")
     a = check_float(f"{name}[0]", value[0], low=low, high=high)
     b = check_float(f"{name}[1]", value[1], low=low, high=high)
     if ordered and a > b:
-        raise ValueError(f"{name}: expected low <= high, got {list(value)}")
+        raise ArgumentError(f"{name}: expected low <= high, got {list(value)}")
     return a, b
 
 

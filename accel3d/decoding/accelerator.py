@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -13,6 +12,7 @@ from torch import Tensor
 
 from accel3d.core.accelerator import BaseAccelerator
 from accel3d.core.registry import register_accelerator
+from accel3d.core.validate import ArgumentError, check_choice, check_float, check_int
 from accel3d.decoding.hierarchical import HierarchicalVolumeDecoder
 from accel3d.decoding.kv_selection import CellPlan, KVSelector, plan_cells, resolve_topk
 from accel3d.geometry.grid import DEFAULT_BOUND
@@ -52,6 +52,15 @@ class HierarchicalDecoding(BaseAccelerator):
                 setattr(self.decoder, attr, getattr(target, attr))
         self.patches.set(target, "decode", self._decode)
 
+    def check_pipeline(self, pipeline: Any) -> None:
+        """Refuse a pipeline whose target resolution is below ``min_resolution`` (before any decoding)."""
+        resolution = getattr(pipeline, "resolution", None)
+        if isinstance(resolution, int) and resolution < self.decoder.min_resolution:
+            raise ArgumentError(
+                f"pipeline.resolution: {resolution} is below min_resolution {self.decoder.min_resolution} of the "
+                f"'{self.name}' accelerator; raise the resolution or lower min_resolution"
+            )
+
     def _decode(self, fn: Any, resolution: int, bound: float = DEFAULT_BOUND) -> VolumeGrid:
         with self.statistics.time("decode"):
             grid = self.decoder.decode(fn, resolution, bound)
@@ -74,6 +83,10 @@ class AdaptiveKVSelection(BaseAccelerator):
     (:func:`accel3d.kernels.packed_sparse_attention`); outputs come back in the
     caller's order.
 
+    K (mean mode) is ``topk`` keys (an int count), or ``topk_ratio`` of them (a float
+    share in (0, 1]), or with neither Hunyuan3D-2's rule (1024 of 3072, 256 of 512,
+    otherwise a third).
+
     Example::
 
         acc = AdaptiveKVSelection(mode="mean")           # K: 1024 of 3072, 256 of 512, else N/3
@@ -88,7 +101,7 @@ class AdaptiveKVSelection(BaseAccelerator):
     def __init__(
         self,
         mode: str = "mean",
-        topk: int | float | None = None,
+        topk: int | None = None,
         per_head: bool | None = None,
         cells: int = 6,
         sample_every: int | None = None,
@@ -97,20 +110,17 @@ class AdaptiveKVSelection(BaseAccelerator):
         attention: str = "cross_attn_decoder.attn",
         backend: str | None = None,
         scale: float | None = None,
+        topk_ratio: float | None = None,
     ) -> None:
         super().__init__()
-        self.selector = KVSelector(mode, topk, per_head, sample_every, threshold)
-        if isinstance(cells, bool) or not isinstance(cells, int) or cells < 1:
-            raise ValueError(f"cells: expected a positive int, got {cells!r}")
-        if not (isinstance(bound, (int, float)) and math.isfinite(bound) and bound > 0):
-            raise ValueError(f"bound: expected a positive half-width of the decoding box, got {bound!r}")
-        if backend is not None and backend not in BACKENDS:
-            raise ValueError(f"backend: expected None or one of {BACKENDS}, got {backend!r}")
+        self.selector = KVSelector(mode, topk, per_head, sample_every, threshold, topk_ratio=topk_ratio)
+        check_int("cells", cells, low=1)
+        bound = check_float("bound", bound, low=0.0, low_open=True)
+        if backend is not None:
+            check_choice("backend", backend, BACKENDS)
         if not isinstance(attention, str) or not attention or any(not part for part in attention.split(".")):
             raise ValueError(f"attention: expected a dotted attribute path such as 'cross_attn_decoder.attn', got {attention!r}")
-        if scale is not None and not (math.isfinite(scale) and scale > 0):
-            raise ValueError(f"scale: expected None (head_dim ** -0.5) or a positive number, got {scale!r}")
-        self.scale = scale
+        self.scale = check_float("scale", scale, low=0.0, low_open=True, allow_none=True)
         self.cells = cells
         self.bound = bound
         self.attention = attention
@@ -162,7 +172,7 @@ class AdaptiveKVSelection(BaseAccelerator):
         stats.set("key_fraction", stats.counters["kept_keys"] / max(stats.counters["dense_keys"], 1))
 
     def _keeps_everything(self, num_keys: int) -> bool:
-        return self.selector.mode == "mean" and resolve_topk(self.selector.topk, num_keys) >= num_keys
+        return self.selector.mode == "mean" and resolve_topk(self.selector.topk, num_keys, self.selector.topk_ratio) >= num_keys
 
     def _wrap_attend(self, original: Callable[..., Tensor]) -> Callable[..., Tensor]:
         def attend(q: Tensor, k: Tensor, v: Tensor) -> Tensor:

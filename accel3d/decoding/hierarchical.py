@@ -22,11 +22,13 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from accel3d.core.validate import check_bool, check_choice, check_float, check_int
 from accel3d.geometry.grid import DEFAULT_BOUND
 from accel3d.geometry.volume import (
     DenseVolumeDecoder,
     Field,
     VolumeGrid,
+    check_bound,
     check_resolution,
     lattice_points,
     query_field,
@@ -127,28 +129,21 @@ class HierarchicalVolumeDecoder:
         progress: bool = True,
         max_memory_bytes: int | None = None,
     ) -> None:
-        if min_resolution < 2:
-            raise ValueError(f"min_resolution: expected at least 2, got {min_resolution}")
-        if band is not None and band < 0:
-            raise ValueError(f"band: expected a non-negative number or None, got {band}")
-        if dilation < 0:
-            raise ValueError(f"dilation: expected a non-negative int, got {dilation}")
-        if inside not in ("positive", "negative"):
-            raise ValueError(f"inside: expected 'positive' or 'negative', got {inside!r}")
-        self.min_resolution = min_resolution
-        self.band = band
-        self.dilation = dilation
-        self.level = level
-        self.inside = inside
-        self.chunk_size = chunk_size
-        self.progress = progress
-        self.max_memory_bytes = max_memory_bytes
+        self.min_resolution = check_int("min_resolution", min_resolution, low=2)
+        self.band = check_float("band", band, low=0.0, allow_none=True)
+        self.dilation = check_int("dilation", dilation, low=0)
+        self.level = check_float("level", level)
+        self.inside = check_choice("inside", inside, ("positive", "negative"))
+        self.chunk_size = check_int("chunk_size", chunk_size, low=1)
+        self.progress = check_bool("progress", progress)
+        self.max_memory_bytes = check_int("max_memory_bytes", max_memory_bytes, low=1, allow_none=True)
 
     def levels(self, resolution: int) -> list[int]:
         return coarse_to_fine_levels(resolution, self.min_resolution)
 
     def decode(self, fn: Field, resolution: int, bound: float = DEFAULT_BOUND) -> VolumeGrid:
         check_resolution(resolution, self.max_memory_bytes, minimum=self.min_resolution)
+        bound = check_bound(bound)
         levels = self.levels(resolution)
         if len(levels) == 1:
             warnings.warn(
@@ -168,7 +163,7 @@ class HierarchicalVolumeDecoder:
             values, decoded = interpolate(values), upsample(decoded, "zeros")
             todo = torch.nonzero((refine & ~decoded).view(-1)).squeeze(1)
             with tqdm(total=len(todo), desc=f"refine {res}^3", unit="pt", unit_scale=True, disable=not self.progress, leave=False) as bar:
-                new = query_field(fn, lattice_points(todo, res, bound), self.chunk_size, bar)
+                new = query_field(fn, lattice_points(todo, res, bound), self.chunk_size, bar, where=f"at level {res}^3")
             values.view(-1)[todo] = new
             decoded.view(-1)[todo] = True
             stats.append({"resolution": res, "queries": len(todo)})

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from accel3d.core.validate import check_bool, check_choice, check_float, check_int
 from accel3d.geometry.grid import DEFAULT_BOUND
 
 MODES = ("mean", "merge")
@@ -45,17 +46,24 @@ def default_topk(num_keys: int) -> int:
     return {3072: 1024, 512: 256}.get(num_keys, max(1, num_keys // 3))
 
 
-def resolve_topk(topk: int | float | None, num_keys: int) -> int:
-    """K from ``None`` (the Hunyuan3D-2 rule), a ratio in (0, 1) or an absolute count (capped at ``num_keys``)."""
-    if topk is None:
-        return default_topk(num_keys)
-    if isinstance(topk, bool) or not isinstance(topk, (int, float)) or not math.isfinite(topk) or topk <= 0:
-        raise ValueError(f"topk: expected None, a ratio in (0, 1) or a positive int, got {topk!r}")
-    if isinstance(topk, float) and topk < 1:
-        return max(1, math.ceil(topk * num_keys))
-    if isinstance(topk, float) and not topk.is_integer():
-        raise ValueError(f"topk: a float must be a ratio in (0, 1), got {topk}")
-    return min(int(topk), num_keys)
+def resolve_topk(topk: int | None, num_keys: int, ratio: float | None = None) -> int:
+    """K from a count ``topk`` (capped at ``num_keys``), a share ``ratio`` in (0, 1] of the keys,
+    or neither (the Hunyuan3D-2 rule). A count is an int and a share a float, so ``1.0`` is
+    never read as one key."""
+    check_topk(topk, ratio)
+    if topk is not None:
+        return min(topk, num_keys)
+    if ratio is not None:
+        return max(1, min(num_keys, math.ceil(ratio * num_keys)))
+    return default_topk(num_keys)
+
+
+def check_topk(topk: object, ratio: object) -> None:
+    """Refuse a non-int count, a ratio outside (0, 1], or both given."""
+    check_int("topk", topk, low=1, allow_none=True)
+    check_float("topk_ratio", ratio, low=0.0, low_open=True, high=1.0, allow_none=True)
+    if topk is not None and ratio is not None:
+        raise ValueError(f"topk, topk_ratio: give a count of keys or a share of them, not both (got {topk!r} and {ratio!r})")
 
 
 @dataclass
@@ -131,22 +139,21 @@ class KVSelector:
     def __init__(
         self,
         mode: str = "mean",
-        topk: int | float | None = None,
+        topk: int | None = None,
         per_head: bool | None = None,
         sample_every: int | None = None,
         threshold: float = 1e-6,
+        topk_ratio: float | None = None,
     ) -> None:
-        if mode not in MODES:
-            raise ValueError(f"mode: expected one of {MODES}, got {mode!r}")
-        resolve_topk(topk, 1 << 20)  # validate now, resolve against the real key count later
-        sample_every = SAMPLE_EVERY[mode] if sample_every is None else sample_every
-        if isinstance(sample_every, bool) or not isinstance(sample_every, int) or sample_every < 1:
-            raise ValueError(f"sample_every: expected a positive int, got {sample_every!r}")
-        if not 0.0 <= threshold < 1.0:
-            raise ValueError(f"threshold: expected a probability in [0, 1), got {threshold}")
+        check_choice("mode", mode, MODES)
+        check_topk(topk, topk_ratio)  # resolved against the real key count at selection time
+        check_bool("per_head", per_head, allow_none=True)
+        sample_every = SAMPLE_EVERY[mode] if sample_every is None else check_int("sample_every", sample_every, low=1)
+        threshold = check_float("threshold", threshold, low=0.0, high=1.0, high_open=True)
         self.mode = mode
         self.topk = topk
-        self.per_head = (mode == "mean") if per_head is None else bool(per_head)
+        self.topk_ratio = topk_ratio
+        self.per_head = (mode == "mean") if per_head is None else per_head
         self.sample_every = sample_every
         self.threshold = threshold
 
@@ -188,7 +195,7 @@ class KVSelector:
             scores = q_cell @ kf.transpose(-1, -2)  # (H, C, Nk)
             if not self.per_head:
                 scores = scores.sum(0, keepdim=True)
-            K = resolve_topk(self.topk, num_keys)
+            K = resolve_topk(self.topk, num_keys, self.topk_ratio)
             # (G, C, K) -> per-cell lists in cell-major order, ascending indices for memory locality
             idx = scores.topk(K, dim=-1).indices.sort(-1).values.transpose(0, 1).reshape(-1)
             offsets = torch.arange(cells * groups + 1, device=k.device) * K

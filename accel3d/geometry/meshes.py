@@ -12,22 +12,48 @@ import trimesh
 BUNDLED_MESH = Path(__file__).resolve().parents[1] / "assets" / "bunny.ply"
 
 
-def load_mesh(path: str | Path) -> trimesh.Trimesh:
-    """Read a triangle mesh with trimesh, or raise a ``ValueError`` that names the file."""
+def load_mesh(path: str | Path, name: str = "mesh") -> trimesh.Trimesh:
+    """Read a triangle mesh with trimesh, or raise a ``ValueError`` naming the argument ``name`` and the file.
+
+    The mesh is checked before trimesh processes it (processing would silently drop
+    the faces of a NaN vertex): coordinates must be finite, and the mesh must have
+    a surface (non-zero area, not every vertex in one place).
+    """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"mesh: no file at '{path}'")
+        raise FileNotFoundError(f"{name}: no file at '{path}'")
     try:
-        loaded = trimesh.load(path, force="mesh", process=True)
+        loaded = trimesh.load(path, force="mesh", process=False)
     except Exception as exc:  # trimesh raises many types for corrupt files
-        raise ValueError(f"mesh: could not read '{path}' as a triangle mesh ({type(exc).__name__}: {exc})") from exc
+        raise ValueError(f"{name}: could not read '{path}' as a triangle mesh ({type(exc).__name__}: {exc})") from exc
     if not isinstance(loaded, trimesh.Trimesh) or len(loaded.faces) == 0:
-        raise ValueError(f"mesh: '{path}' holds no triangles; expected a mesh file (PLY/OBJ/GLB/STL/OFF)")
+        raise ValueError(f"{name}: '{path}' holds no triangles; expected a mesh file (PLY/OBJ/GLB/STL/OFF)")
+    check_mesh(loaded, f"{name}: '{path}'")
+    loaded.process()
     return loaded
+
+
+def check_mesh(mesh: trimesh.Trimesh, what: str = "mesh") -> trimesh.Trimesh:
+    """Refuse a mesh with non-finite vertices, faces pointing past the vertices, or no surface."""
+    vertices = np.asarray(mesh.vertices)
+    bad = ~np.isfinite(vertices).all(axis=1)
+    if bad.any():
+        raise ValueError(f"{what} has {int(bad.sum())} of {len(vertices)} vertices with NaN or inf coordinates")
+    faces = np.asarray(mesh.faces)
+    if len(faces) and (faces.min() < 0 or faces.max() >= len(vertices)):
+        raise ValueError(f"{what} has faces that index vertices outside [0, {len(vertices)})")
+    used = vertices[np.unique(faces)] if len(faces) else vertices
+    extent = float(np.ptp(used, axis=0).max()) if len(used) else 0.0
+    if extent == 0.0:
+        raise ValueError(f"{what}: all vertices of its faces coincide; there is no shape to encode")
+    if not mesh.area > 1e-12 * extent**2:
+        raise ValueError(f"{what} has zero surface area (every triangle is degenerate)")
+    return mesh
 
 
 def normalize_mesh(mesh: trimesh.Trimesh, extent: float = 0.9) -> trimesh.Trimesh:
     """Centre the bounding box at the origin and scale the longest half-side to ``extent``."""
+    check_mesh(mesh)
     mesh = mesh.copy()
     lo, hi = mesh.bounds
     mesh.apply_translation(-(lo + hi) / 2)
@@ -80,7 +106,7 @@ def occupancy_grid(mesh: trimesh.Trimesh, resolution: int, bound: float, surface
 
     pts = grid_points(resolution, bound).reshape(-1, 3)
     surface, _ = trimesh.sample.sample_surface(mesh, surface_samples, seed=0)
-    dist, _ = cKDTree(surface).query(pts.numpy(), workers=-1)
+    dist, _ = cKDTree(surface).query(pts.numpy(), workers=1)  # threaded queries segfault on Ctrl-C
     near = dist < 1.5 * (2 * bound / resolution)
     inside = np.zeros(len(pts), dtype=bool)
     inside[near] = occupancy(mesh, pts[near]).numpy()

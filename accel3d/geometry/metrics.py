@@ -6,6 +6,8 @@ import numpy as np
 import torch
 import trimesh
 
+from accel3d.core.validate import check_float, check_int
+
 
 def volume_iou(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor) -> float:
     """Intersection over union of two boolean occupancy grids (1.0 when both are empty)."""
@@ -22,8 +24,9 @@ def mesh_distances(a: trimesh.Trimesh, b: trimesh.Trimesh, samples: int = 100_00
 
     pa, _ = trimesh.sample.sample_surface(a, samples, seed=seed)
     pb, _ = trimesh.sample.sample_surface(b, samples, seed=seed)  # same seed: identical meshes score 0
-    d_ab, _ = cKDTree(pb).query(pa, workers=-1)
-    d_ba, _ = cKDTree(pa).query(pb, workers=-1)
+    # One worker: scipy's threaded query (workers=-1) segfaults when Ctrl-C arrives mid-query.
+    d_ab, _ = cKDTree(pb).query(pa, workers=1)
+    d_ba, _ = cKDTree(pa).query(pb, workers=1)
     return d_ab, d_ba
 
 
@@ -32,6 +35,8 @@ def chamfer_and_fscore(a: trimesh.Trimesh, b: trimesh.Trimesh, threshold: float 
 
     Empty meshes give ``chamfer = inf`` and ``fscore = 0`` unless both are empty.
     """
+    check_float("fscore_threshold", threshold, low=0.0, low_open=True)
+    check_int("samples", samples, low=1)
     if len(a.faces) == 0 or len(b.faces) == 0:
         same = len(a.faces) == len(b.faces) == 0
         return {"chamfer": 0.0 if same else float("inf"), "fscore": 1.0 if same else 0.0}

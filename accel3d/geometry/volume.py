@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from accel3d.core.validate import check_bool, check_float, check_int
 from accel3d.geometry.grid import DEFAULT_BOUND, grid_axis
 
 Field = Callable[[Tensor], Tensor]
@@ -61,10 +62,7 @@ def available_memory_bytes() -> int:
 
 def check_resolution(resolution: int, max_memory_bytes: int | None = None, minimum: int = 1) -> None:
     """Refuse a resolution below ``minimum`` or whose grid would not fit in memory."""
-    if not isinstance(resolution, int) or isinstance(resolution, bool):
-        raise TypeError(f"resolution: expected an int, got {type(resolution).__name__}")
-    if resolution < minimum:
-        raise ValueError(f"resolution: expected at least {minimum}, got {resolution}")
+    check_int("resolution", resolution, low=minimum)
     need = (resolution + 1) ** 3 * BYTES_PER_GRID_POINT
     limit = max_memory_bytes if max_memory_bytes is not None else available_memory_bytes()
     if need > limit:
@@ -74,18 +72,25 @@ def check_resolution(resolution: int, max_memory_bytes: int | None = None, minim
         )
 
 
-def query_field(fn: Field, points: Tensor, chunk_size: int, progress: tqdm | None = None) -> Tensor:
+def check_bound(bound: object) -> float:
+    """The half-width of the decoding box: a finite number > 0."""
+    return check_float("bound", bound, low=0.0, low_open=True)
+
+
+def query_field(fn: Field, points: Tensor, chunk_size: int, progress: tqdm | None = None, where: str = "") -> Tensor:
     """Evaluate ``fn`` over ``points`` (N, 3) in chunks, checking every result."""
+    if not callable(fn):
+        raise TypeError(f"field: expected a query function f(points[N, 3]) -> values[N], got {type(fn).__name__}")
     out = torch.empty(len(points), dtype=torch.float32)
     for start in range(0, len(points), chunk_size):
         chunk = points[start : start + chunk_size]
-        out[start : start + len(chunk)] = check_field_output(fn(chunk), len(chunk))
+        out[start : start + len(chunk)] = check_field_output(fn(chunk), len(chunk), where)
         if progress is not None:
             progress.update(len(chunk))
     return out
 
 
-def check_field_output(values: object, n: int) -> Tensor:
+def check_field_output(values: object, n: int, where: str = "") -> Tensor:
     if not isinstance(values, Tensor):
         raise TypeError(f"field: expected the query function to return a Tensor, got {type(values).__name__}")
     if values.shape != (n,):
@@ -94,7 +99,8 @@ def check_field_output(values: object, n: int) -> Tensor:
         raise TypeError(f"field: expected a floating-point result, got {values.dtype}")
     bad = ~torch.isfinite(values)
     if bad.any():
-        raise ValueError(f"field: the query function returned NaN or inf for {int(bad.sum())} of {n} points")
+        at = f" {where}" if where else ""
+        raise ValueError(f"field: the query function returned NaN or inf for {int(bad.sum())} of {n} points{at}")
     return values.detach().to(device="cpu", dtype=torch.float32)
 
 
@@ -116,14 +122,13 @@ class DenseVolumeDecoder:
     """
 
     def __init__(self, chunk_size: int = 65536, progress: bool = True, max_memory_bytes: int | None = None) -> None:
-        if chunk_size < 1:
-            raise ValueError(f"chunk_size: expected a positive int, got {chunk_size}")
-        self.chunk_size = chunk_size
-        self.progress = progress
-        self.max_memory_bytes = max_memory_bytes
+        self.chunk_size = check_int("chunk_size", chunk_size, low=1)
+        self.progress = check_bool("progress", progress)
+        self.max_memory_bytes = check_int("max_memory_bytes", max_memory_bytes, low=1, allow_none=True)
 
     def decode(self, fn: Field, resolution: int, bound: float = DEFAULT_BOUND) -> VolumeGrid:
         check_resolution(resolution, self.max_memory_bytes)
+        bound = check_bound(bound)
         n = resolution + 1
         total = n**3
         values = torch.empty(total, dtype=torch.float32)
@@ -132,5 +137,5 @@ class DenseVolumeDecoder:
             for start in range(0, total, step):
                 stop = min(start + step, total)
                 points = lattice_points(torch.arange(start, stop), resolution, bound)
-                values[start:stop] = query_field(fn, points, self.chunk_size, bar)
+                values[start:stop] = query_field(fn, points, self.chunk_size, bar, where=f"at {resolution}^3")
         return VolumeGrid(values.view(n, n, n), resolution, bound, queries=total, levels=[{"resolution": resolution, "queries": total}])

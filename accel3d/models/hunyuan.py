@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 import yaml
 
+from accel3d.core.io import load_torch_file
 from accel3d.models.vecset_vae import VecsetVAE, VecsetVAEConfig
 
 # ShapeVAE arguments and their defaults in hy3dgen 2.0.2 (where they differ from accel3d's).
@@ -91,9 +92,15 @@ def read_state_dict(weights: Path) -> dict[str, torch.Tensor]:
     if weights.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        return load_file(str(weights), device="cpu")
-    state = torch.load(weights, map_location="cpu", weights_only=True)
-    return state.get("state_dict", state) if isinstance(state, dict) else state
+        try:
+            return load_file(str(weights), device="cpu")
+        except Exception as exc:  # SafetensorError, OSError, ...
+            raise ValueError(f"weights: '{weights}' is not a readable safetensors file ({type(exc).__name__}: {exc})") from None
+    state = load_torch_file(weights, "weights")
+    state = state.get("state_dict", state) if isinstance(state, dict) else state
+    if not isinstance(state, dict):
+        raise ValueError(f"weights: '{weights}' holds no state dict")
+    return state
 
 
 def load_hunyuan_state_dict(vae: VecsetVAE, state_dict: dict[str, torch.Tensor]) -> VecsetVAE:

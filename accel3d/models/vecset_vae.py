@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from accel3d.core.io import load_torch_file
+
 DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "vecset_small.pt"
 
 
@@ -352,6 +354,8 @@ class VecsetVAE(nn.Module):
     def from_pretrained(cls, path: str | Path | None = None, map_location: str = "cpu") -> VecsetVAE:
         """Load from a ``.pt`` file or a directory holding ``model.pt`` (default: shipped weights),
         or from a Hunyuan3D-2 VAE folder (``config.yaml`` + ``model*.safetensors``/``.ckpt``)."""
+        if path is not None and (not isinstance(path, str | Path) or not str(path)):
+            raise ValueError(f"weights: expected None (the shipped weights) or a path, got {path!r}")
         path = Path(path).expanduser() if path is not None else DEFAULT_WEIGHTS
         from accel3d.models.hunyuan import is_hunyuan_checkpoint, load_hunyuan_vae
 
@@ -360,12 +364,18 @@ class VecsetVAE(nn.Module):
         if path.is_dir():
             path = path / "model.pt"
         if not path.is_file():
-            raise FileNotFoundError(f"VecsetVAE.from_pretrained: no weights file at '{path}'")
-        payload = torch.load(path, map_location=map_location, weights_only=True)
+            raise FileNotFoundError(f"weights: no weights file at '{path}'")
+        payload = load_torch_file(path, "weights")
         if not isinstance(payload, dict) or "state_dict" not in payload or "config" not in payload:
-            raise ValueError(f"VecsetVAE.from_pretrained: '{path}' is not an accel3d VecsetVAE checkpoint")
-        model = cls(VecsetVAEConfig.from_dict(payload["config"]))
-        model.load_state_dict(payload["state_dict"])
+            raise ValueError(f"weights: '{path}' is not an accel3d VecsetVAE checkpoint (expected a dict with 'config' and 'state_dict')")
+        try:
+            model = cls(VecsetVAEConfig.from_dict(payload["config"]))
+            model.load_state_dict(payload["state_dict"])
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise ValueError(f"weights: '{path}' does not hold a loadable VecsetVAE ({exc})") from None
+        bad = [k for k, v in payload["state_dict"].items() if v.is_floating_point() and not torch.isfinite(v).all()]
+        if bad:
+            raise ValueError(f"weights: '{path}' has NaN or inf in {len(bad)} tensors, first {bad[0]}")
         model.metadata = payload.get("metadata", {})
         return model.eval()
 

@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 
 from accel3d.core.context import camera_pose
 from accel3d.core.pipeline import Pipeline
+from accel3d.core.validate import check_bool, check_finite_tensor, check_float, check_int, check_pair, check_str
 from accel3d.models.unets import build_unet
 from accel3d.pipelines.sds_scene import Cameras, CameraSampler, VoxelField, turntable
 
@@ -91,12 +92,25 @@ class SDSPipeline(Pipeline):
         seed: int = 0,
         progress: bool = True,
     ) -> None:
-        for name, value in (("iterations", iterations), ("latent_size", latent_size), ("grid_resolution", grid_resolution)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}: expected a positive integer, got {value!r}")
-        low, high = t_range
-        if not 0.0 <= low <= high <= 1.0:
-            raise ValueError(f"t_range: expected fractions 0 <= low <= high <= 1 of the training timesteps, got {tuple(t_range)}")
+        # Every knob is checked before the U-Net is built, so a typo costs no model load.
+        check_str("backbone", backbone)
+        for name, value, low in (
+            ("iterations", iterations, 1),
+            ("latent_size", latent_size, 4),
+            ("grid_resolution", grid_resolution, 2),
+            ("num_samples", num_samples, 2),
+            ("sequence_length", sequence_length, 1),
+            ("turntable_views", turntable_views, 1),
+            ("turntable_size", turntable_size, 8),
+        ):
+            check_int(name, value, low=low)
+        check_int("seed", seed)
+        check_float("guidance_scale", guidance_scale, low=0.0)
+        check_float("lr", lr, low=0.0, low_open=True)
+        low, high = check_pair("t_range", t_range, low=0.0, high=1.0)
+        check_str("embeddings", embeddings, allow_none=True)
+        check_bool("progress", progress)
+        CameraSampler(azimuth_range, elevation_range, radius_range, fovy_range)  # validates the camera ranges
         self.unet = build_unet(backbone, seed=seed)
         self.backbone = backbone
         self.iterations = iterations
@@ -110,7 +124,6 @@ class SDSPipeline(Pipeline):
         self.min_step, self.max_step = int(low * steps), int(high * steps)
         self.camera_ranges = {"azimuth_range": azimuth_range, "elevation_range": elevation_range, "radius_range": radius_range}
         self.fovy_range = fovy_range
-        CameraSampler(**self.camera_ranges, fovy_range=fovy_range)  # validate now, not mid-run
         self.embeddings_path = embeddings
         self.sequence_length = sequence_length
         self.turntable_views = turntable_views
@@ -134,6 +147,8 @@ class SDSPipeline(Pipeline):
             if not isinstance(emb, torch.Tensor) or emb.ndim != 3 or emb.shape[0] != 2 or emb.shape[2] != dim:
                 shape = tuple(emb.shape) if isinstance(emb, torch.Tensor) else type(emb).__name__
                 raise ValueError(f"embeddings: expected a (2, seq, {dim}) tensor of [uncond; cond] text embeddings, got {shape}")
+            if not torch.isfinite(emb).all():
+                raise ValueError(f"embeddings: '{path}' holds NaN or inf values")
             source = str(path)
         else:
             gen = torch.Generator().manual_seed(self.seed + 1)
@@ -151,7 +166,10 @@ class SDSPipeline(Pipeline):
 
     def run(self, inputs: SDSInputs, iterations: int | None = None) -> SDSResult:
         """Optimise a fresh field for ``iterations`` SDS steps (same seed, same cameras, timesteps and noise every run)."""
-        iterations = self.iterations if iterations is None else iterations
+        iterations = self.iterations if iterations is None else check_int("iterations", iterations, low=1)
+        check_finite_tensor("embeddings", inputs.embeddings, "(the text conditioning)")
+        if inputs.image_latent is not None:
+            check_finite_tensor("image latent", inputs.image_latent)
         torch.manual_seed(self.seed)
         scene = VoxelField(resolution=self.grid_resolution, channels=self.latent_channels, seed=self.seed)
         optimizer = torch.optim.Adam(scene.parameters(), lr=self.lr)
@@ -164,7 +182,7 @@ class SDSPipeline(Pipeline):
         unet_steps: list[float] = []
         start = time.perf_counter()
         steps = tqdm(range(iterations), desc="sds", disable=not self.progress, file=sys.stderr, leave=False)
-        for _ in steps:
+        for step in steps:
             camera = cameras.sample(1)
             t0 = time.perf_counter()
             latents = scene.render(camera, self.latent_size, self.latent_size, self.num_samples)["image"]
@@ -174,7 +192,10 @@ class SDSPipeline(Pipeline):
             with torch.no_grad():
                 noisy = self.scheduler.add_noise(latents.detach(), noise, t)
                 eps = self._guided_noise(noisy, t, emb, inputs.image_latent, camera, unet_steps)
-                grad = torch.nan_to_num((1 - alphas[t]).view(-1, 1, 1, 1) * (eps - noise))
+                # Never zero a NaN away (it would read as a perfect, zero-loss step): stop and say where.
+                check_finite_tensor("sds", latents, f"in the rendered view at step {step + 1} of {iterations}")
+                check_finite_tensor("sds", eps, f"in the U-Net's noise prediction at step {step + 1} of {iterations} (t={int(t)})")
+                grad = (1 - alphas[t]).view(-1, 1, 1, 1) * (eps - noise)
             # d(loss)/d(latents) = grad: the SDS gradient, skipping the U-Net Jacobian
             loss = 0.5 * (latents - (latents - grad).detach()).square().sum()
             optimizer.zero_grad(set_to_none=True)

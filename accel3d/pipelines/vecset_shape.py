@@ -16,7 +16,9 @@ import numpy as np
 import torch
 import trimesh
 
+from accel3d.core.io import load_torch_file
 from accel3d.core.pipeline import Pipeline
+from accel3d.core.validate import check_choice, check_float, check_int
 from accel3d.geometry.meshes import BUNDLED_MESH, load_mesh, normalize_mesh, sample_surface
 from accel3d.geometry.surface import extract_mesh
 from accel3d.geometry.volume import DenseVolumeDecoder, VolumeGrid
@@ -51,31 +53,70 @@ def load_shape_inputs(path: str | Path | None, num_points: int, seed: int = 0) -
     its VAE) come as a ``.pt`` tensor or an ``.npz`` with a ``latents`` array,
     shaped (num_latents, embed_dim) or (1, num_latents, embed_dim).
     """
-    path = Path(path) if path else BUNDLED_MESH
-    if path.suffix.lower() == ".pt" or (path.suffix.lower() == ".npz" and path.is_file() and "latents" in np.load(path).files):
+    if path is not None and (not isinstance(path, str | Path) or not str(path).strip()):
+        raise ValueError(f"input: expected a mesh, point-cloud or latents file, or null for the bundled bunny; got {path!r}")
+    path = Path(path).expanduser() if path is not None else BUNDLED_MESH
+    if path.is_dir():
+        raise ValueError(f"input: '{path}' is a folder; expected a mesh, point-cloud or latents file")
+    if path.suffix.lower() == ".pt" or (path.suffix.lower() == ".npz" and "latents" in _npz_names(path)):
         return _load_latents(path)
     if path.suffix.lower() in (".npz", ".npy"):
         return _load_point_cloud(path, num_points, seed)
-    mesh = normalize_mesh(load_mesh(path))
+    mesh = normalize_mesh(load_mesh(path, name="input"))
     points, normals = sample_surface(mesh, num_points, seed=seed)
     return ShapeInputs(points, normals, str(path))
+
+
+def _npz_names(path: Path) -> list[str]:
+    if not path.is_file():
+        raise FileNotFoundError(f"input: no file at '{path}'")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return list(data.files)
+    except Exception as exc:
+        raise ValueError(f"input: '{path}' is not a readable .npz archive ({type(exc).__name__})") from None
+
+
+def _load_array(path: Path, key: str | None = None) -> np.ndarray:
+    try:
+        if key is None:
+            arr = np.asarray(np.load(path, allow_pickle=False))
+        else:
+            with np.load(path, allow_pickle=False) as data:
+                arr = np.asarray(data[key])
+    except Exception as exc:  # ValueError (pickled objects), OSError, zipfile errors, ...
+        raise ValueError(f"input: could not read '{path}' as numeric arrays ({type(exc).__name__})") from None
+    if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
+        raise ValueError(f"input: '{path}' holds {arr.dtype} data; expected real numbers")
+    return arr
 
 
 def _load_point_cloud(path: Path, num_points: int, seed: int) -> ShapeInputs:
     if not path.is_file():
         raise FileNotFoundError(f"input: no point cloud file at '{path}'")
-    data = np.load(path)
     if path.suffix.lower() == ".npz":
-        missing = {"points", "normals"} - set(data.files)
+        missing = {"points", "normals"} - set(_npz_names(path))
         if missing:
             raise ValueError(f"input: '{path}' lacks arrays {sorted(missing)}; expected 'points' and 'normals', each (P, 3)")
-        arr = np.concatenate([data["points"], data["normals"]], axis=1)
+        points, normals = _load_array(path, "points"), _load_array(path, "normals")
+        for key, a in (("points", points), ("normals", normals)):
+            if a.ndim != 2 or a.shape[1] != 3:
+                raise ValueError(f"input: '{key}' in '{path}' must be (P, 3), got {a.shape}")
+        if len(points) != len(normals):
+            raise ValueError(f"input: '{path}' has {len(points)} points but {len(normals)} normals; expected one normal per point")
+        arr = np.concatenate([points, normals], axis=1)
     else:
-        arr = data
+        arr = _load_array(path)
     if arr.ndim != 2 or arr.shape[1] != 6:
         raise ValueError(f"input: expected a (P, 6) point cloud of xyz + normals in '{path}', got {arr.shape}")
     if not np.isfinite(arr).all():
         raise ValueError(f"input: '{path}' contains NaN or inf")
+    lengths = np.linalg.norm(arr[:, 3:], axis=1)
+    if (lengths < 1e-8).any():
+        zero = int((lengths < 1e-8).sum())
+        raise ValueError(f"input: {zero} of {len(arr)} normals in '{path}' are zero; expected a unit normal per point")
+    if float(np.ptp(arr[:, :3], axis=0).max()) == 0.0:
+        raise ValueError(f"input: every point in '{path}' is the same point; there is no shape to encode")
     if np.abs(arr[:, :3]).max() > 1.0:
         raise ValueError(f"input: points in '{path}' must lie inside [-1, 1]^3 (normalise the shape first)")
     if len(arr) < num_points:
@@ -89,12 +130,12 @@ def _load_latents(path: Path) -> ShapeInputs:
     if not path.is_file():
         raise FileNotFoundError(f"input: no latents file at '{path}'")
     if path.suffix.lower() == ".pt":
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        data = load_torch_file(path, "input")
         data = data.get("latents") if isinstance(data, dict) else data
     else:
-        data = torch.from_numpy(np.load(path)["latents"])
-    if not isinstance(data, torch.Tensor):
-        raise ValueError(f"input: '{path}' holds no latents tensor (a tensor, or a dict/npz with 'latents')")
+        data = torch.from_numpy(_load_array(path, "latents"))
+    if not isinstance(data, torch.Tensor) or not data.is_floating_point():
+        raise ValueError(f"input: '{path}' holds no floating-point latents tensor (a tensor, or a dict/npz with 'latents')")
     latents = data.float()
     if latents.ndim == 3 and latents.shape[0] == 1:
         latents = latents[0]
@@ -131,16 +172,26 @@ class VecsetShapePipeline(Pipeline):
         seed: int = 0,
         progress: bool = True,
     ) -> None:
+        # Every knob is checked before the VAE is loaded.
+        if weights is not None and (not isinstance(weights, str | Path) or not str(weights).strip()):
+            raise ValueError(f"weights: expected null (the shipped VAE) or a path, got {weights!r}")
+        if input is not None and (not isinstance(input, str | Path) or not str(input).strip()):
+            raise ValueError(f"input: expected null (the bundled bunny) or a mesh, point-cloud or latents file, got {input!r}")
+        check_int("resolution", resolution, low=2)
+        check_int("num_points", num_points, low=1)
+        check_float("level", level)
+        check_choice("inside", inside, ("positive", "negative"))
+        check_int("seed", seed)
+        self.volume_decoder = DenseVolumeDecoder(chunk_size=chunk_size, progress=progress)  # checks both
         self.vae = VecsetVAE.from_pretrained(weights)
         self.input = input
         self.resolution = resolution
         self.num_points = num_points
-        self.level = level
+        self.level = float(level)
         self.inside = inside
         if num_points < self.vae.config.num_latents:
             raise ValueError(f"num_points: expected at least num_latents={self.vae.config.num_latents}, got {num_points}")
         self.seed = seed
-        self.volume_decoder = DenseVolumeDecoder(chunk_size=chunk_size, progress=progress)
         self.stages = {"encoder": self.vae, "volume_decoder": self.volume_decoder, "geo_decoder": self.vae.geo_decoder}
 
     def inside_mask(self, grid: VolumeGrid) -> np.ndarray:
@@ -154,6 +205,8 @@ class VecsetShapePipeline(Pipeline):
     @torch.inference_mode()
     def run(self, inputs: ShapeInputs, resolution: int | None = None) -> ShapeResult:
         """Encode, decode at ``resolution`` (default: the pipeline's) and extract the mesh."""
+        if resolution is not None:
+            check_int("resolution", resolution, low=2)
         timings = {}
         start = time.perf_counter()
         if inputs.latents is not None:

@@ -12,6 +12,8 @@ Layout (one batch element; fold a batch into the head axis):
   Lists may have any length, including 0 (those rows get zeros) or more keys
   than the cell has queries. Duplicate indices count twice, as in dense
   attention over the repeated keys.
+- NaN or inf anywhere in ``q``, ``k`` or ``v`` raises ``FloatingPointError`` on
+  both backends.
 
 Example::
 
@@ -91,6 +93,11 @@ def packed_sparse_attention(
     scale = q.shape[-1] ** -0.5 if scale is None else float(scale)
     if not math.isfinite(scale) or scale <= 0:
         raise ValueError(f"{KERNEL}: scale must be a positive finite number, got {scale}")
+    # Refused, not computed: on non-finite inputs the PyTorch path and the Triton kernel return
+    # different garbage (0 against NaN for all-NaN keys), and adaptive KV selection refuses them too.
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        if t.numel() and not bool(torch.isfinite(t).all()):
+            raise FloatingPointError(f"{KERNEL}: {name} contains NaN or inf; expected finite queries, keys and values")
     if resolve_backend(KERNEL, q, k, v, backend=backend) == "triton":
         from accel3d.kernels.sparse_attention import triton_kernels
 
