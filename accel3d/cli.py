@@ -53,6 +53,10 @@ def _run(argv: list[str]) -> None:
 
     sys.argv = ["accel3d run", *argv]
     app()
+    from accel3d import sweep
+
+    if sweep.last_sweep_failure is not None:
+        sys.exit(f"accel3d run: {sweep.last_sweep_failure}")
 
 
 def main(argv: list[str] | None = None) -> None:

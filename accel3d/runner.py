@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import statistics
 import sys
 import time
@@ -49,7 +50,8 @@ def build(node: DictConfig, what: str) -> Any:
     except InstantiationException as exc:
         cause = exc.__cause__
         if isinstance(cause, (ValueError, TypeError, FileNotFoundError)):
-            key = getattr(exc, "full_key", "") or what
+            found = re.search(r"full_key: (\S+)", str(exc))  # e.g. stack.accelerators0
+            key = re.sub(r"(\D)(\d+)$", r"\1.\2", found.group(1)) if found else what
             raise ArgumentError(f"{key}: {cause}") from cause
         raise
 

@@ -33,6 +33,11 @@ class SweepFailed(RuntimeError):
     """Some jobs of a sweep failed; the summary of the others was written."""
 
 
+# Set by the callback when a sweep ends with failed jobs: Hydra turns a callback's exception into a
+# warning, so `accel3d run -m` reads this after the sweep to exit with an error.
+last_sweep_failure: SweepFailed | None = None
+
+
 class SweepSummary(Callback):
     """Stamps the sweep directory when a multirun starts; writes ``summary.csv``, ``summary.md`` and
     ``speed_vs_fidelity.png`` when it ends, then fails if any job failed."""
@@ -41,6 +46,8 @@ class SweepSummary(Callback):
         start_sweep(Path(config.hydra.sweep.dir))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        global last_sweep_failure
+        last_sweep_failure = None
         sweep_dir = Path(config.hydra.sweep.dir)
         written = write_sweep_summary(sweep_dir)
         if written:
@@ -48,7 +55,7 @@ class SweepSummary(Callback):
         failed = [job for job in sweep_jobs(sweep_dir) if job["status"] != "completed"]
         if failed:
             lines = "; ".join(f"job {j['num']} ({' '.join(j['overrides'])}): {j.get('error', j['status'])}" for j in failed)
-            raise SweepFailed(f"{len(failed)} sweep job(s) did not complete: {lines}. The summary covers the others.")
+            last_sweep_failure = SweepFailed(f"{len(failed)} sweep job(s) did not complete: {lines}. The summary covers the others.")
 
 
 def start_sweep(sweep_dir: Path) -> str:

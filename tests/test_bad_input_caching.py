@@ -1,0 +1,163 @@
+"""Bad knobs and data for the caching package and the SDS pipeline: each error names the argument,
+and a NaN that appears mid-run stops the run at its step instead of being zeroed."""
+
+import pytest
+import torch
+
+from accel3d.caching import GridHashTable, Hash3D
+from accel3d.caching.hash_table import GridCells
+from accel3d.pipelines.sds import SDSPipeline
+
+NAN, INF = float("nan"), float("inf")
+SMALL = dict(iterations=3, latent_size=16, grid_resolution=16, num_samples=16, turntable_views=2, turntable_size=16, progress=False)
+
+
+@pytest.mark.parametrize(
+    ("knob", "value"),
+    [
+        ("retrieve_prob", NAN),
+        ("retrieve_prob", 1.5),
+        ("retrieve_prob", "0.9"),
+        ("temperature", NAN),
+        ("temperature", INF),
+        ("temperature", 0.0),
+        ("similarity_decay", NAN),
+        ("similarity_decay", 1.0),
+        ("max_megabytes", INF),
+        ("max_megabytes", NAN),
+        ("max_megabytes", 0),
+        ("num_buckets", 200.0),
+        ("num_buckets", 0),
+        ("queue_length", "3"),
+        ("check_every", 1.5),
+        ("check_every", -1),
+        ("exact_cells", "false"),
+        ("match_conditioning", "no"),
+        ("guidance_pairs", 1),
+        ("mode", "eps"),
+        ("missing_pose", "skip"),
+        ("seed", 0.5),
+        ("cut", 1.5),
+    ],
+)
+def test_hash3d_knobs_are_refused_by_name(knob, value):
+    with pytest.raises((ValueError, TypeError), match=f"^{knob}: expected"):
+        Hash3D(**{knob: value})
+
+
+@pytest.mark.parametrize(
+    "grids",
+    [
+        [[10, 10, NAN, 10]],
+        [[10, 10, 0.1]],
+        [["10", 10, 0.1, 10]],
+        [[10, 10, 0.1, -1]],
+        [[10, True, 0.1, 10]],
+        "10,10,0.1,10",
+        [],
+    ],
+)
+def test_bad_grids_are_refused(grids):
+    with pytest.raises(ValueError, match="grids|GridCells"):
+        Hash3D(grids=grids)
+
+
+def test_infinite_cells_still_mean_ignore_the_axis():
+    table = GridHashTable(grids=[GridCells(INF, INF, INF, 10)])
+    assert table.grids[0].azimuth == INF
+    with pytest.raises(ValueError, match="unmeasured_similarity"):
+        GridHashTable(unmeasured_similarity=NAN)
+
+
+@pytest.mark.parametrize(
+    ("knob", "value"),
+    [
+        ("guidance_scale", NAN),
+        ("guidance_scale", INF),
+        ("guidance_scale", -1.0),
+        ("lr", NAN),
+        ("lr", 0.0),
+        ("lr", INF),
+        ("iterations", 0),
+        ("iterations", 10.0),
+        ("latent_size", "32"),
+        ("grid_resolution", 1),
+        ("num_samples", 48.5),
+        ("turntable_views", 0),
+        ("seed", "0"),
+        ("progress", "false"),
+        ("backbone", ""),
+        ("embeddings", ""),
+    ],
+)
+def test_sds_knobs_are_refused_before_the_unet_is_built(knob, value, monkeypatch):
+    built = []
+    monkeypatch.setattr("accel3d.pipelines.sds.build_unet", lambda *a, **k: built.append(1))
+    with pytest.raises((ValueError, TypeError), match=f"^{knob}: expected"):
+        SDSPipeline(**{**SMALL, knob: value})
+    assert built == []
+
+
+@pytest.mark.parametrize(
+    ("knob", "value"),
+    [
+        ("t_range", [0.02, NAN]),
+        ("t_range", [0.9, 0.1]),
+        ("t_range", [0.0, 1.5]),
+        ("azimuth_range", [NAN, 180.0]),
+        ("elevation_range", [-10.0, 95.0]),
+        ("radius_range", [0.0, 2.0]),
+        ("fovy_range", [40.0, INF]),
+    ],
+)
+def test_sds_ranges_are_refused_by_name(knob, value):
+    with pytest.raises(ValueError, match=f"^{knob}"):
+        SDSPipeline(**{**SMALL, knob: value})
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return SDSPipeline(**SMALL)
+
+
+def test_nan_text_embeddings_in_a_file_are_refused(tmp_path, pipe):
+    emb = torch.randn(2, 7, pipe.unet.config.cross_attention_dim)
+    emb[1, 3, 5] = NAN
+    torch.save(emb, tmp_path / "emb.pt")
+    other = SDSPipeline(**{**SMALL, "embeddings": str(tmp_path / "emb.pt")})
+    with pytest.raises(ValueError, match="^embeddings: .* NaN or inf"):
+        other.load_inputs()
+
+
+def test_nan_embeddings_given_directly_stop_the_run_instead_of_zeroing_the_gradient(pipe):
+    # Before: nan_to_num turned the NaN gradient into 0, the loss read 0 and PSNR inf, exit code 0.
+    inputs = pipe.load_inputs()
+    inputs.embeddings[1, 0, 0] = NAN
+    with pytest.raises(FloatingPointError, match="embeddings"):
+        pipe.run(inputs)
+
+
+def test_a_unet_that_turns_nan_mid_run_stops_at_that_step(pipe):
+    inputs = pipe.load_inputs()
+    calls = []
+    original = pipe.unet.forward
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        out = original(*args, **kwargs)
+        if len(calls) == 2:
+            out.sample[:] = NAN
+        return out
+
+    pipe.unet.forward = flaky
+    try:
+        with pytest.raises(FloatingPointError, match=r"sds: .* NaN or inf in the U-Net's noise prediction at step 2 of 3"):
+            pipe.run(inputs)
+    finally:
+        del pipe.unet.forward
+    assert len(calls) == 2  # stopped there; no further step was taken on a corrupted field
+
+
+def test_run_iterations_override_is_checked(pipe):
+    with pytest.raises(ValueError, match="^iterations: expected an integer >= 1"):
+        pipe.run(pipe.load_inputs(), iterations=0)

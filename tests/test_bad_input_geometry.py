@@ -1,0 +1,162 @@
+"""Bad input meshes, point clouds, latents and weight files: each gets a clear error naming
+``input`` or ``weights``; metrics refuse meaningless thresholds; Ctrl-C during metrics exits cleanly."""
+
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+import trimesh
+
+from accel3d.geometry.meshes import check_mesh, load_mesh
+from accel3d.geometry.metrics import chamfer_and_fscore
+from accel3d.models.vecset_vae import VecsetVAE
+from accel3d.pipelines.vecset_shape import VecsetShapePipeline, load_shape_inputs
+
+
+def _write_mesh(path, vertices, faces):
+    trimesh.Trimesh(np.asarray(vertices, dtype=float), np.asarray(faces), process=False).export(path)
+    return path
+
+
+def _box(tmp_path):
+    box = trimesh.creation.box()
+    return box.vertices.copy(), box.faces.copy()
+
+
+def test_a_nan_vertex_is_refused_not_dropped(tmp_path):
+    v, f = _box(tmp_path)
+    v[2] = np.nan
+    path = _write_mesh(tmp_path / "nan.obj", v, f)
+    with pytest.raises(ValueError, match=r"^input: '.*nan\.obj' has 1 of 8 vertices with NaN or inf"):
+        load_shape_inputs(path, 256)
+
+
+def test_a_zero_area_mesh_is_refused(tmp_path):
+    v = [[0, 0, 0], [1, 0, 0], [2, 0, 0], [3, 0, 0]]  # collinear: every triangle degenerate
+    path = _write_mesh(tmp_path / "flat.ply", v, [[0, 1, 2], [1, 2, 3]])
+    with pytest.raises(ValueError, match="^input: .*zero surface area"):
+        load_shape_inputs(path, 256)
+
+
+def test_a_mesh_whose_vertices_coincide_is_refused_before_the_model_runs(tmp_path):
+    path = _write_mesh(tmp_path / "point.ply", [[0.2, 0.2, 0.2]] * 3, [[0, 1, 2]])
+    with pytest.raises(ValueError, match="^input: .*all vertices of its faces coincide"):
+        load_shape_inputs(path, 256)
+    with pytest.raises(ValueError, match="coincide"):
+        check_mesh(trimesh.Trimesh([[1.0, 1, 1]] * 3, [[0, 1, 2]], process=False))
+
+
+def test_load_mesh_names_the_argument(tmp_path):
+    with pytest.raises(FileNotFoundError, match="^weights: no file"):
+        load_mesh(tmp_path / "missing.obj", name="weights")
+    with pytest.raises(FileNotFoundError, match="^input: no file"):
+        load_shape_inputs(tmp_path / "missing.obj", 256)
+
+
+def test_points_and_normals_of_different_lengths(tmp_path):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "pc.npz", points=rng.uniform(-0.5, 0.5, (300, 3)), normals=rng.normal(size=(299, 3)))
+    with pytest.raises(ValueError, match="^input: .* has 300 points but 299 normals"):
+        load_shape_inputs(tmp_path / "pc.npz", 100)
+    np.savez(tmp_path / "wide.npz", points=rng.uniform(-0.5, 0.5, (300, 4)), normals=rng.normal(size=(300, 3)))
+    with pytest.raises(ValueError, match=r"^input: 'points' in .* must be \(P, 3\)"):
+        load_shape_inputs(tmp_path / "wide.npz", 100)
+
+
+def test_zero_normals_and_a_single_repeated_point_are_refused(tmp_path):
+    rng = np.random.default_rng(0)
+    normals = rng.normal(size=(300, 3))
+    normals[:5] = 0
+    np.savez(tmp_path / "zero.npz", points=rng.uniform(-0.5, 0.5, (300, 3)), normals=normals)
+    with pytest.raises(ValueError, match="^input: 5 of 300 normals .* are zero"):
+        load_shape_inputs(tmp_path / "zero.npz", 100)
+    np.save(tmp_path / "same.npy", np.concatenate([np.full((300, 3), 0.1), rng.normal(size=(300, 3))], 1))
+    with pytest.raises(ValueError, match="^input: every point .* is the same point"):
+        load_shape_inputs(tmp_path / "same.npy", 100)
+
+
+def test_non_numeric_and_unreadable_arrays(tmp_path):
+    np.save(tmp_path / "objects.npy", np.array([{"a": 1}] * 6, dtype=object).reshape(1, 6), allow_pickle=True)
+    with pytest.raises(ValueError, match="^input: could not read"):
+        load_shape_inputs(tmp_path / "objects.npy", 1)
+    (tmp_path / "junk.npz").write_text("not a zip")
+    with pytest.raises(ValueError, match="^input: .* is not a readable .npz archive"):
+        load_shape_inputs(tmp_path / "junk.npz", 1)
+
+
+@pytest.mark.parametrize("value", ["", "   "])
+def test_an_empty_input_is_refused_not_replaced_by_the_bunny(value, tiny_weights):
+    with pytest.raises(ValueError, match="^input: expected null .* got"):
+        VecsetShapePipeline(weights=str(tiny_weights), input=value)
+    with pytest.raises(ValueError, match="^input: expected a mesh"):
+        load_shape_inputs(value, 256)
+
+
+def test_a_text_file_named_pt_is_refused_without_the_weights_only_advice(tmp_path, tiny_weights):
+    text = tmp_path / "latents.pt"
+    text.write_text("these are not latents\n")
+    with pytest.raises(ValueError, match="^input: .* is not a readable PyTorch tensor file") as info:
+        load_shape_inputs(text, 256)
+    assert "weights_only" not in str(info.value) and info.value.__cause__ is None
+    with pytest.raises(ValueError, match="^weights: .* is not a readable PyTorch tensor file") as info:
+        VecsetVAE.from_pretrained(text)
+    assert "weights_only" not in str(info.value)
+    with pytest.raises(ValueError, match="^weights: expected null"):
+        VecsetShapePipeline(weights="")
+
+
+def test_weights_that_are_not_a_vae_or_hold_nan(tmp_path, tiny_weights):
+    torch.save({"something": torch.ones(2)}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="^weights: .* is not an accel3d VecsetVAE checkpoint"):
+        VecsetVAE.from_pretrained(tmp_path / "other.pt")
+    payload = torch.load(tiny_weights, weights_only=True)
+    first = next(iter(payload["state_dict"]))
+    payload["state_dict"][first][0] = float("nan")
+    torch.save(payload, tmp_path / "nan.pt")
+    with pytest.raises(ValueError, match=f"^weights: .* NaN or inf in 1 tensors, first {first}"):
+        VecsetVAE.from_pretrained(tmp_path / "nan.pt")
+
+
+@pytest.mark.parametrize(
+    ("knob", "value"),
+    [("resolution", 256.0), ("resolution", 1), ("num_points", "2048"), ("level", float("nan")), ("inside", "in"), ("chunk_size", 0)],
+)
+def test_shape_pipeline_knobs_are_refused_before_the_vae_loads(knob, value, monkeypatch):
+    loaded = []
+    monkeypatch.setattr(VecsetVAE, "from_pretrained", classmethod(lambda cls, *a, **k: loaded.append(1)))
+    with pytest.raises((ValueError, TypeError), match=f"^{knob}: expected"):
+        VecsetShapePipeline(**{knob: value})
+    assert loaded == []
+
+
+@pytest.mark.parametrize("threshold", [-0.01, 0.0, float("nan"), float("inf")])
+def test_fscore_threshold_must_be_positive_and_finite(threshold):
+    box = trimesh.creation.box()
+    with pytest.raises(ValueError, match="^fscore_threshold: expected a finite number > 0"):
+        chamfer_and_fscore(box, box, threshold)
+
+
+INTERRUPTED = """
+import signal, sys, trimesh
+signal.signal(signal.SIGINT, signal.default_int_handler)
+from accel3d.geometry.metrics import chamfer_and_fscore
+a, b = trimesh.creation.icosphere(5), trimesh.creation.icosphere(5, radius=1.01)
+print("ready", flush=True)
+while True:
+    chamfer_and_fscore(a, b, 0.01, samples=400_000)
+"""
+
+
+def test_ctrl_c_during_the_metrics_exits_with_keyboard_interrupt_not_a_segfault():
+    # scipy's threaded KD-tree query (workers=-1) segfaulted (-11) when SIGINT arrived mid-query.
+    proc = subprocess.Popen([sys.executable, "-c", INTERRUPTED], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    time.sleep(1.5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode in (-signal.SIGINT, 1), (proc.returncode, err[-500:])
+    assert "KeyboardInterrupt" in err

@@ -1,0 +1,148 @@
+"""Bad job configurations and sweeps: the whole configuration is checked before the first model
+call, sweeps summarise exactly their own jobs and keep the results of the jobs that did not fail,
+and benchmarks never overwrite committed results unasked."""
+
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from accel3d.bench.caching import merge_sections
+from accel3d.bench.decoding import merge_results
+from accel3d.cli import config_dir
+from accel3d.geometry.volume import DenseVolumeDecoder
+from accel3d.runner import check_job_config, prepare_job, run_job
+
+TINY = ["pipeline.resolution=32", "pipeline.num_points=256", "pipeline.progress=false", "stack.accelerators.0.min_resolution=8"]
+
+
+def config(*overrides):
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        return compose("run", overrides=list(overrides))
+
+
+@pytest.mark.parametrize(
+    ("override", "match"),
+    [
+        ("repeats=0", "^repeats: expected an integer >= 1"),
+        ("repeats=1.5", "^repeats: expected an integer"),
+        ("fscore_threshold=-0.01", "^fscore_threshold: expected a finite number > 0"),
+        ("fscore_threshold=nan", "^fscore_threshold: expected"),
+        ("export_formats=[stl]", "^export_formats: expected a list of"),
+        ("export_formats=obj2", "^export_formats: expected"),
+        ("baseline=maybe", "^baseline: expected true or false"),
+        ("preview='false'", "^preview: expected true or false"),
+        ("seed=0.5", "^seed: expected an integer"),
+    ],
+)
+def test_job_knobs(override, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        check_job_config(config(override))
+
+
+def test_a_single_export_format_is_a_list_of_one():
+    assert check_job_config(config("export_formats=glb"))["export_formats"] == ["glb"]
+    assert check_job_config(config("export_formats=[]"))["export_formats"] == []
+
+
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [
+        (["stack.accelerators.0.band=nan"], r"stack.*band: expected a finite number >= 0"),
+        (["stack.accelerators.0.level=nan"], r"level: expected a finite number"),
+        (["stack=flashvdm", "stack.accelerators.1.topk=1.0"], r"topk: expected an integer"),
+        (["stack=flashvdm", "stack.accelerators.1.per_head='false'"], r"per_head: expected true or false"),
+        (["pipeline=sds", "stack=hash3d", "pipeline.guidance_scale=nan"], r"pipeline.*guidance_scale: expected a finite number"),
+        (["pipeline=sds", "stack=hash3d", "stack.accelerators.0.temperature=inf"], r"temperature: expected"),
+        (["pipeline.input=''"], r"input: expected null"),
+    ],
+)
+def test_bad_knobs_anywhere_in_the_config_fail_before_any_model_call(overrides, match, monkeypatch, tiny_weights):
+    monkeypatch.setattr(DenseVolumeDecoder, "decode", lambda *a, **k: pytest.fail("decoded before the config was checked"))
+    weights = [f"pipeline.weights={tiny_weights}"] if not any("pipeline=sds" in o for o in overrides) else []
+    with pytest.raises((ValueError, TypeError), match=match):
+        prepare_job(config(*weights, *overrides))
+
+
+def test_a_resolution_below_the_stacks_minimum_is_refused_before_the_baseline(tmp_path, monkeypatch, tiny_weights):
+    calls = []
+    monkeypatch.setattr(DenseVolumeDecoder, "decode", lambda *a, **k: calls.append(1))
+    cfg = config(f"pipeline.weights={tiny_weights}", "pipeline.resolution=32", "stack.accelerators.0.min_resolution=48")
+    with pytest.raises(ValueError, match=r"^pipeline.resolution: 32 is below min_resolution 48 of the 'hierarchical' accelerator"):
+        run_job(cfg, tmp_path)
+    assert calls == [] and not (tmp_path / "report.json").exists()
+
+
+def accel3d(*args, cwd, ok=True):
+    proc = subprocess.run([sys.executable, "-m", "accel3d.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+    assert (proc.returncode == 0) == ok, proc.stderr[-3000:]
+    return proc
+
+
+def test_a_nan_knob_on_the_command_line_names_it(tmp_path):
+    proc = accel3d("run", "pipeline=sds", "stack=hash3d", "pipeline.guidance_scale=nan", cwd=tmp_path, ok=False)
+    assert "guidance_scale: expected a finite number >= 0, got nan" in proc.stderr
+    assert not list(tmp_path.rglob("report.json"))
+
+
+def _rows(sweep):
+    with open(sweep / "summary.csv") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_a_reused_sweep_directory_summarises_only_the_new_sweep(tmp_path, tiny_weights):
+    sweep = tmp_path / "sweep"
+    common = [f"pipeline.weights={tiny_weights}", *TINY, f"hydra.sweep.dir={sweep}", "preview=false", "export_formats=[]"]
+    accel3d("run", "-m", "stack=hierarchical,hierarchical_flashvdm", *common, cwd=tmp_path)
+    assert [r["stack"] for r in _rows(sweep)] == ["hierarchical", "hierarchical_flashvdm"]
+    accel3d("run", "-m", "stack=hierarchical_flashvdm", "stack.accelerators.0.band=0.5", *common, cwd=tmp_path)
+    rows = _rows(sweep)  # job 1's folder from the first sweep is still there, and is left out
+    assert [(r["job"], r["stack"], r["status"]) for r in rows] == [("0", "hierarchical_flashvdm", "completed")]
+    assert "stack.accelerators.0.band=0.5" in rows[0]["overrides"]
+
+
+def test_a_failed_job_is_listed_and_the_others_are_summarised(tmp_path, tiny_weights):
+    sweep = tmp_path / "sweep"
+    proc = accel3d(
+        "run",
+        "-m",
+        "stack.accelerators.0.band=0.3,-1,0.5",
+        f"pipeline.weights={tiny_weights}",
+        *TINY,
+        f"hydra.sweep.dir={sweep}",
+        "preview=false",
+        "export_formats=[]",
+        cwd=tmp_path,
+        ok=False,
+    )
+    rows = _rows(sweep)
+    assert [(r["job"], r["status"]) for r in rows] == [("0", "completed"), ("1", "failed"), ("2", "completed")]
+    assert "stack.accelerators.0: band: expected a finite number >= 0 or None, got -1" in rows[1]["error"]
+    assert rows[0]["iou_vs_baseline"] and not rows[1]["iou_vs_baseline"]
+    md = (sweep / "summary.md").read_text()
+    assert "1 job(s) did not complete" in md and "stack.accelerators.0.band=-1" in md
+    assert (sweep / "speed_vs_fidelity.png").stat().st_size > 0
+    assert "1 sweep job(s) did not complete" in proc.stderr
+    record = json.loads((sweep / "1_hierarchical" / "job.json").read_text())
+    assert record["status"] == "failed" and "Traceback" in record["traceback"]
+
+
+def test_bench_writes_to_an_output_folder_by_default(tmp_path):
+    accel3d("bench", "kernels", "--queries", "256", "--keys", "32", "--rows", "64", "--channels", "4", "--repeats", "1", cwd=tmp_path)
+    written = list((tmp_path / "outputs" / "bench").rglob("kernels.json"))
+    assert len(written) == 1 and json.loads(written[0].read_text())["results"]
+
+
+def test_saving_one_section_keeps_the_other_committed_sections():
+    saved = {"created": "old", "args": {"sections": ["tiny", "sd21"]}, "tiny": {"x": 1}, "sd21": {"y": 2}}
+    new = {"created": "new", "args": {"sections": ["tiny"]}, "tiny": {"x": 3}}
+    merged = merge_sections(saved, new)
+    assert merged["tiny"] == {"x": 3} and merged["sd21"] == {"y": 2} and merged["created"] == "new"
+    rows = merge_results(
+        {"results": [{"subject": "model", "resolution": 128, "v": 1}, {"subject": "model", "resolution": 256, "v": 2}]},
+        {"meta": {}, "results": [{"subject": "model", "resolution": 256, "v": 3}]},
+    )["results"]
+    assert sorted((r["resolution"], r["v"]) for r in rows) == [(128, 1), (256, 3)]
