@@ -161,3 +161,22 @@ def test_a_unet_that_turns_nan_mid_run_stops_at_that_step(pipe):
 def test_run_iterations_override_is_checked(pipe):
     with pytest.raises(ValueError, match="^iterations: expected an integer >= 1"):
         pipe.run(pipe.load_inputs(), iterations=0)
+
+
+def test_scene_and_camera_knobs():
+    from accel3d.pipelines.sds_scene import CameraSampler, VoxelField, turntable
+
+    for kwargs, match in [
+        ({"bound": INF}, "^bound: expected"),
+        ({"blob_radius": NAN}, "^blob_radius: expected"),
+        ({"resolution": 16.0}, "^resolution: expected an integer"),
+        ({"channels": True}, "^channels: expected an integer"),
+    ]:
+        with pytest.raises((ValueError, TypeError), match=match):
+            VoxelField(**kwargs)
+    with pytest.raises(ValueError, match=r"^radius_range\[1\]: expected a finite number"):
+        CameraSampler(radius_range=(1.0, "2"))
+    field = VoxelField(resolution=8)
+    for kwargs, match in [({"fovy": NAN}, "^fovy: expected"), ({"elevation": 120.0}, "^elevation: expected"), ({"size": 0}, "^size")]:
+        with pytest.raises(ValueError, match=match):
+            turntable(field, **kwargs)

@@ -141,3 +141,32 @@ def test_scatter_max_refuses_nan_and_a_non_number_empty_value():
         scatter_max_rows(src, torch.tensor([0, 0]), 1)
     with pytest.raises(ValueError, match="empty_value"):
         scatter_max_rows(torch.ones(2, 1), torch.tensor([0, 0]), 1, empty_value=math.nan)
+
+
+def test_surface_extraction_refuses_a_nan_level_instead_of_returning_an_empty_mesh():
+    from accel3d.geometry.surface import extract_mesh
+
+    grid = DenseVolumeDecoder(progress=False).decode(truncated(shapes.sphere(0.5)), 16)
+    for level in (NAN, INF, "0"):
+        with pytest.raises((ValueError, TypeError), match="^level: expected a finite number"):
+            extract_mesh(grid, level=level)
+    with pytest.raises(ValueError, match="^inside: expected one of"):
+        extract_mesh(grid, inside="in")
+    grid.values[0, 0, 0] = INF
+    with pytest.raises(ValueError, match="^grid: 1 NaN or inf values"):
+        extract_mesh(grid)
+
+
+def test_cell_planning_and_selection_check_their_arguments():
+    from accel3d.decoding import plan_cells
+
+    points = torch.rand(10, 3)
+    with pytest.raises(ValueError, match="^bound: expected a finite number > 0"):
+        plan_cells(points, 4, bound=NAN)
+    with pytest.raises(ValueError, match="^points: NaN or inf"):
+        plan_cells(torch.tensor([[0.0, NAN, 0.0]]), 4)
+    with pytest.raises(ValueError, match="^points: expected a floating-point"):
+        plan_cells(torch.zeros(4, 3, dtype=torch.long), 4)
+    q, k = torch.randn(1, 10, 8), torch.randn(1, 6, 8)
+    with pytest.raises(ValueError, match="^scale: expected a finite number > 0"):
+        KVSelector("merge").select(q, k, torch.tensor([0, 10]), scale=NAN)

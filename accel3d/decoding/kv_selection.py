@@ -96,10 +96,13 @@ def plan_cells(points: Tensor, cells: int = 6, bound: float = DEFAULT_BOUND) -> 
     The grid is fixed in space, so it does not depend on how a decoder chunks its
     queries; points outside the box fall into the border cells.
     """
-    if points.ndim != 2 or points.shape[-1] != 3:
-        raise ValueError(f"plan_cells: points must be (N, 3), got {tuple(points.shape)}")
-    if isinstance(cells, bool) or not isinstance(cells, int) or cells < 1:
-        raise ValueError(f"cells: expected a positive int, got {cells!r}")
+    if not isinstance(points, Tensor) or points.ndim != 2 or points.shape[-1] != 3 or not points.is_floating_point():
+        shape = tuple(points.shape) if isinstance(points, Tensor) else type(points).__name__
+        raise ValueError(f"points: expected a floating-point (N, 3) tensor, got {shape}")
+    check_int("cells", cells, low=1)
+    bound = check_float("bound", bound, low=0.0, low_open=True)
+    if not bool(torch.isfinite(points).all()):
+        raise ValueError("points: NaN or inf coordinates cannot be placed in a cell")
     ijk = ((points.float() + bound) * (cells / (2 * bound))).floor().long().clamp_(0, cells - 1)
     cell = (ijk[:, 0] * cells + ijk[:, 1]) * cells + ijk[:, 2]
     order = torch.argsort(cell, stable=True)
@@ -179,7 +182,7 @@ class KVSelector:
             )
         if int(cell_offsets[0]) != 0 or int(cell_offsets[-1]) != q.shape[1] or bool((cell_offsets[1:] < cell_offsets[:-1]).any()):
             raise ValueError(f"KVSelector.select: cell_offsets must rise from 0 to the {q.shape[1]} queries")
-        scale = q.shape[-1] ** -0.5 if scale is None else scale
+        scale = q.shape[-1] ** -0.5 if scale is None else check_float("scale", scale, low=0.0, low_open=True)
         heads, num_keys = k.shape[0], k.shape[1]
         q_sampled, sample_cell, counts = self._sampled(q, cell_offsets)
         kf = k.float()

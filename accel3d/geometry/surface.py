@@ -10,6 +10,7 @@ import torch
 import trimesh
 
 from accel3d.core.io import atomic_write
+from accel3d.core.validate import check_choice, check_float
 from accel3d.geometry.volume import VolumeGrid
 
 MESH_FORMATS = ("glb", "ply", "obj")
@@ -24,10 +25,11 @@ def extract_mesh(grid: VolumeGrid, level: float = 0.0, inside: str = "positive")
     from skimage.measure import marching_cubes
 
     values = grid.values.numpy() if isinstance(grid.values, torch.Tensor) else np.asarray(grid.values)
-    if np.isnan(values).any():
-        raise ValueError(f"grid: {int(np.isnan(values).sum())} NaN values; fill undecoded points before extracting a surface")
-    if inside not in ("positive", "negative"):
-        raise ValueError(f"inside: expected 'positive' or 'negative', got {inside!r}")
+    level = check_float("level", level)
+    check_choice("inside", inside, ("positive", "negative"))
+    if not np.isfinite(values).all():
+        bad = int((~np.isfinite(values)).sum())
+        raise ValueError(f"grid: {bad} NaN or inf values; fill undecoded points before extracting a surface")
     if values.shape != (grid.resolution + 1,) * 3 or grid.bound <= 0:
         raise ValueError(f"grid: expected values of shape {(grid.resolution + 1,) * 3} and bound > 0, got {values.shape} and {grid.bound}")
     if not (values.min() < level < values.max()):

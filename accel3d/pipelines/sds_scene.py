@@ -46,6 +46,7 @@ import trimesh
 from torch import Tensor
 
 from accel3d.core.io import atomic_write
+from accel3d.core.validate import check_float, check_int, check_pair
 
 _INIT_STD = 0.01  # parameters start near zero so the fixed blob decides the initial shape
 _RAY_EPS = 1e-9  # stands in for a zero direction component in the slab test
@@ -89,12 +90,7 @@ class Cameras:
 def _check_range(
     name: str, value: tuple[float, float], low: float | None = None, high: float | None = None, open_ends: bool = False
 ) -> None:
-    try:
-        lo, hi = (float(v) for v in value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name}: expected a (low, high) pair of numbers, got {value!r}") from None
-    if not (math.isfinite(lo) and math.isfinite(hi)) or lo > hi:
-        raise ValueError(f"{name}: expected finite (low, high) with low <= high, got {value!r}")
+    lo, hi = check_pair(name, value)
     below = low is not None and (lo <= low if open_ends else lo < low)
     above = high is not None and (hi >= high if open_ends else hi > high)
     if below or above:
@@ -216,16 +212,12 @@ class VoxelField(torch.nn.Module):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 2:
-            raise ValueError(f"resolution: expected an int >= 2, got {resolution!r}")
-        if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
-            raise ValueError(f"channels: expected a positive int, got {channels!r}")
-        if not (math.isfinite(bound) and bound > 0):
-            raise ValueError(f"bound: expected a finite number > 0, got {bound!r}")
-        if not math.isfinite(blob_density):
-            raise ValueError(f"blob_density: expected a finite number, got {blob_density!r}")
-        if not (math.isfinite(blob_radius) and blob_radius > 0):
-            raise ValueError(f"blob_radius: expected a finite number > 0, got {blob_radius!r}")
+        check_int("resolution", resolution, low=2)
+        check_int("channels", channels, low=1)
+        check_float("bound", bound, low=0.0, low_open=True)
+        check_float("blob_density", blob_density)
+        check_float("blob_radius", blob_radius, low=0.0, low_open=True)
+        check_int("seed", seed)
         self.resolution = resolution
         self.channels = channels
         self.bound = float(bound)
@@ -301,8 +293,11 @@ def turntable(
     field: VoxelField, views: int = 8, elevation: float = 15.0, radius: float = 1.8, fovy: float = 50.0, size: int = 64
 ) -> Tensor:
     """Render ``views`` cameras evenly spaced in azimuth (starting at 0): (views, C, size, size), without grad."""
-    if isinstance(views, bool) or not isinstance(views, int) or views < 1:
-        raise ValueError(f"views: expected a positive int, got {views!r}")
+    check_int("views", views, low=1)
+    check_int("size", size, low=1)
+    check_float("elevation", elevation, low=-90.0, high=90.0)
+    check_float("radius", radius, low=0.0, low_open=True)
+    check_float("fovy", fovy, low=0.0, high=180.0, low_open=True, high_open=True)
     cams = Cameras(
         azimuth=torch.arange(views, dtype=torch.float32) * (360.0 / views),
         elevation=torch.full((views,), float(elevation)),
