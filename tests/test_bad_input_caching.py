@@ -180,3 +180,45 @@ def test_scene_and_camera_knobs():
     for kwargs, match in [({"fovy": NAN}, "^fovy: expected"), ({"elevation": 120.0}, "^elevation: expected"), ({"size": 0}, "^size")]:
         with pytest.raises(ValueError, match=match):
             turntable(field, **kwargs)
+
+
+def test_review_findings_in_caching():
+    with pytest.raises(ValueError, match=r"GridCells.azimuth: expected a cell size >= 1e-06"):
+        Hash3D(grids=[[1e-300, 1e-300, 1e-300, 1e-300]])  # indices would overflow into one bucket
+    with pytest.raises(ValueError, match="^num_buckets: expected an integer >= 1 and <= 10000000"):
+        Hash3D(num_buckets=10**10)
+    with pytest.raises(ValueError, match="^max_megabytes: expected a finite number >= 0.001"):
+        Hash3D(max_megabytes=1e-7)
+    for seed in (-1, 2**64):
+        with pytest.raises(ValueError, match="^seed: expected an integer >= 0"):
+            Hash3D(seed=seed)
+        with pytest.raises(ValueError, match="^seed: expected an integer >= 0"):
+            SDSPipeline(**{**SMALL, "seed": seed})
+    with pytest.raises(ValueError, match="^azimuth_range"):
+        SDSPipeline(**{**SMALL, "azimuth_range": [-1e308, 1e308]})
+
+
+def test_t_range_up_to_one_means_the_last_training_step(pipe):
+    top = SDSPipeline(**{**SMALL, "t_range": [1.0, 1.0]})
+    assert top.min_step == top.max_step == 999
+    result = top.run(top.load_inputs(), iterations=2)  # was an IndexError inside diffusers' add_noise
+    assert len(result.losses) == 2
+
+
+def test_embeddings_file_that_is_not_a_tensor_file(tmp_path, pipe):
+    (tmp_path / "emb.pt").write_text("a prompt, not embeddings")
+    with pytest.raises(ValueError, match="^embeddings: .* is not a readable PyTorch tensor file"):
+        SDSPipeline(**{**SMALL, "embeddings": str(tmp_path / "emb.pt")}).load_inputs()
+    inputs = pipe.load_inputs()
+    inputs.embeddings = torch.zeros(2, 5, 3)
+    with pytest.raises(ValueError, match=r"^embeddings: expected a \(2, seq, 64\) tensor"):
+        pipe.run(inputs)
+
+
+@pytest.mark.parametrize("value", [[], True, "front", torch.tensor([True])])
+def test_camera_pose_values(value):
+    from accel3d.core import camera_pose
+
+    with pytest.raises(ValueError, match="^camera azimuth"):
+        with camera_pose(azimuth=value, elevation=0.0, radius=1.5):
+            pass

@@ -295,3 +295,10 @@ def test_write_json_turns_every_non_finite_into_null(tmp_path):
         "f": [None, [1, None]],
         "g": None,
     }
+
+
+def test_write_json_keys_and_huge_ints(tmp_path):
+    path = write_json(tmp_path / "k.json", {float("nan"): 1, np.int64(3): 2, 4: 3})
+    assert json.loads(path.read_text()) == {"None": 1, "3": 2, "4": 3}
+    with pytest.raises(ValueError, match="^x: expected a finite number, got an integer too large"):
+        check_float("x", 10**400)

@@ -170,3 +170,57 @@ def test_cell_planning_and_selection_check_their_arguments():
     q, k = torch.randn(1, 10, 8), torch.randn(1, 6, 8)
     with pytest.raises(ValueError, match="^scale: expected a finite number > 0"):
         KVSelector("merge").select(q, k, torch.tensor([0, 10]), scale=NAN)
+
+
+def test_review_findings_in_decoding():
+    from accel3d.decoding import plan_cells
+    from accel3d.decoding.hierarchical import coarse_to_fine_levels, refinement_mask
+    from accel3d.decoding.sparsity import attention_sparsity
+
+    with pytest.raises(ValueError, match="^cells: expected an integer >= 1 and <= 64"):
+        AdaptiveKVSelection(cells=100_000)  # was accepted, then failed in the allocator after the baseline
+    with pytest.raises(ValueError, match="^cells"):
+        plan_cells(torch.rand(5, 3), 2000)
+    with pytest.raises(ValueError, match=r"^hierarchical: unknown knob\(s\) \['bandd'\]; expected some of .*'band'"):
+        HierarchicalDecoding(bandd=0.3)
+    with pytest.raises(ValueError, match="min_resolution"):
+        coarse_to_fine_levels(32, 0)
+    for kwargs in ({"level": NAN}, {"band": NAN}, {"dilation": -1}):
+        with pytest.raises(ValueError, match=next(iter(kwargs))):
+            refinement_mask(torch.zeros(4, 4, 4), **{"level": 0.0, "band": 0.1, "dilation": 0, **kwargs})
+    with pytest.raises(ValueError, match="num_keys"):
+        from accel3d.decoding import resolve_topk
+
+        resolve_topk(3, -5)
+    with pytest.raises(ValueError, match="^KVSelector.select: expected at least one key"):
+        KVSelector().select(torch.randn(1, 4, 8), torch.randn(1, 0, 8), torch.tensor([0, 4]))
+    for masses in ((NAN,), 0.9, (1.5,), ()):
+        with pytest.raises(ValueError, match="masses"):
+            attention_sparsity(None, (None, None), torch.zeros(1, 3), masses=masses)
+
+
+def test_hierarchical_refuses_an_object_whose_decode_is_not_a_volume_decoder(tiny_config):
+    from accel3d.models.vecset_vae import VecsetVAE
+
+    with pytest.raises(TypeError, match=r"expected a volume decoder with a decode\(fn, resolution, bound\)"):
+        HierarchicalDecoding().attach(VecsetVAE(tiny_config))  # its decode(latents) is not one
+
+
+@pytest.mark.parametrize("scale", ["0.5", True, torch.tensor([0.5]), 0.0, NAN])
+def test_attention_scale_must_be_a_positive_number(scale):
+    with pytest.raises(ValueError, match="scale must be None or a positive finite number"):
+        packed_sparse_attention(*_attention_inputs("q", 0.5), scale=scale)
+
+
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+def test_attention_overflow_is_an_error_not_a_nan_output(backend):
+    with pytest.raises(FloatingPointError, match="the output overflowed"):
+        packed_sparse_attention(*_attention_inputs("q", 0.5), scale=1e308, backend=backend)
+
+
+def test_attention_head_dim_and_backend_type():
+    q, k, v, cells, kvo, kvi = _attention_inputs("q", 0.5)
+    with pytest.raises(ValueError, match=r"head dim must be in \[1, 256\]"):
+        packed_sparse_attention(q[..., :0], k[..., :0], v[..., :0], cells, kvo, kvi)
+    with pytest.raises(ValueError, match="backend must be one of"):
+        packed_sparse_attention(q, k, v, cells, kvo, kvi, backend=123)

@@ -160,3 +160,64 @@ def test_ctrl_c_during_the_metrics_exits_with_keyboard_interrupt_not_a_segfault(
     _, err = proc.communicate(timeout=120)
     assert proc.returncode in (-signal.SIGINT, 1), (proc.returncode, err[-500:])
     assert "KeyboardInterrupt" in err
+
+
+def test_review_findings_in_inputs(tmp_path, tiny_weights):
+    v, f = _box(tmp_path)
+    with pytest.raises(ValueError, match="^input: .* coordinates beyond 1e\\+12"):
+        load_shape_inputs(_write_mesh(tmp_path / "huge.obj", v * 1e300, f), 256)
+    with pytest.raises(ValueError, match="^input: .* all vertices of its faces coincide"):
+        load_shape_inputs(_write_mesh(tmp_path / "tiny.ply", v * 1e-30, f), 256)
+    with pytest.raises(ValueError, match="^num_points: expected an integer >= 1"):
+        load_shape_inputs(None, -3)
+    rng = np.random.default_rng(0)
+    few = np.repeat(rng.uniform(-0.5, 0.5, (5, 3)), 60, axis=0)
+    np.savez(tmp_path / "few.npz", points=few, normals=rng.normal(size=few.shape))
+    pipe = VecsetShapePipeline(weights=str(tiny_weights), input=str(tmp_path / "few.npz"), num_points=256)
+    with pytest.raises(ValueError, match="^input: .* only 5 distinct points; the VAE needs at least num_latents=16"):
+        pipe.load_inputs()
+    line = np.linspace(-0.5, 0.5, 300)[:, None] * np.array([[1.0, 0.5, 0.2]])
+    np.savez(tmp_path / "line.npz", points=line, normals=rng.normal(size=line.shape))
+    pipe.input = str(tmp_path / "line.npz")
+    with pytest.raises(ValueError, match="^input: the points of .* lie on a line"):
+        pipe.load_inputs()
+
+
+def test_review_findings_in_weights(tmp_path, tiny_weights, tiny_config):
+    from dataclasses import asdict
+
+    from accel3d.models.vecset_vae import VecsetVAEConfig
+
+    for key, value in (("qk_norm", "false"), ("num_latents", 256.0), ("bounds", float("nan")), ("scale_factor", 0.0)):
+        with pytest.raises(ValueError, match=f"VecsetVAEConfig.{key}: expected"):
+            VecsetVAEConfig(**{**asdict(tiny_config), key: value})
+        payload = torch.load(tiny_weights, weights_only=True)
+        payload["config"][key] = value
+        torch.save(payload, tmp_path / "bad.pt")
+        with pytest.raises(ValueError, match=f"^weights: .*VecsetVAEConfig.{key}: expected"):
+            VecsetVAE.from_pretrained(tmp_path / "bad.pt")
+    with pytest.raises(ValueError, match="^map_location: expected a device"):
+        VecsetVAE.from_pretrained(tiny_weights, map_location="banana")
+
+
+def test_surface_and_export_arguments(tmp_path):
+    from accel3d.geometry.surface import export_mesh, extract_mesh
+    from accel3d.geometry.volume import VolumeGrid
+
+    with pytest.raises(TypeError, match="^grid: expected a VolumeGrid"):
+        extract_mesh(torch.zeros(9, 9, 9))
+    values = torch.linspace(-1, 1, 9)[:, None, None].expand(9, 9, 9).clone()
+    with pytest.raises(ValueError, match="^bound: expected a finite number > 0"):
+        extract_mesh(VolumeGrid(values, 8, float("nan"), queries=729))
+    box = trimesh.creation.box()
+    with pytest.raises(TypeError, match="^path: expected a file path"):
+        export_mesh(box, None)
+    with pytest.raises(TypeError, match="^mesh: expected a trimesh.Trimesh"):
+        export_mesh(None, tmp_path / "m.glb")
+    with pytest.raises(IsADirectoryError, match="is a folder"):
+        export_mesh(box, tmp_path)
+    bad = box.copy()
+    bad.vertices[0] = np.nan
+    with pytest.raises(ValueError, match="NaN or inf vertices"):
+        export_mesh(bad, tmp_path / "nan.glb")
+    assert not list(tmp_path.glob("*.glb*"))

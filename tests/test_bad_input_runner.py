@@ -146,3 +146,21 @@ def test_saving_one_section_keeps_the_other_committed_sections():
         {"meta": {}, "results": [{"subject": "model", "resolution": 256, "v": 3}]},
     )["results"]
     assert sorted((r["resolution"], r["v"]) for r in rows) == [(128, 1), (256, 3)]
+
+
+def test_a_stack_for_another_pipeline_is_an_argument_error_so_a_sweep_goes_on(tiny_weights):
+    with pytest.raises(ValueError, match=r"^stack: 'hash3d' targets stage\(s\) \['denoiser'\], which pipeline 'vecset_shape'"):
+        prepare_job(config(f"pipeline.weights={tiny_weights}", "stack=hash3d"))
+
+
+def test_bench_options_are_checked_before_any_work(tmp_path):
+    for args, match in [
+        (["kernels", "--repeats", "0"], "--repeats: expected an integer >= 1"),
+        (["decoding", "--fscore-threshold", "nan"], "--fscore-threshold: expected a finite number > 0"),
+        (["kernels", "--heads", "0"], "--heads: expected an integer >= 1"),
+    ]:
+        proc = accel3d("bench", *args, cwd=tmp_path, ok=False)
+        assert match in proc.stderr, proc.stderr[-500:]
+    (tmp_path / "folder").mkdir()
+    proc = accel3d("bench", "kernels", "--out", str(tmp_path / "folder"), cwd=tmp_path, ok=False)
+    assert "is a folder" in proc.stderr and not list(tmp_path.rglob("*.json"))

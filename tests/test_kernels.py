@@ -213,7 +213,7 @@ def test_more_argument_checks():
         packed_sparse_attention(q, k, k, cells, torch.tensor([0, 2]), kvi)
     with pytest.raises(ValueError, match="block_n must be a power of two in"):
         packed_sparse_attention(q, k, k, cells, kvo, kvi, block_n=64.0)
-    with pytest.raises(ValueError, match="scale must be a positive finite number"):
+    with pytest.raises(ValueError, match="scale must be None or a positive finite number"):
         packed_sparse_attention(q, k, k, cells, kvo, kvi, scale=float("nan"))
     with pytest.raises(TypeError, match="computes bfloat16 wrongly"):
         gather_rows(torch.randn(3, 2).bfloat16(), torch.tensor([0]), backend="triton")

@@ -22,6 +22,35 @@ def main(argv: list[str]) -> None:
     importlib.import_module(BENCHMARKS[argv[0]]).main(argv[1:])
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an int >= 1 (argparse then names the option in its error)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
+
+
+def nonnegative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not (value > 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text}")
+    return value
+
+
+def nonnegative_float(text: str) -> float:
+    value = float(text)
+    if not (value >= 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
+    return value
+
+
 RESULTS_DIR = Path(__file__).resolve().parents[2] / "docs" / "results"  # only in a source checkout
 
 
@@ -41,11 +70,28 @@ def write_results(args: argparse.Namespace, name: str, report: dict[str, Any], m
     """Write the report to ``args.out`` (or a new output folder); with ``--save-results``, also merge it into docs/results/."""
     from accel3d.core.io import write_json
 
-    out = args.out or Path("outputs") / "bench" / time.strftime("%Y-%m-%d") / f"{time.strftime('%H-%M-%S')}_{name}" / f"{name}.json"
+    out = output_path(args, name)
     write_json(out, report)
     print(f"\nwrote {out}")
     if not args.save_results:
         return
+    _save(args, name, report, merge, out)
+
+
+def output_path(args: argparse.Namespace, name: str) -> Path:
+    """Where the report goes; call it before the work as well, so a bad ``--out`` fails at once."""
+    if args.out is None:  # one folder per run, fixed at the first call
+        stamp = time.strftime("%Y-%m-%d"), time.strftime("%H-%M-%S")
+        args.out = Path("outputs") / "bench" / stamp[0] / f"{stamp[1]}_{name}" / f"{name}.json"
+    out = args.out
+    if out.is_dir():
+        sys.exit(f"--out: '{out}' is a folder; expected a JSON file name")
+    return out
+
+
+def _save(args: argparse.Namespace, name: str, report: dict[str, Any], merge: Callable[[dict, dict], dict] | None, out: Path) -> None:
+    from accel3d.core.io import write_json
+
     if not RESULTS_DIR.is_dir():
         sys.exit(
             f"--save-results: no docs/results/ folder at {RESULTS_DIR} (it exists only in a source checkout); the results are in {out}"

@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from accel3d.bench import add_output_arguments, write_results
+from accel3d.bench import add_output_arguments, nonnegative_float, nonnegative_int, output_path, positive_float, positive_int, write_results
 from accel3d.decoding.accelerator import AdaptiveKVSelection
 from accel3d.decoding.hierarchical import HierarchicalVolumeDecoder
 from accel3d.decoding.sparsity import attention_sparsity
@@ -135,25 +135,28 @@ def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(
         prog="accel3d bench decoding", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--resolutions", type=int, nargs="+", default=[128, 256, 384])
+    parser.add_argument("--resolutions", type=positive_int, nargs="+", default=[128, 256, 384])
     parser.add_argument("--subjects", nargs="+", default=["model", "sphere", "torus", "thin_plate"])
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--warmup-resolution", type=int, default=64, help="resolution of the untimed warm-up run of each method")
-    parser.add_argument("--min-resolution", type=int, default=48, help="coarsest level for the shipped model")
-    parser.add_argument("--sdf-min-resolution", type=int, default=63, help="coarsest level for the analytic fields")
-    parser.add_argument("--band", type=float, default=0.3, help="tSDF band for the shipped model (configs/stack/hierarchical.yaml)")
-    parser.add_argument("--dilation", type=int, default=0, help="dilations for the shipped model")
-    parser.add_argument("--sdf-band", type=float, default=0.95, help="tSDF band for the analytic fields (FlashVDM's value)")
-    parser.add_argument("--sdf-dilation", type=int, default=1, help="dilations for the analytic fields")
+    parser.add_argument("--repeats", type=positive_int, default=3)
+    parser.add_argument("--warmup-resolution", type=positive_int, default=64, help="resolution of the untimed warm-up run of each method")
+    parser.add_argument("--min-resolution", type=positive_int, default=48, help="coarsest level for the shipped model")
+    parser.add_argument("--sdf-min-resolution", type=positive_int, default=63, help="coarsest level for the analytic fields")
+    parser.add_argument(
+        "--band", type=nonnegative_float, default=0.3, help="tSDF band for the shipped model (configs/stack/hierarchical.yaml)"
+    )
+    parser.add_argument("--dilation", type=nonnegative_int, default=0, help="dilations for the shipped model")
+    parser.add_argument("--sdf-band", type=nonnegative_float, default=0.95, help="tSDF band for the analytic fields (FlashVDM's value)")
+    parser.add_argument("--sdf-dilation", type=nonnegative_int, default=1, help="dilations for the analytic fields")
     parser.add_argument("--kv-modes", nargs="*", default=["mean", "merge"], help="adaptive KV modes to add on the VAE (none: skip)")
-    parser.add_argument("--topk", type=int, default=None, help="adaptive KV K as a count of keys (default: Hunyuan3D-2's rule)")
-    parser.add_argument("--topk-ratio", type=float, default=None, help="adaptive KV K as a share of the keys, in (0, 1]")
-    parser.add_argument("--cells", type=int, default=6, help="adaptive KV cells per axis")
-    parser.add_argument("--threshold", type=float, default=1e-6, help="merge-mode probability threshold")
-    parser.add_argument("--chunk-size", type=int, default=65536)
-    parser.add_argument("--fscore-threshold", type=float, default=0.01)
+    parser.add_argument("--topk", type=positive_int, default=None, help="adaptive KV K as a count of keys (default: Hunyuan3D-2's rule)")
+    parser.add_argument("--topk-ratio", type=positive_float, default=None, help="adaptive KV K as a share of the keys, in (0, 1]")
+    parser.add_argument("--cells", type=positive_int, default=6, help="adaptive KV cells per axis")
+    parser.add_argument("--threshold", type=positive_float, default=1e-6, help="merge-mode probability threshold")
+    parser.add_argument("--chunk-size", type=positive_int, default=65536)
+    parser.add_argument("--fscore-threshold", type=positive_float, default=0.01)
     add_output_arguments(parser, "decoding")
     args = parser.parse_args(argv)
+    output_path(args, "decoding")  # a bad --out fails now, not after the work
     if args.repeats < 3:
         print("note: fewer than 3 repeats; medians are less reliable", file=sys.stderr)
 

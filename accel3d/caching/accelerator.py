@@ -24,7 +24,7 @@ from accel3d.caching.unet_cut import UNetCut
 from accel3d.core.accelerator import BaseAccelerator
 from accel3d.core.context import CameraPose, camera_pose, current_camera_pose
 from accel3d.core.registry import register_accelerator
-from accel3d.core.validate import check_bool, check_choice, check_float, check_int
+from accel3d.core.validate import check_bool, check_choice, check_float, check_int, check_seed
 
 MODES = ("feature", "noise")
 MISSING_POSE = ("error", "full")
@@ -101,10 +101,10 @@ class Hash3D(BaseAccelerator):
         check_choice("missing_pose", missing_pose, MISSING_POSE)
         check_float("retrieve_prob", retrieve_prob, low=0.0, high=1.0)
         check_int("check_every", check_every, low=0)
-        check_float("max_megabytes", max_megabytes, low=0.0, low_open=True)
+        check_float("max_megabytes", max_megabytes, low=1e-3, high=2.0**40)
         for flag, value in (("exact_cells", exact_cells), ("match_conditioning", match_conditioning), ("guidance_pairs", guidance_pairs)):
             check_bool(flag, value)
-        check_int("seed", seed)
+        check_seed("seed", seed)
         if cut is not None and (isinstance(cut, bool) or not isinstance(cut, str | int)):
             raise ValueError(f"cut: expected None, a cut-point name such as 'up_blocks.3.0' or an up-path index, got {cut!r}")
         self.mode = mode

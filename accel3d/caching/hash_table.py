@@ -41,7 +41,10 @@ import torch
 
 from accel3d.core.validate import check_bool, check_float, check_int
 
-PRIMES = (73856093, 19349669, 83492791)  # N1, N2, N3: the spatial-hash primes the paper cites
+PRIMES = (73856093, 19349669, 83492791)
+MIN_CELL = 1e-6  # smallest cell size: keys up to 1e6 give cell indices below 1e12
+# Upper bounds that keep the per-bucket bookkeeping allocatable (10M buckets x 3 grids: 240 MB).
+MAX_BUCKETS, MAX_QUEUE = 10_000_000, 10_000  # N1, N2, N3: the spatial-hash primes the paper cites
 
 
 @dataclass(frozen=True)
@@ -64,8 +67,10 @@ class GridCells:
     def __post_init__(self) -> None:
         for name in ("azimuth", "elevation", "radius", "timestep"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0 or math.isnan(value):
-                raise ValueError(f"GridCells.{name}: expected a cell size > 0 (or math.inf to ignore it), got {value!r}")
+            # A floor on the size keeps cell indices of any real key far inside int64 (a 1e-300 cell
+            # would overflow them and put every key into one bucket).
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value >= MIN_CELL or math.isnan(value):
+                raise ValueError(f"GridCells.{name}: expected a cell size >= {MIN_CELL:g} (or math.inf to ignore it), got {value!r}")
 
     def as_tuple(self) -> tuple[float, float, float, float]:
         return (self.azimuth, self.elevation, self.radius, self.timestep)
@@ -165,8 +170,9 @@ class GridHashTable:
         grids = [g if isinstance(g, GridCells) else _grid_cells(g, i) for i, g in enumerate(grids)]
         if not grids:
             raise ValueError("grids: expected at least one GridCells")
-        for name, value in (("num_buckets", num_buckets), ("queue_length", queue_length), ("max_bytes", max_bytes)):
-            check_int(name, value, low=1)
+        check_int("num_buckets", num_buckets, low=1, high=MAX_BUCKETS)
+        check_int("queue_length", queue_length, low=1, high=MAX_QUEUE)
+        check_int("max_bytes", max_bytes, low=1)
         check_float("temperature", temperature, low=0.0, low_open=True)
         check_float("similarity_decay", similarity_decay, low=0.0, high=1.0, high_open=True)
         check_float("unmeasured_similarity", unmeasured_similarity, low=-1.0, high=1.0)

@@ -43,6 +43,8 @@ class CameraPose:
         Raises ``ValueError`` for NaN/inf, an elevation outside [-90, 90] or a radius <= 0."""
         parts = {}
         for name, value in (("azimuth", azimuth), ("elevation", elevation), ("radius", radius)):
+            if isinstance(value, bool | str | bytes) or (isinstance(value, torch.Tensor) and value.dtype == torch.bool):
+                raise ValueError(f"camera {name}: expected a number or a 1-D sequence of numbers, got {value!r}")
             try:
                 tensor = torch.as_tensor(value, dtype=torch.float64).detach().cpu()
             except (TypeError, ValueError, RuntimeError) as err:
@@ -50,6 +52,8 @@ class CameraPose:
             if tensor.ndim > 1:
                 shape = tuple(tensor.shape)
                 raise ValueError(f"camera {name}: expected a scalar or a 1-D tensor (one value per element), got shape {shape}")
+            if tensor.numel() == 0:
+                raise ValueError(f"camera {name}: expected at least one value, got an empty sequence")
             parts[name] = tensor.reshape(-1)
         sizes = {len(t) for t in parts.values()} - {1}
         if len(sizes) > 1:

@@ -60,7 +60,7 @@ def _plain(obj: Any) -> Any:
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
     if isinstance(obj, dict):
-        return {str(k) if isinstance(k, Path) else k: _plain(v) for k, v in obj.items()}
+        return {k if isinstance(k, str) else str(_plain(k)): _plain(v) for k, v in obj.items()}  # JSON keys are strings
     if isinstance(obj, (list, tuple, set, frozenset)):
         return [_plain(v) for v in obj]
     if isinstance(obj, Path):

@@ -29,11 +29,12 @@ class ArgumentError(ValueError, TypeError):
 
 
 def _bounds_text(low: float | None, high: float | None, low_open: bool, high_open: bool) -> str:
+    fmt = lambda v: str(v) if isinstance(v, int) else f"{v:g}"
     parts = []
     if low is not None:
-        parts.append(f"{'>' if low_open else '>='} {low:g}")
+        parts.append(f"{'>' if low_open else '>='} {fmt(low)}")
     if high is not None:
-        parts.append(f"{'<' if high_open else '<='} {high:g}")
+        parts.append(f"{'<' if high_open else '<='} {fmt(high)}")
     return " and ".join(parts)
 
 
@@ -62,7 +63,10 @@ def check_float(
     expected = f"{what}{' ' + bounds if bounds else ''}{' or None' if allow_none else ''}"
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ArgumentError(f"{name}: expected {expected}, got {value!r} ({type(value).__name__})")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # an int too large for a float (a 400-digit literal)
+        raise ArgumentError(f"{name}: expected {expected}, got an integer too large for a float") from None
     if math.isnan(value) or (math.isinf(value) and not allow_inf):
         raise ArgumentError(f"{name}: expected {expected}, got {value}")
     if not _in_bounds(value, low, high, low_open, high_open):
@@ -81,6 +85,14 @@ def check_int(name: str, value: Any, *, low: int | None = None, high: int | None
     if not _in_bounds(int(value), low, high, False, False):
         raise ArgumentError(f"{name}: expected {expected}, got {value}")
     return int(value)
+
+
+MAX_SEED = 2**63 - 1
+
+
+def check_seed(name: str, value: Any) -> int:
+    """A random seed: an int in [0, 2**63) (what torch and numpy generators accept)."""
+    return check_int(name, value, low=0, high=MAX_SEED)
 
 
 def check_bool(name: str, value: Any, *, allow_none: bool = False) -> bool | None:

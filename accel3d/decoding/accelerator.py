@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -14,10 +15,21 @@ from accel3d.core.accelerator import BaseAccelerator
 from accel3d.core.registry import register_accelerator
 from accel3d.core.validate import ArgumentError, check_choice, check_float, check_int
 from accel3d.decoding.hierarchical import HierarchicalVolumeDecoder
-from accel3d.decoding.kv_selection import CellPlan, KVSelector, plan_cells, resolve_topk
+from accel3d.decoding.kv_selection import MAX_CELLS, CellPlan, KVSelector, plan_cells, resolve_topk
 from accel3d.geometry.grid import DEFAULT_BOUND
 from accel3d.geometry.volume import VolumeGrid
 from accel3d.kernels import BACKENDS, packed_sparse_attention
+
+
+def _accepts(fn: Callable[..., Any], count: int) -> bool:
+    """Whether ``fn`` can be called with ``count`` positional arguments."""
+    try:
+        inspect.signature(fn).bind(*range(count))
+    except TypeError:
+        return False
+    except ValueError:  # no signature (a builtin): assume it can
+        return True
+    return True
 
 
 @register_accelerator("hierarchical")
@@ -38,11 +50,16 @@ class HierarchicalDecoding(BaseAccelerator):
 
     def __init__(self, **decoder_kwargs: Any) -> None:
         super().__init__()
+        known = set(inspect.signature(HierarchicalVolumeDecoder).parameters)
+        unknown = sorted(set(decoder_kwargs) - known)
+        if unknown:
+            raise ArgumentError(f"hierarchical: unknown knob(s) {unknown}; expected some of {sorted(known)}")
         self.decoder_kwargs = decoder_kwargs
         self.decoder = HierarchicalVolumeDecoder(**decoder_kwargs)
 
     def _attach(self, target: Any) -> None:
-        if not callable(getattr(target, "decode", None)):
+        decode = getattr(target, "decode", None)
+        if not callable(decode) or not _accepts(decode, 3):  # a VAE's decode(latents) is not a volume decoder
             raise TypeError(
                 f"hierarchical: expected a volume decoder with a decode(fn, resolution, bound) method, got {type(target).__name__}"
             )
@@ -114,7 +131,7 @@ class AdaptiveKVSelection(BaseAccelerator):
     ) -> None:
         super().__init__()
         self.selector = KVSelector(mode, topk, per_head, sample_every, threshold, topk_ratio=topk_ratio)
-        check_int("cells", cells, low=1)
+        check_int("cells", cells, low=1, high=MAX_CELLS)
         bound = check_float("bound", bound, low=0.0, low_open=True)
         if backend is not None:
             check_choice("backend", backend, BACKENDS)

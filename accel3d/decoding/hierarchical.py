@@ -37,6 +37,8 @@ from accel3d.geometry.volume import (
 
 def coarse_to_fine_levels(resolution: int, min_resolution: int) -> list[int]:
     """Resolutions from coarsest to ``resolution``, halving while even and >= ``min_resolution``."""
+    check_int("resolution", resolution, low=1)
+    check_int("min_resolution", min_resolution, low=2)
     levels = [resolution]
     while levels[-1] % 2 == 0 and levels[-1] // 2 >= min_resolution:
         levels.append(levels[-1] // 2)
@@ -83,6 +85,9 @@ def interpolate(values: Tensor) -> Tensor:
 
 def refinement_mask(values: Tensor, level: float, band: float | None, dilation: int) -> Tensor:
     """Points to refine on a grid: a sign change with a face neighbour, or ``|v - level| < band``."""
+    level = check_float("level", level)
+    band = check_float("band", band, low=0.0, allow_none=True)
+    check_int("dilation", dilation, low=0)
     inside = values > level
     mask = torch.zeros_like(inside)
     for dim in range(3):

@@ -39,6 +39,7 @@ from accel3d.geometry.grid import DEFAULT_BOUND
 MODES = ("mean", "merge")
 SAMPLE_EVERY = {"mean": 50, "merge": 30}  # FlashVDM's strides at its finer levels
 MERGE_CHUNK = 8192  # sampled queries scored at once in merge mode
+MAX_CELLS = 64  # cells per axis; 64^3 cells already leave most cells of a decoding chunk empty
 
 
 def default_topk(num_keys: int) -> int:
@@ -51,6 +52,7 @@ def resolve_topk(topk: int | None, num_keys: int, ratio: float | None = None) ->
     or neither (the Hunyuan3D-2 rule). A count is an int and a share a float, so ``1.0`` is
     never read as one key."""
     check_topk(topk, ratio)
+    check_int("num_keys", num_keys, low=1)
     if topk is not None:
         return min(topk, num_keys)
     if ratio is not None:
@@ -99,7 +101,7 @@ def plan_cells(points: Tensor, cells: int = 6, bound: float = DEFAULT_BOUND) -> 
     if not isinstance(points, Tensor) or points.ndim != 2 or points.shape[-1] != 3 or not points.is_floating_point():
         shape = tuple(points.shape) if isinstance(points, Tensor) else type(points).__name__
         raise ValueError(f"points: expected a floating-point (N, 3) tensor, got {shape}")
-    check_int("cells", cells, low=1)
+    check_int("cells", cells, low=1, high=MAX_CELLS)
     bound = check_float("bound", bound, low=0.0, low_open=True)
     if not bool(torch.isfinite(points).all()):
         raise ValueError("points: NaN or inf coordinates cannot be placed in a cell")
@@ -182,6 +184,8 @@ class KVSelector:
             )
         if int(cell_offsets[0]) != 0 or int(cell_offsets[-1]) != q.shape[1] or bool((cell_offsets[1:] < cell_offsets[:-1]).any()):
             raise ValueError(f"KVSelector.select: cell_offsets must rise from 0 to the {q.shape[1]} queries")
+        if k.shape[1] < 1 or q.shape[-1] < 1:
+            raise ValueError(f"KVSelector.select: expected at least one key and a head dim >= 1, got k of shape {tuple(k.shape)}")
         scale = q.shape[-1] ** -0.5 if scale is None else check_float("scale", scale, low=0.0, low_open=True)
         heads, num_keys = k.shape[0], k.shape[1]
         q_sampled, sample_cell, counts = self._sampled(q, cell_offsets)

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from accel3d.core.hooks import PatchSet
+from accel3d.core.validate import check_float
 from accel3d.decoding.kv_selection import plan_cells
 from accel3d.geometry.grid import DEFAULT_BOUND
 
@@ -50,8 +51,14 @@ def attention_sparsity(
     ``cell_keys_<m>`` (mean over non-empty cells and heads of the union of their queries'
     key sets) and ``num_keys``, with ``<m>`` the mass in percent.
     """
+    if isinstance(masses, str | bytes) or not isinstance(masses, tuple | list) or not masses:
+        raise ValueError(f"masses: expected a non-empty list of attention shares in (0, 1], got {masses!r}")
+    for i, mass in enumerate(masses):
+        check_float(f"masses[{i}]", mass, low=0.0, low_open=True, high=1.0)
     attn = geo_decoder
     for part in attention.split("."):
+        if not hasattr(attn, part):
+            raise AttributeError(f"attention: {type(geo_decoder).__name__} has no module at '{attention}' (missing '{part}')")
         attn = getattr(attn, part)
     seen: dict[str, Tensor] = {}
 

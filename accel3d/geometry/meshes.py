@@ -10,6 +10,8 @@ import torch
 import trimesh
 
 BUNDLED_MESH = Path(__file__).resolve().parents[1] / "assets" / "bunny.ply"
+MAX_COORDINATE = 1e12  # squared distances and areas of larger coordinates overflow float64 arithmetic
+MIN_EXTENT = 1e-6  # below trimesh's vertex-merge tolerance (1e-8) a mesh collapses to a point
 
 
 def load_mesh(path: str | Path, name: str = "mesh") -> trimesh.Trimesh:
@@ -43,9 +45,11 @@ def check_mesh(mesh: trimesh.Trimesh, what: str = "mesh") -> trimesh.Trimesh:
     if len(faces) and (faces.min() < 0 or faces.max() >= len(vertices)):
         raise ValueError(f"{what} has faces that index vertices outside [0, {len(vertices)})")
     used = vertices[np.unique(faces)] if len(faces) else vertices
+    if len(used) and np.abs(used).max() > MAX_COORDINATE:
+        raise ValueError(f"{what} has coordinates beyond {MAX_COORDINATE:g}; rescale it (only its shape matters)")
     extent = float(np.ptp(used, axis=0).max()) if len(used) else 0.0
-    if extent == 0.0:
-        raise ValueError(f"{what}: all vertices of its faces coincide; there is no shape to encode")
+    if extent <= MIN_EXTENT:
+        raise ValueError(f"{what}: all vertices of its faces coincide (extent {extent:g}); there is no shape to encode")
     if not mesh.area > 1e-12 * extent**2:
         raise ValueError(f"{what} has zero surface area (every triangle is degenerate)")
     return mesh

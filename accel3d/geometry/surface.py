@@ -11,7 +11,7 @@ import trimesh
 
 from accel3d.core.io import atomic_write
 from accel3d.core.validate import check_choice, check_float
-from accel3d.geometry.volume import VolumeGrid
+from accel3d.geometry.volume import VolumeGrid, check_bound
 
 MESH_FORMATS = ("glb", "ply", "obj")
 
@@ -24,6 +24,9 @@ def extract_mesh(grid: VolumeGrid, level: float = 0.0, inside: str = "positive")
     """
     from skimage.measure import marching_cubes
 
+    if not isinstance(grid, VolumeGrid):
+        raise TypeError(f"grid: expected a VolumeGrid (from a volume decoder), got {type(grid).__name__}")
+    check_bound(grid.bound)
     values = grid.values.numpy() if isinstance(grid.values, torch.Tensor) else np.asarray(grid.values)
     level = check_float("level", level)
     check_choice("inside", inside, ("positive", "negative"))
@@ -48,7 +51,15 @@ def extract_mesh(grid: VolumeGrid, level: float = 0.0, inside: str = "positive")
 
 def export_mesh(mesh: trimesh.Trimesh, path: str | Path) -> Path:
     """Write ``mesh`` as GLB, PLY or OBJ (by suffix), whole or not at all."""
+    if not isinstance(mesh, trimesh.Trimesh):
+        raise TypeError(f"mesh: expected a trimesh.Trimesh, got {type(mesh).__name__}")
+    if not isinstance(path, str | Path) or not str(path):
+        raise TypeError(f"path: expected a file path, got {path!r}")
+    if not np.isfinite(mesh.vertices).all():
+        raise ValueError("mesh: has NaN or inf vertices; refusing to write it")
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"path: '{path}' is a folder; expected a mesh file name")
     fmt = path.suffix.lstrip(".").lower()
     if fmt not in MESH_FORMATS:
         raise ValueError(f"path: expected a mesh file ending in one of {MESH_FORMATS}, got '{path.name}'")

@@ -73,8 +73,8 @@ def check_resolution(resolution: int, max_memory_bytes: int | None = None, minim
 
 
 def check_bound(bound: object) -> float:
-    """The half-width of the decoding box: a finite number > 0."""
-    return check_float("bound", bound, low=0.0, low_open=True)
+    """The half-width of the decoding box: a finite number in (0, 1e6]."""
+    return check_float("bound", bound, low=0.0, low_open=True, high=1e6)
 
 
 def query_field(fn: Field, points: Tensor, chunk_size: int, progress: tqdm | None = None, where: str = "") -> Tensor:

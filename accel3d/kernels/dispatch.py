@@ -32,6 +32,8 @@ def resolve_backend(kernel: str, *tensors: torch.Tensor, backend: str | None = N
         resolve_backend("gather_rows", src, index, backend="triton")  # needs CUDA or TRITON_INTERPRET=1
     """
     choice = backend if backend is not None else os.environ.get(ENV_VAR, "auto")
+    if not isinstance(choice, str):
+        raise ValueError(f"{kernel}: backend must be one of {BACKENDS}, got {choice!r}")
     choice = choice.lower()
     if choice not in BACKENDS:
         source = "backend" if backend is not None else ENV_VAR

@@ -119,10 +119,17 @@ def load_hunyuan_state_dict(vae: VecsetVAE, state_dict: dict[str, torch.Tensor])
 def load_hunyuan_vae(path: str | Path) -> VecsetVAE:
     """Build accel3d's VAE from a Hunyuan3D-2 VAE folder (``config.yaml`` + weights), in float32."""
     weights, config_path = find_checkpoint(path)
-    data = yaml.safe_load(config_path.read_text())
+    try:
+        data = yaml.safe_load(config_path.read_text())
+    except yaml.YAMLError as exc:
+        raise ValueError(f"weights: '{config_path}' is not valid YAML ({exc})") from None
     params = data.get("params", data) if isinstance(data, dict) else None
     if not isinstance(params, dict):
-        raise ValueError(f"load_hunyuan_vae: '{config_path}' has no ShapeVAE params mapping")
-    vae = load_hunyuan_state_dict(VecsetVAE(config_from_hunyuan(params)), read_state_dict(weights))
+        raise ValueError(f"weights: '{config_path}' has no ShapeVAE params mapping")
+    try:
+        config = config_from_hunyuan(params)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"weights: '{config_path}': {exc}") from None
+    vae = load_hunyuan_state_dict(VecsetVAE(config), read_state_dict(weights))
     vae.metadata = {"source": str(weights), "format": "hunyuan3d-2"}
     return vae.eval()

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from accel3d.core.io import load_torch_file
+from accel3d.core.validate import check_bool, check_float, check_int
 
 DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "vecset_small.pt"
 
@@ -48,6 +49,16 @@ class VecsetVAEConfig:
     geo_decoder_downsample_ratio: int = 1  # the geo decoder runs at width / ratio (Hunyuan3D-2 turbo: 2)
     bounds: float = 1.01
     scale_factor: float = 1.0  # generators' latents are divided by this before decoding (Hunyuan3D-2: ~0.9991)
+
+    def __post_init__(self) -> None:
+        for f in fields(self):  # a checkpoint's config is data: check it like a knob
+            value = getattr(self, f.name)
+            if f.type == "bool":
+                check_bool(f"VecsetVAEConfig.{f.name}", value)
+            elif f.type == "int":
+                check_int(f"VecsetVAEConfig.{f.name}", value, low=0 if f.name == "num_encoder_layers" else 1)
+            else:
+                check_float(f"VecsetVAEConfig.{f.name}", value, low=0.0, low_open=True, high=1e6)
 
     @classmethod
     def from_dict(cls, data: dict) -> VecsetVAEConfig:
@@ -357,6 +368,10 @@ class VecsetVAE(nn.Module):
         if path is not None and (not isinstance(path, str | Path) or not str(path)):
             raise ValueError(f"weights: expected None (the shipped weights) or a path, got {path!r}")
         path = Path(path).expanduser() if path is not None else DEFAULT_WEIGHTS
+        try:
+            torch.device(map_location)
+        except (RuntimeError, TypeError):
+            raise ValueError(f"map_location: expected a device such as 'cpu' or 'cuda:0', got {map_location!r}") from None
         from accel3d.models.hunyuan import is_hunyuan_checkpoint, load_hunyuan_vae
 
         if is_hunyuan_checkpoint(path):
@@ -365,7 +380,7 @@ class VecsetVAE(nn.Module):
             path = path / "model.pt"
         if not path.is_file():
             raise FileNotFoundError(f"weights: no weights file at '{path}'")
-        payload = load_torch_file(path, "weights")
+        payload = load_torch_file(path, "weights")  # onto the CPU; moved to map_location once checked
         if not isinstance(payload, dict) or "state_dict" not in payload or "config" not in payload:
             raise ValueError(f"weights: '{path}' is not an accel3d VecsetVAE checkpoint (expected a dict with 'config' and 'state_dict')")
         try:
@@ -377,7 +392,7 @@ class VecsetVAE(nn.Module):
         if bad:
             raise ValueError(f"weights: '{path}' has NaN or inf in {len(bad)} tensors, first {bad[0]}")
         model.metadata = payload.get("metadata", {})
-        return model.eval()
+        return model.to(map_location).eval()
 
     def describe(self) -> str:
         n = sum(p.numel() for p in self.parameters())

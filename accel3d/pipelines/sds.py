@@ -32,8 +32,9 @@ from diffusers import DDPMScheduler
 from tqdm.auto import tqdm
 
 from accel3d.core.context import camera_pose
+from accel3d.core.io import load_torch_file
 from accel3d.core.pipeline import Pipeline
-from accel3d.core.validate import check_bool, check_finite_tensor, check_float, check_int, check_pair, check_str
+from accel3d.core.validate import check_bool, check_finite_tensor, check_float, check_int, check_pair, check_seed, check_str
 from accel3d.models.unets import build_unet
 from accel3d.pipelines.sds_scene import Cameras, CameraSampler, VoxelField, turntable
 
@@ -104,7 +105,7 @@ class SDSPipeline(Pipeline):
             ("turntable_size", turntable_size, 8),
         ):
             check_int(name, value, low=low)
-        check_int("seed", seed)
+        check_seed("seed", seed)
         check_float("guidance_scale", guidance_scale, low=0.0)
         check_float("lr", lr, low=0.0, low_open=True)
         low, high = check_pair("t_range", t_range, low=0.0, high=1.0)
@@ -121,7 +122,8 @@ class SDSPipeline(Pipeline):
         self.num_samples = num_samples
         self.scheduler = DDPMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
         steps = self.scheduler.config.num_train_timesteps
-        self.min_step, self.max_step = int(low * steps), int(high * steps)
+        # t_range is a fraction of the training steps 0..steps-1: 1.0 is the last step, not one past it
+        self.min_step, self.max_step = min(int(low * steps), steps - 1), min(int(high * steps), steps - 1)
         self.camera_ranges = {"azimuth_range": azimuth_range, "elevation_range": elevation_range, "radius_range": radius_range}
         self.fovy_range = fovy_range
         self.embeddings_path = embeddings
@@ -141,9 +143,7 @@ class SDSPipeline(Pipeline):
         dim = self.unet.config.cross_attention_dim
         if self.embeddings_path:
             path = Path(self.embeddings_path)
-            if not path.is_file():
-                raise FileNotFoundError(f"embeddings: no file at '{path}'")
-            emb = torch.load(path, map_location="cpu", weights_only=True)
+            emb = load_torch_file(path, "embeddings")
             if not isinstance(emb, torch.Tensor) or emb.ndim != 3 or emb.shape[0] != 2 or emb.shape[2] != dim:
                 shape = tuple(emb.shape) if isinstance(emb, torch.Tensor) else type(emb).__name__
                 raise ValueError(f"embeddings: expected a (2, seq, {dim}) tensor of [uncond; cond] text embeddings, got {shape}")
@@ -167,6 +167,10 @@ class SDSPipeline(Pipeline):
     def run(self, inputs: SDSInputs, iterations: int | None = None) -> SDSResult:
         """Optimise a fresh field for ``iterations`` SDS steps (same seed, same cameras, timesteps and noise every run)."""
         iterations = self.iterations if iterations is None else check_int("iterations", iterations, low=1)
+        dim = self.unet.config.cross_attention_dim
+        emb_shape = tuple(inputs.embeddings.shape)
+        if len(emb_shape) != 3 or emb_shape[0] != 2 or emb_shape[2] != dim:
+            raise ValueError(f"embeddings: expected a (2, seq, {dim}) tensor of [uncond; cond] embeddings, got {emb_shape}")
         check_finite_tensor("embeddings", inputs.embeddings, "(the text conditioning)")
         if inputs.image_latent is not None:
             check_finite_tensor("image latent", inputs.image_latent)

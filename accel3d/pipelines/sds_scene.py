@@ -46,7 +46,7 @@ import trimesh
 from torch import Tensor
 
 from accel3d.core.io import atomic_write
-from accel3d.core.validate import check_float, check_int, check_pair
+from accel3d.core.validate import check_float, check_int, check_pair, check_seed
 
 _INIT_STD = 0.01  # parameters start near zero so the fixed blob decides the initial shape
 _RAY_EPS = 1e-9  # stands in for a zero direction component in the slab test
@@ -123,12 +123,11 @@ class CameraSampler:
         fovy_range: tuple[float, float] = (40.0, 70.0),
         seed: int = 0,
     ) -> None:
-        _check_range("azimuth_range", azimuth_range)
+        _check_range("azimuth_range", azimuth_range, -3600.0, 3600.0)  # ten turns either way is plenty
         _check_range("elevation_range", elevation_range, -90.0, 90.0)
         _check_range("radius_range", radius_range, 0.0, None, open_ends=True)
         _check_range("fovy_range", fovy_range, 0.0, 180.0, open_ends=True)
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise ValueError(f"seed: expected an int, got {seed!r}")
+        check_seed("seed", seed)
         self.ranges = {
             "azimuth": tuple(map(float, azimuth_range)),
             "elevation": tuple(map(float, elevation_range)),
@@ -214,10 +213,10 @@ class VoxelField(torch.nn.Module):
         super().__init__()
         check_int("resolution", resolution, low=2)
         check_int("channels", channels, low=1)
-        check_float("bound", bound, low=0.0, low_open=True)
-        check_float("blob_density", blob_density)
+        check_float("bound", bound, low=0.0, low_open=True, high=1e6)
+        check_float("blob_density", blob_density, low=-1e6, high=1e6)
         check_float("blob_radius", blob_radius, low=0.0, low_open=True)
-        check_int("seed", seed)
+        check_seed("seed", seed)
         self.resolution = resolution
         self.channels = channels
         self.bound = float(bound)
@@ -374,7 +373,7 @@ def density_mesh(field: VoxelField, level: float | None = None) -> trimesh.Trime
 
     grid = field.density_grid().cpu().numpy()
     low, high = float(grid.min()), float(grid.max())
-    level = 0.5 * high if level is None else float(level)
+    level = 0.5 * high if level is None else check_float("level", level)
     if not (low < level < high):
         raise ValueError(f"level: {level:g} gives no surface; the density ranges over [{low:g}, {high:g}]")
     spacing = (2.0 * field.bound / (field.resolution - 1),) * 3

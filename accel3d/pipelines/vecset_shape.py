@@ -18,7 +18,7 @@ import trimesh
 
 from accel3d.core.io import load_torch_file
 from accel3d.core.pipeline import Pipeline
-from accel3d.core.validate import check_choice, check_float, check_int
+from accel3d.core.validate import check_choice, check_float, check_int, check_seed
 from accel3d.geometry.meshes import BUNDLED_MESH, load_mesh, normalize_mesh, sample_surface
 from accel3d.geometry.surface import extract_mesh
 from accel3d.geometry.volume import DenseVolumeDecoder, VolumeGrid
@@ -55,6 +55,8 @@ def load_shape_inputs(path: str | Path | None, num_points: int, seed: int = 0) -
     """
     if path is not None and (not isinstance(path, str | Path) or not str(path).strip()):
         raise ValueError(f"input: expected a mesh, point-cloud or latents file, or null for the bundled bunny; got {path!r}")
+    check_int("num_points", num_points, low=1)
+    check_seed("seed", seed)
     path = Path(path).expanduser() if path is not None else BUNDLED_MESH
     if path.is_dir():
         raise ValueError(f"input: '{path}' is a folder; expected a mesh, point-cloud or latents file")
@@ -181,7 +183,7 @@ class VecsetShapePipeline(Pipeline):
         check_int("num_points", num_points, low=1)
         check_float("level", level)
         check_choice("inside", inside, ("positive", "negative"))
-        check_int("seed", seed)
+        check_seed("seed", seed)
         self.volume_decoder = DenseVolumeDecoder(chunk_size=chunk_size, progress=progress)  # checks both
         self.vae = VecsetVAE.from_pretrained(weights)
         self.input = input
@@ -200,7 +202,19 @@ class VecsetShapePipeline(Pipeline):
         return values > self.level if self.inside == "positive" else values < self.level
 
     def load_inputs(self) -> ShapeInputs:
-        return load_shape_inputs(self.input, self.num_points, self.seed)
+        inputs = load_shape_inputs(self.input, self.num_points, self.seed)
+        if inputs.points is not None:
+            distinct = len(torch.unique(inputs.points, dim=0))
+            if distinct < self.vae.config.num_latents:
+                raise ValueError(
+                    f"input: '{inputs.source}' gives only {distinct} distinct points; the VAE needs at least "
+                    f"num_latents={self.vae.config.num_latents} to encode a shape"
+                )
+            centred = inputs.points.double() - inputs.points.double().mean(0)
+            spread = torch.linalg.svdvals(centred)
+            if spread[1] <= 1e-6 * spread[0]:
+                raise ValueError(f"input: the points of '{inputs.source}' lie on a line; there is no surface to encode")
+        return inputs
 
     @torch.inference_mode()
     def run(self, inputs: ShapeInputs, resolution: int | None = None) -> ShapeResult:

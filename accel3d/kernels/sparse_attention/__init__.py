@@ -88,11 +88,11 @@ def packed_sparse_attention(
     for name, block in (("block_m", block_m), ("block_n", block_n)):
         if isinstance(block, bool) or not isinstance(block, int) or block < 16 or block > 256 or block & (block - 1):
             raise ValueError(f"{KERNEL}: {name} must be a power of two in [16, 256], got {block!r}")
-    if q.shape[-1] > 256:
-        raise ValueError(f"{KERNEL}: head dim must be at most 256, got {q.shape[-1]}")
+    if not 1 <= q.shape[-1] <= 256:
+        raise ValueError(f"{KERNEL}: head dim must be in [1, 256], got {q.shape[-1]}")
+    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, int | float) or not math.isfinite(scale) or scale <= 0):
+        raise ValueError(f"{KERNEL}: scale must be None or a positive finite number, got {scale!r}")
     scale = q.shape[-1] ** -0.5 if scale is None else float(scale)
-    if not math.isfinite(scale) or scale <= 0:
-        raise ValueError(f"{KERNEL}: scale must be a positive finite number, got {scale}")
     # Refused, not computed: on non-finite inputs the PyTorch path and the Triton kernel return
     # different garbage (0 against NaN for all-NaN keys), and adaptive KV selection refuses them too.
     for name, t in (("q", q), ("k", k), ("v", v)):
@@ -101,8 +101,12 @@ def packed_sparse_attention(
     if resolve_backend(KERNEL, q, k, v, backend=backend) == "triton":
         from accel3d.kernels.sparse_attention import triton_kernels
 
-        return triton_kernels.packed_sparse_attention(q, k, v, cell_offsets, kv_offsets, kv_indices, scale, block_m, block_n)
-    return reference.packed_sparse_attention(q, k, v, cell_offsets, kv_offsets, kv_indices, scale)
+        out = triton_kernels.packed_sparse_attention(q, k, v, cell_offsets, kv_offsets, kv_indices, scale, block_m, block_n)
+    else:
+        out = reference.packed_sparse_attention(q, k, v, cell_offsets, kv_offsets, kv_indices, scale)
+    if out.numel() and not bool(torch.isfinite(out).all()):  # finite inputs, so the logits overflowed
+        raise FloatingPointError(f"{KERNEL}: the output overflowed (scale {scale:g} times the logits is too large for {q.dtype})")
+    return out
 
 
 __all__ = ["packed_sparse_attention"]
