@@ -127,7 +127,7 @@ def test_weights_that_are_not_a_vae_or_hold_nan(tmp_path, tiny_weights):
 )
 def test_shape_pipeline_knobs_are_refused_before_the_vae_loads(knob, value, monkeypatch):
     loaded = []
-    monkeypatch.setattr(VecsetVAE, "from_pretrained", classmethod(lambda cls, *a, **k: loaded.append(1)))
+    monkeypatch.setattr("accel3d.pipelines.vecset_shape.load_vae", lambda *a, **k: loaded.append(1))
     with pytest.raises((ValueError, TypeError), match=f"^{knob}: expected"):
         VecsetShapePipeline(**{knob: value})
     assert loaded == []

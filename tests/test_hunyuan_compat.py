@@ -11,7 +11,7 @@ from hy3dgen_import import INSTALL_HINT, import_hy3dgen_autoencoders
 from safetensors.torch import save_file
 
 from accel3d.decoding import AdaptiveKVSelection
-from accel3d.models import VecsetVAE, config_from_hunyuan, load_hunyuan_vae
+from accel3d.models import VecsetVAE, config_from_hunyuan, load_hunyuan_vae, load_vae
 
 autoencoders = import_hy3dgen_autoencoders()
 needs_hy3dgen = pytest.mark.skipif(autoencoders is None, reason=f"hy3dgen 2.0.2 is not installed; {INSTALL_HINT}")
@@ -63,7 +63,7 @@ def _release_folder(tmp_path: Path, params: dict, seed: int) -> tuple[Path, torc
 def test_same_field_as_hy3dgen(tmp_path, variant):
     params = {**SMALL, **VARIANTS[variant]}
     folder, reference = _release_folder(tmp_path, params, seed=len(variant))
-    vae = VecsetVAE.from_pretrained(folder)
+    vae = load_vae(folder)
     assert not vae.has_encoder
     assert vae.config.scale_factor == params.get("scale_factor", 1.0)
     g = torch.Generator().manual_seed(1)
@@ -129,9 +129,9 @@ def test_mismatched_checkpoint_is_refused(tmp_path):
     state["extra.weight"] = torch.zeros(1)
     save_file(state, str(folder / "model.fp16.safetensors"))
     with pytest.raises(ValueError, match=r"missing \['post_kl.weight'\], unexpected \['extra.weight'\]"):
-        VecsetVAE.from_pretrained(folder)
+        load_vae(folder)
     with pytest.raises(FileNotFoundError, match="no weights file"):
-        VecsetVAE.from_pretrained(tmp_path / "nowhere")
+        load_vae(tmp_path / "nowhere")
 
 
 def test_decoder_only_weights_refuse_to_encode(tmp_path):
@@ -141,7 +141,7 @@ def test_decoder_only_weights_refuse_to_encode(tmp_path):
     (folder / "config.yaml").write_text(yaml.safe_dump({"params": params}))
     state = {k: v for k, v in VecsetVAE(config_from_hunyuan(params)).state_dict().items() if not k.startswith("encoder.")}
     torch.save(state, folder / "model.ckpt")
-    vae = VecsetVAE.from_pretrained(folder)
+    vae = load_vae(folder)
     with pytest.raises(RuntimeError, match="no encoder"):
         vae.encode(torch.zeros(1, 16, 3), torch.zeros(1, 16, 3))
 

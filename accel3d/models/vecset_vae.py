@@ -363,8 +363,8 @@ class VecsetVAE(nn.Module):
 
     @classmethod
     def from_pretrained(cls, path: str | Path | None = None, map_location: str = "cpu") -> VecsetVAE:
-        """Load from a ``.pt`` file or a directory holding ``model.pt`` (default: shipped weights),
-        or from a Hunyuan3D-2 VAE folder (``config.yaml`` + ``model*.safetensors``/``.ckpt``)."""
+        """Load an accel3d checkpoint: a ``.pt`` file or a directory holding ``model.pt`` (default:
+        the shipped weights). For Hunyuan3D-2 folders use :func:`accel3d.models.load_vae`."""
         if path is not None and (not isinstance(path, str | Path) or not str(path)):
             raise ValueError(f"weights: expected None (the shipped weights) or a path, got {path!r}")
         path = Path(path).expanduser() if path is not None else DEFAULT_WEIGHTS
@@ -372,10 +372,8 @@ class VecsetVAE(nn.Module):
             torch.device(map_location)
         except (RuntimeError, TypeError):
             raise ValueError(f"map_location: expected a device such as 'cpu' or 'cuda:0', got {map_location!r}") from None
-        from accel3d.models.hunyuan import is_hunyuan_checkpoint, load_hunyuan_vae
-
-        if is_hunyuan_checkpoint(path):
-            return load_hunyuan_vae(path).to(map_location)
+        if path.is_dir() and (path / "config.yaml").is_file() and not (path / "model.pt").is_file():
+            raise ValueError(f"weights: '{path}' looks like a Hunyuan3D-2 VAE folder; load it with accel3d.models.load_vae(path)")
         if path.is_dir():
             path = path / "model.pt"
         if not path.is_file():

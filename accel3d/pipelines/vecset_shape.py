@@ -22,7 +22,7 @@ from accel3d.core.validate import check_choice, check_float, check_int, check_se
 from accel3d.geometry.meshes import BUNDLED_MESH, load_mesh, normalize_mesh, sample_surface
 from accel3d.geometry.surface import extract_mesh
 from accel3d.geometry.volume import DenseVolumeDecoder, VolumeGrid
-from accel3d.models.vecset_vae import VecsetVAE
+from accel3d.models.loading import load_vae
 
 
 @dataclass
@@ -185,7 +185,7 @@ class VecsetShapePipeline(Pipeline):
         check_choice("inside", inside, ("positive", "negative"))
         check_seed("seed", seed)
         self.volume_decoder = DenseVolumeDecoder(chunk_size=chunk_size, progress=progress)  # checks both
-        self.vae = VecsetVAE.from_pretrained(weights)
+        self.vae = load_vae(weights)
         self.input = input
         self.resolution = resolution
         self.num_points = num_points
