@@ -1,6 +1,7 @@
 """The ``accel3d`` command.
 
 accel3d run [HYDRA OVERRIDES...]        one job, or a sweep with -m
+accel3d report DIR [--fidelity METRIC]  every run record under DIR into report.csv, report.md and a plot
 accel3d bench caching [OPTIONS]         SDS with and without Hash3D (tiny U-Net and the SD-2.1-base architecture)
 accel3d bench decoding [OPTIONS]        dense vs hierarchical (+ adaptive KV) decoding benchmark
 accel3d bench kernels [OPTIONS]         Triton kernels vs their PyTorch references (times Triton on a GPU)
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 USAGE = __doc__
 
@@ -29,27 +31,25 @@ def _run(argv: list[str]) -> None:
     def app(cfg: DictConfig) -> None:
         from hydra.types import RunMode
 
-        from accel3d.runner import run_job
+        from accel3d.jobs.run import run_job
 
         hc = HydraConfig.get()
         out_dir = Path(hc.runtime.output_dir)
+        parallel = _parallel_jobs(hc)
         if hc.mode != RunMode.MULTIRUN:
-            run_job(cfg, out_dir)
+            run_job(cfg, out_dir, parallel_jobs=parallel)
             return
-        # A sweep job records itself, and a failure is recorded instead of raised, so that the
-        # other jobs run and the sweep's summary is written; the sweep then exits with an error.
-        from accel3d.sweep import begin_job, end_job
+        # A sweep job's failure is recorded (record.json, status failed) instead of raised, so that the
+        # other jobs run and the sweep's report is written; the sweep then exits with an error.
+        from accel3d.sweep import current_sweep_id
 
-        record = begin_job(out_dir, Path(hc.sweep.dir), int(hc.job.num), list(hc.overrides.task))
+        info = {"sweep": current_sweep_id(Path(hc.sweep.dir)), "job": int(hc.job.num), "overrides": list(hc.overrides.task)}
         try:
-            run_job(cfg, out_dir)
-        except Exception as exc:
+            run_job(cfg, out_dir, info, parallel_jobs=parallel)
+        except Exception:
             import traceback
 
             traceback.print_exc()
-            end_job(out_dir, record, exc)
-            return
-        end_job(out_dir, record)
 
     sys.argv = ["accel3d run", *argv]
     app()
@@ -57,6 +57,46 @@ def _run(argv: list[str]) -> None:
 
     if sweep.last_sweep_failure is not None:
         sys.exit(f"accel3d run: {sweep.last_sweep_failure}")
+
+
+def _parallel_jobs(hc: Any) -> int:
+    """How many jobs the launcher runs at once (joblib's n_jobs; 1 for the basic launcher)."""
+    launcher = hc.get("launcher") or {}
+    target = str(launcher.get("_target_", ""))
+    if "joblib" in target.lower():
+        n = launcher.get("n_jobs", -1)
+        import os
+
+        return max(1, os.cpu_count() or 1) if n in (-1, None) else max(1, int(n))
+    if "submitit" in target.lower() and "local" in target.lower():
+        return max(1, int(launcher.get("array_parallelism", 1) or 1))
+    return 1
+
+
+def _report(argv: list[str]) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="accel3d report", description="Aggregate run records into a table and a plot.")
+    parser.add_argument("dir", type=Path, help="a run or sweep folder, or any folder above several")
+    parser.add_argument("--fidelity", default=None, help="the fidelity figure to plot (default: each pipeline's headline metric)")
+    parser.add_argument("--out", type=Path, default=None, help="where to write the report (default: DIR)")
+    args = parser.parse_args(argv)
+    if not args.dir.is_dir():
+        sys.exit(f"accel3d report: '{args.dir}' is not a folder")
+    from accel3d.jobs.report import collect, write_report
+
+    try:
+        written = write_report(args.dir, args.out, args.fidelity)
+    except FileNotFoundError as exc:
+        sys.exit(f"accel3d {exc}")
+    found = collect(args.dir)
+    print(
+        f"{len(found.completed)} completed, {len(found.failed)} failed, {len(found.running)} running or killed, "
+        f"{len(found.missing)} missing, {len(found.corrupt)} unreadable"
+    )
+    for path, why in found.corrupt:
+        print(f"skipped unreadable record {path}: {why}", file=sys.stderr)
+    print("wrote " + ", ".join(str(p) for p in written))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -74,12 +114,14 @@ def _main(argv: list[str]) -> None:
     command, rest = argv[0], argv[1:]
     if command == "run":
         _run(rest)
+    elif command == "report":
+        _report(rest)
     elif command == "bench":
         from accel3d.bench import main as bench_main
 
         bench_main(rest)
     else:
-        sys.exit(f"accel3d: unknown command '{command}'; expected 'run' or 'bench'\n{USAGE}")
+        sys.exit(f"accel3d: unknown command '{command}'; expected 'run', 'report' or 'bench'\n{USAGE}")
 
 
 if __name__ == "__main__":

@@ -14,9 +14,9 @@ from accel3d.bench.caching import merge_sections
 from accel3d.bench.decoding import merge_results
 from accel3d.cli import config_dir
 from accel3d.geometry.volume import DenseVolumeDecoder
-from accel3d.runner import check_job_config, prepare_job, run_job
+from accel3d.jobs.run import check_job_config, prepare_job, run_job
 
-TINY = ["pipeline.resolution=32", "pipeline.num_points=256", "pipeline.progress=false", "stack.accelerators.0.min_resolution=8"]
+TINY = ["pipeline.resolution=32", "pipeline.num_points=256", "pipeline.progress=false", "stack.accelerators.hierarchical.min_resolution=8"]
 
 
 def config(*overrides):
@@ -29,8 +29,7 @@ def config(*overrides):
     [
         ("repeats=0", "^repeats: expected an integer >= 1"),
         ("repeats=1.5", "^repeats: expected an integer"),
-        ("fscore_threshold=-0.01", "^fscore_threshold: expected a finite number > 0"),
-        ("fscore_threshold=nan", "^fscore_threshold: expected"),
+        ("threads=0", "^threads: expected an integer >= 1"),
         ("export_formats=[stl]", "^export_formats: expected a list of"),
         ("export_formats=obj2", "^export_formats: expected"),
         ("baseline=maybe", "^baseline: expected true or false"),
@@ -51,13 +50,21 @@ def test_a_single_export_format_is_a_list_of_one():
 @pytest.mark.parametrize(
     ("overrides", "match"),
     [
-        (["stack.accelerators.0.band=nan"], r"stack.*band: expected a finite number >= 0"),
-        (["stack.accelerators.0.level=nan"], r"level: expected a finite number"),
-        (["stack=flashvdm", "stack.accelerators.1.topk=1.0"], r"topk: expected an integer"),
-        (["stack=flashvdm", "stack.accelerators.1.per_head='false'"], r"per_head: expected true or false"),
+        (["stack.accelerators.hierarchical.band=nan"], r"stack.accelerators.hierarchical: band: expected a finite number >= 0"),
+        (["stack.accelerators.hierarchical.level=nan"], r"level: expected a finite number"),
+        (["stack=flashvdm", "stack.accelerators.adaptive_kv.topk=1.0"], r"topk: expected an integer"),
+        (["stack=flashvdm", "stack.accelerators.adaptive_kv.per_head='false'"], r"per_head: expected true or false"),
         (["pipeline=sds", "stack=hash3d", "pipeline.guidance_scale=nan"], r"pipeline.*guidance_scale: expected a finite number"),
-        (["pipeline=sds", "stack=hash3d", "stack.accelerators.0.temperature=inf"], r"temperature: expected"),
+        (["pipeline=sds", "stack=hash3d", "stack.accelerators.hash3d.temperature=inf"], r"temperature: expected"),
         (["pipeline.input=''"], r"input: expected null"),
+        (["pipeline.fscore_threshold=-0.01"], r"fscore_threshold: expected a finite number > 0"),
+        (["pipeline.fscore_threshold=nan"], r"fscore_threshold: expected"),
+        (
+            ["+stack.accelerators.hierarchical.bandd=0.3"],
+            r"^stack.accelerators.hierarchical: unknown knob\(s\) \['bandd'\]; valid knobs of .*: \['band'",
+        ),
+        (["stack=hash3d", "pipeline=sds", "+stack.accelerators.hash3d.retrieve=0.5"], r"unknown knob\(s\) \['retrieve'\].*'retrieve_prob'"),
+        (["stack.accelerators.hierarchical.enabled=maybe"], r"stack.accelerators.hierarchical.enabled: expected true or false"),
     ],
 )
 def test_bad_knobs_anywhere_in_the_config_fail_before_any_model_call(overrides, match, monkeypatch, tiny_weights):
@@ -70,10 +77,11 @@ def test_bad_knobs_anywhere_in_the_config_fail_before_any_model_call(overrides, 
 def test_a_resolution_below_the_stacks_minimum_is_refused_before_the_baseline(tmp_path, monkeypatch, tiny_weights):
     calls = []
     monkeypatch.setattr(DenseVolumeDecoder, "decode", lambda *a, **k: calls.append(1))
-    cfg = config(f"pipeline.weights={tiny_weights}", "pipeline.resolution=32", "stack.accelerators.0.min_resolution=48")
+    cfg = config(f"pipeline.weights={tiny_weights}", "pipeline.resolution=32", "stack.accelerators.hierarchical.min_resolution=48")
     with pytest.raises(ValueError, match=r"^pipeline.resolution: 32 is below min_resolution 48 of the 'hierarchical' accelerator"):
         run_job(cfg, tmp_path)
-    assert calls == [] and not (tmp_path / "report.json").exists()
+    record = json.loads((tmp_path / "record.json").read_text())
+    assert calls == [] and record["status"] == "failed" and "below min_resolution 48" in record["error"]
 
 
 def accel3d(*args, cwd, ok=True):
@@ -85,11 +93,12 @@ def accel3d(*args, cwd, ok=True):
 def test_a_nan_knob_on_the_command_line_names_it(tmp_path):
     proc = accel3d("run", "pipeline=sds", "stack=hash3d", "pipeline.guidance_scale=nan", cwd=tmp_path, ok=False)
     assert "guidance_scale: expected a finite number >= 0, got nan" in proc.stderr
-    assert not list(tmp_path.rglob("report.json"))
+    records = [json.loads(p.read_text()) for p in tmp_path.rglob("record.json")]
+    assert [r["status"] for r in records] == ["failed"] and "guidance_scale" in records[0]["error"]
 
 
 def _rows(sweep):
-    with open(sweep / "summary.csv") as fh:
+    with open(sweep / "report.csv") as fh:
         return list(csv.DictReader(fh))
 
 
@@ -98,10 +107,11 @@ def test_a_reused_sweep_directory_summarises_only_the_new_sweep(tmp_path, tiny_w
     common = [f"pipeline.weights={tiny_weights}", *TINY, f"hydra.sweep.dir={sweep}", "preview=false", "export_formats=[]"]
     accel3d("run", "-m", "stack=hierarchical,hierarchical_flashvdm", *common, cwd=tmp_path)
     assert [r["stack"] for r in _rows(sweep)] == ["hierarchical", "hierarchical_flashvdm"]
-    accel3d("run", "-m", "stack=hierarchical_flashvdm", "stack.accelerators.0.band=0.5", *common, cwd=tmp_path)
+    accel3d("run", "-m", "stack=hierarchical_flashvdm", "stack.accelerators.hierarchical.band=0.5", *common, cwd=tmp_path)
     rows = _rows(sweep)  # job 1's folder from the first sweep is still there, and is left out
-    assert [(r["job"], r["stack"], r["status"]) for r in rows] == [("0", "hierarchical_flashvdm", "completed")]
-    assert "stack.accelerators.0.band=0.5" in rows[0]["overrides"]
+    assert [(r["job"], r["stack"]) for r in rows] == [("0", "hierarchical_flashvdm")]
+    assert "stack.accelerators.hierarchical.band=0.5" in rows[0]["overrides"]
+    assert "2 record(s) of earlier sweeps" in (sweep / "report.md").read_text()
 
 
 def test_a_failed_job_is_listed_and_the_others_are_summarised(tmp_path, tiny_weights):
@@ -109,7 +119,7 @@ def test_a_failed_job_is_listed_and_the_others_are_summarised(tmp_path, tiny_wei
     proc = accel3d(
         "run",
         "-m",
-        "stack.accelerators.0.band=0.3,-1,0.5",
+        "stack.accelerators.hierarchical.band=0.3,-1,0.5",
         f"pipeline.weights={tiny_weights}",
         *TINY,
         f"hydra.sweep.dir={sweep}",
@@ -119,15 +129,13 @@ def test_a_failed_job_is_listed_and_the_others_are_summarised(tmp_path, tiny_wei
         ok=False,
     )
     rows = _rows(sweep)
-    assert [(r["job"], r["status"]) for r in rows] == [("0", "completed"), ("1", "failed"), ("2", "completed")]
-    assert "stack.accelerators.0: band: expected a finite number >= 0 or None, got -1" in rows[1]["error"]
-    assert rows[0]["iou_vs_baseline"] and not rows[1]["iou_vs_baseline"]
-    md = (sweep / "summary.md").read_text()
-    assert "1 job(s) did not complete" in md and "stack.accelerators.0.band=-1" in md
+    assert [r["job"] for r in rows] == ["0", "2"] and all(r["iou"] for r in rows)
+    md = (sweep / "report.md").read_text()
+    assert "## 1 job(s) failed" in md and "band: expected a finite number >= 0 or None, got -1" in md
     assert (sweep / "speed_vs_fidelity.png").stat().st_size > 0
     assert "1 sweep job(s) did not complete" in proc.stderr
-    record = json.loads((sweep / "1_hierarchical" / "job.json").read_text())
-    assert record["status"] == "failed" and "Traceback" in record["traceback"]
+    record = json.loads((sweep / "1_hierarchical" / "record.json").read_text())
+    assert record["status"] == "failed" and "Traceback" in record["traceback"] and record["job"] == 1
 
 
 def test_bench_writes_to_an_output_folder_by_default(tmp_path):

@@ -7,8 +7,9 @@ import torch
 
 from accel3d.caching import Hash3D
 from accel3d.core import Stack
+from accel3d.geometry.metrics import psnr
 from accel3d.models.unets import build_unet
-from accel3d.pipelines.sds import SDSPipeline, psnr
+from accel3d.pipelines.sds import SDSPipeline
 
 SMALL = dict(iterations=4, latent_size=16, grid_resolution=16, num_samples=16, turntable_views=2, turntable_size=16, progress=False)
 
@@ -68,15 +69,18 @@ def test_bad_pipeline_arguments(tmp_path):
 def test_accel3d_run_sds_writes_renders_meshes_and_a_report(tmp_path):
     out = tmp_path / "run"
     args = ["pipeline=sds", "stack=hash3d", "pipeline.iterations=6", "pipeline.latent_size=16", "pipeline.grid_resolution=16"]
-    args += ["pipeline.progress=false", f"hydra.run.dir={out}"]
+    args += ["pipeline.progress=false", "repeats=1", f"hydra.run.dir={out}"]
     proc = subprocess.run([sys.executable, "-m", "accel3d.cli", "run", *args], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "U-Net speedup" in proc.stdout and "hash3d" in proc.stdout
-    report = json.loads((out / "report.json").read_text())
-    assert set(report["runs"]) == {"baseline", "hash3d"}
-    assert report["runs"]["hash3d"]["stats"]["hash3d"]["calls"] == 6
-    assert report["summary"]["stack"] == "hash3d" and report["summary"]["speedup_total"] > 0
-    for name in ("turntable.png", "turntable.gif", "report.json"):
+    assert "unet s" in proc.stdout and "hash3d.hit_rate" in proc.stdout and "psnr_db" in proc.stdout
+    record = json.loads((out / "record.json").read_text())
+    assert record["status"] == "completed" and set(record["runs"]) == {"baseline", "hash3d"}
+    row = record["runs"]["hash3d"]
+    assert row["stats"]["hash3d"]["calls"] == 6 and set(row["speedups"]) >= {"total_s", "unet_s"}
+    assert row["summary"]["hash3d"]["hit_rate"] == row["stats"]["hash3d"]["hit_rate"]
+    # the ceiling follows from the hit rate and the measured full/partial costs
+    assert (row["ceilings"]["hash3d"]["ceiling"] > 1.0) == (row["stats"]["hash3d"].get("hits", 0) > 0)
+    for name in ("turntable.png", "turntable.gif", "record.json"):
         assert (out / name).stat().st_size > 0, name
     assert not list(out.glob("*.part"))
 

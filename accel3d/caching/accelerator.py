@@ -181,6 +181,27 @@ class Hash3D(BaseAccelerator):
         s.update({f"table_{k}": v for k, v in self.table.stats().items()})
         return s
 
+    def summary(self) -> dict[str, float]:
+        s = self.stats()
+        out = {"hit_rate": s["hit_rate"]}
+        if "check_cosine" in s:
+            out.update(eps_cosine=s["check_cosine"], eps_rel_l2=s["check_rel_l2"])
+        return out
+
+    def ceiling(self) -> float | None:
+        """U-Net speedup the hit rate allows, from the measured full and partial costs per element."""
+        s = self.statistics.counters
+        full, part = s.get("full_elements", 0), s.get("partial_elements", 0)
+        elements = s.get("elements", 0)
+        if not full or not elements:
+            return None
+        hit = s.get("hits", 0) / elements
+        cost_hit = (s["partial_s"] / part) / (s["full_s"] / full) if part and self.mode == "feature" else 0.0
+        return 1.0 / max((1.0 - hit) + hit * cost_hit, 1e-9)
+
+    def excluded_seconds(self) -> float:
+        return float(self.statistics.counters.get("check_s", 0.0))
+
     # ------------------------------------------------------------------ the patched forward
     def _wrap(self, original: Any) -> Any:
         self._original = original

@@ -32,6 +32,8 @@ class Accelerator(Protocol):
 
     def stats(self) -> dict[str, float]: ...
 
+    def summary(self) -> dict[str, float]: ...
+
     @property
     def attached(self) -> bool: ...
 
@@ -90,6 +92,24 @@ class BaseAccelerator:
 
     def stats(self) -> dict[str, float]:
         return self.statistics.as_dict()
+
+    def summary(self) -> dict[str, float]:
+        """The headline figures of :meth:`stats` that a results table shows (default: none)."""
+        return {}
+
+    def ceiling(self) -> float | None:
+        """The largest speedup of its stage that the work it skipped allows (None: unknown).
+
+        A measured speedup above it is noise, and the job flags it as such."""
+        return None
+
+    def excluded_seconds(self) -> float:
+        """Seconds spent only on measuring itself (fidelity checks), to take out of its stage's time."""
+        return 0.0
+
+    def fell_back(self) -> str | None:
+        """Why it did the full work after all (a dense fallback), or None."""
+        return None
 
     @contextlib.contextmanager
     def applied(self, target: Any) -> Iterator[BaseAccelerator]:

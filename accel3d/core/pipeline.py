@@ -1,16 +1,44 @@
-"""Pipelines name their stages so that accelerators can find what they patch."""
+"""The pipeline contract: what every pipeline provides, and all that the job layer relies on.
+
+A pipeline names its stages (the objects accelerators patch), loads its inputs,
+runs once with per-stage timings, judges an accelerated result against an
+unaccelerated one (the metrics of DESIGN.md's "Fidelity" section), and writes
+the files a person looks at. The comparison job (``accel3d.jobs.compare``),
+``accel3d run``, the benchmarks and ``accel3d report`` use nothing else, so a new
+pipeline needs no change to any of them.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
+
+
+class PipelineResult(Protocol):
+    """What ``Pipeline.run`` returns: anything with per-stage wall times in seconds (``total_s`` among them)."""
+
+    timings: dict[str, float]
 
 
 class Pipeline:
-    """Base class: a pipeline exposes its stages by name.
+    """Base class of pipelines.
+
+    Subclasses set ``name`` and ``stages`` and implement :meth:`load_inputs`,
+    :meth:`run`, :meth:`fidelity` and :meth:`write_artefacts`. Class attributes say
+    how results are read:
+
+    - ``headline_timing``: the timing whose ratio is the headline speedup;
+    - ``fidelity_metric``: the fidelity figure a speed-vs-fidelity plot uses, and
+      ``higher_is_better`` for it;
+    - ``stage_timings``: the timing key of each stage, so that time an accelerator
+      spends only on measuring itself is taken out of its stage.
 
     Example::
 
         class MyPipeline(Pipeline):
+            name = "mine"
+            headline_timing, fidelity_metric = "decode_s", "iou"
+
             def __init__(self, decoder):
                 self.stages = {"volume_decoder": decoder}
 
@@ -19,8 +47,40 @@ class Pipeline:
 
     name: str = "pipeline"
     stages: dict[str, Any]
+    headline_timing: str = "total_s"
+    fidelity_metric: str = ""
+    higher_is_better: bool = True
+    stage_timings: dict[str, str] = {}
+    table_timings: tuple[str, ...] = ()  # timings shown beside the headline and total in the table
 
     def stage(self, name: str) -> Any:
         if name not in self.stages:
             raise KeyError(f"stage: pipeline '{self.name}' has no stage '{name}'; its stages are {sorted(self.stages)}")
         return self.stages[name]
+
+    # ------------------------------------------------------------------ the contract
+    def load_inputs(self) -> Any:
+        """The inputs of one generation (an object with a ``source`` string that says where they came from)."""
+        raise NotImplementedError
+
+    def run(self, inputs: Any, **overrides: Any) -> PipelineResult:
+        """One generation; ``overrides`` change a knob for this run only (the warm-up uses them)."""
+        raise NotImplementedError
+
+    def warmup_overrides(self) -> dict[str, Any]:
+        """Overrides of :meth:`run` for a small untimed warm-up (thread pools, allocator, lazy init)."""
+        return {}
+
+    def fidelity(self, baseline: Any, result: Any) -> dict[str, float]:
+        """How close ``result`` is to the unaccelerated ``baseline`` of the same inputs and seed."""
+        raise NotImplementedError
+
+    def write_artefacts(self, result: Any, baseline: Any | None, out_dir: Path, options: dict[str, Any]) -> dict[str, str]:
+        """Write the files a person looks at into ``out_dir``; returns ``{role: file name}``.
+
+        ``options`` carries the job's ``export_formats`` and ``preview`` settings and the stack's name."""
+        return {}
+
+    def describe(self) -> dict[str, Any]:
+        """A few facts for the record and the report table (resolution, backbone, ...)."""
+        return {}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from accel3d.core.accelerator import Accelerator
@@ -26,12 +26,17 @@ class Stack:
         stack.stats()   # {"hierarchical": {"queries": ..., ...}}
     """
 
-    def __init__(self, accelerators: Sequence[Accelerator] = (), name: str = "custom") -> None:
+    def __init__(self, accelerators: Sequence[Accelerator] | Mapping[str, Accelerator] = (), name: str = "custom") -> None:
         if not isinstance(name, str) or not name:
             raise ValueError(f"name: expected a non-empty string, got {name!r}")
-        if isinstance(accelerators, (str, bytes)) or not isinstance(accelerators, Sequence):
-            raise TypeError(f"accelerators: expected a list of Accelerator objects, got {type(accelerators).__name__}")
+        if isinstance(accelerators, Mapping):  # {unique name: accelerator}, as configs compose them
+            names, accelerators = [str(k) for k in accelerators], list(accelerators.values())
+        elif isinstance(accelerators, (str, bytes)) or not isinstance(accelerators, Sequence):
+            raise TypeError(f"accelerators: expected a list or a mapping of Accelerator objects, got {type(accelerators).__name__}")
+        else:
+            names = _unique_names([getattr(a, "name", type(a).__name__) for a in accelerators])
         self.name = name
+        self.names = names
         self.accelerators = list(accelerators)
         if len({id(a) for a in self.accelerators}) != len(self.accelerators):
             raise ValueError(f"stack '{name}': the same accelerator object is listed twice")
@@ -103,7 +108,12 @@ class Stack:
             acc.reset()
 
     def stats(self) -> dict[str, dict[str, Any]]:
-        return {acc.name: acc.stats() for acc in self.accelerators}
+        """Each accelerator's statistics under its unique name in the stack (two of one class do not collide)."""
+        return {key: acc.stats() for key, acc in zip(self.names, self.accelerators)}
+
+    def summary(self) -> dict[str, dict[str, Any]]:
+        """Each accelerator's headline figures under its unique name."""
+        return {key: _call(acc, "summary", {}) for key, acc in zip(self.names, self.accelerators)}
 
     @contextlib.contextmanager
     def applied(self, pipeline: Pipeline) -> Iterator[Stack]:
@@ -115,3 +125,83 @@ class Stack:
 
     def __repr__(self) -> str:
         return f"Stack(name={self.name!r}, accelerators={[a.name for a in self.accelerators]})"
+
+
+def _unique_names(names: list[str]) -> list[str]:
+    """``["kv", "kv", "h"]`` -> ``["kv", "kv_2", "h"]``."""
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        out.append(name if seen[name] == 1 else f"{name}_{seen[name]}")
+    return out
+
+
+def _call(acc: Any, method: str, default: Any) -> Any:
+    fn = getattr(acc, method, None)
+    return fn() if callable(fn) else default
+
+
+def build_stack(name: str, accelerators: Mapping[str, Any] | None = None) -> Stack:
+    """A :class:`Stack` from config: ``accelerators`` maps a unique name to an accelerator config
+    (``_target_`` plus knobs, and ``enabled``; a disabled one is left out and named in the stack's name).
+
+    Each config's knobs are checked against its accelerator's signature first, so a misspelled knob
+    fails naming the valid ones. Stacks in ``configs/stack/`` build through this (``_recursive_: false``).
+
+    Example::
+
+        build_stack("mine", {"hierarchical": {"_target_": "accel3d.decoding.HierarchicalDecoding", "band": 0.5}})
+    """
+    from hydra.utils import get_class, instantiate
+    from omegaconf import DictConfig, OmegaConf
+
+    from accel3d.core.validate import ArgumentError, check_bool
+
+    if accelerators is None:
+        accelerators = {}
+    if not isinstance(accelerators, Mapping | DictConfig):
+        raise ArgumentError(f"stack.accelerators: expected a mapping of name -> accelerator config, got {accelerators!r}")
+    built: dict[str, Any] = {}
+    disabled = []
+    for key, node in accelerators.items():
+        where = f"stack.accelerators.{key}"
+        cfg = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node or {})
+        if not isinstance(cfg, dict) or "_target_" not in cfg:
+            raise ArgumentError(f"{where}: expected an accelerator config with a _target_, got {node!r}")
+        if not check_bool(f"{where}.enabled", cfg.pop("enabled", True)):
+            disabled.append(key)
+            continue
+        try:
+            cls = get_class(cfg["_target_"])
+        except Exception as exc:
+            raise ArgumentError(f"{where}._target_: cannot import {cfg['_target_']!r} ({exc})") from None
+        _check_knobs(where, cls, cfg)
+        try:
+            built[key] = instantiate(cfg, _convert_="object")
+        except Exception as exc:
+            cause = exc.__cause__ if exc.__cause__ is not None else exc
+            if isinstance(cause, ValueError | TypeError):
+                raise ArgumentError(f"{where}: {cause}") from cause
+            raise
+    if disabled and built:
+        name = f"{name}[{'+'.join(built)}]"
+    elif disabled:
+        name = f"{name}[none]"
+    return Stack(built, name=name)
+
+
+def _check_knobs(where: str, cls: type, cfg: dict[str, Any]) -> None:
+    import inspect
+
+    from accel3d.core.validate import ArgumentError
+
+    params = inspect.signature(cls).parameters
+    valid = {p for p, v in params.items() if v.kind not in (v.VAR_POSITIONAL, v.VAR_KEYWORD)}
+    if any(v.kind == v.VAR_KEYWORD for v in params.values()):
+        valid |= set(getattr(cls, "knobs", lambda: set())())
+        if not getattr(cls, "knobs", None):
+            return  # takes any keyword; the class checks them itself
+    unknown = sorted(k for k in cfg if not k.startswith("_") and k not in valid)
+    if unknown:
+        raise ArgumentError(f"{where}: unknown knob(s) {unknown}; valid knobs of {cls.__name__}: {sorted(valid)} (and enabled)")

@@ -48,9 +48,14 @@ class HierarchicalDecoding(BaseAccelerator):
     name = "hierarchical"
     stage = "volume_decoder"
 
+    @classmethod
+    def knobs(cls) -> set[str]:
+        """The keyword arguments it takes: those of :class:`HierarchicalVolumeDecoder`."""
+        return set(inspect.signature(HierarchicalVolumeDecoder).parameters)
+
     def __init__(self, **decoder_kwargs: Any) -> None:
         super().__init__()
-        known = set(inspect.signature(HierarchicalVolumeDecoder).parameters)
+        known = self.knobs()
         unknown = sorted(set(decoder_kwargs) - known)
         if unknown:
             raise ArgumentError(f"hierarchical: unknown knob(s) {unknown}; expected some of {sorted(known)}")
@@ -77,6 +82,18 @@ class HierarchicalDecoding(BaseAccelerator):
                 f"pipeline.resolution: {resolution} is below min_resolution {self.decoder.min_resolution} of the "
                 f"'{self.name}' accelerator; raise the resolution or lower min_resolution"
             )
+
+    def summary(self) -> dict[str, float]:
+        return {"query_fraction": self.statistics.counters.get("query_fraction", 1.0)}
+
+    def ceiling(self) -> float | None:
+        fraction = self.statistics.counters.get("query_fraction")
+        return 1.0 / fraction if fraction else None  # decode time follows the queries made
+
+    def fell_back(self) -> str | None:
+        if self.statistics.counters.get("calls") and self.statistics.counters.get("query_fraction", 1.0) >= 1.0:
+            return "hierarchical decoding queried every point (one level, or surface everywhere)"
+        return None
 
     def _decode(self, fn: Any, resolution: int, bound: float = DEFAULT_BOUND) -> VolumeGrid:
         with self.statistics.time("decode"):
@@ -178,6 +195,17 @@ class AdaptiveKVSelection(BaseAccelerator):
             return torch.cat(outs)
 
         return query
+
+    def summary(self) -> dict[str, float]:
+        c = self.statistics.counters
+        return {"keys_per_query": c.get("keys_per_query", 0.0), "key_fraction": c.get("key_fraction", 1.0)}
+
+    def fell_back(self) -> str | None:
+        if self.statistics.counters.get("dense_fallbacks"):
+            return f"adaptive KV fell back to dense attention {int(self.statistics.counters['dense_fallbacks'])} times"
+        if self.statistics.counters.get("calls") and self.statistics.counters.get("key_fraction", 1.0) >= 1.0:
+            return "adaptive KV kept every key"
+        return None
 
     def _count(self, queries: int, keys_per_query: float, num_keys: int) -> None:
         stats = self.statistics

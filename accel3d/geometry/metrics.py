@@ -44,3 +44,10 @@ def chamfer_and_fscore(a: trimesh.Trimesh, b: trimesh.Trimesh, threshold: float 
     precision, recall = float((d_ab < threshold).mean()), float((d_ba < threshold).mean())
     f = 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
     return {"chamfer": float((d_ab.mean() + d_ba.mean()) / 2), "fscore": f}
+
+
+def psnr(reference: torch.Tensor, other: torch.Tensor) -> float:
+    """PSNR (dB) of ``other`` against ``reference``, peak = the reference's value range (inf when identical)."""
+    peak = float(reference.max() - reference.min())
+    mse = float((reference.double() - other.double()).square().mean())
+    return float("inf") if mse == 0 else 10.0 * np.log10(peak**2 / mse)

@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from diffusers import DDPMScheduler
 from tqdm.auto import tqdm
@@ -35,8 +34,10 @@ from accel3d.core.context import camera_pose
 from accel3d.core.io import load_torch_file
 from accel3d.core.pipeline import Pipeline
 from accel3d.core.validate import check_bool, check_finite_tensor, check_float, check_int, check_pair, check_seed, check_str
+from accel3d.geometry.metrics import psnr
+from accel3d.geometry.surface import export_mesh
 from accel3d.models.unets import build_unet
-from accel3d.pipelines.sds_scene import Cameras, CameraSampler, VoxelField, turntable
+from accel3d.pipelines.sds_scene import Cameras, CameraSampler, VoxelField, density_mesh, save_gif, save_turntable, turntable
 
 
 @dataclass
@@ -71,6 +72,10 @@ class SDSPipeline(Pipeline):
     """
 
     name = "sds"
+    headline_timing = "total_s"
+    fidelity_metric = "psnr_db"
+    stage_timings = {"denoiser": "unet_s"}
+    table_timings = ("unet_s",)
 
     def __init__(
         self,
@@ -225,15 +230,31 @@ class SDSPipeline(Pipeline):
         uncond, cond = eps.chunk(2)
         return uncond + self.guidance_scale * (cond - uncond)
 
-    # ------------------------------------------------------------------ `accel3d run`
-    def job(self, stack: Any, cfg: Any, out_dir: Path) -> dict[str, Any]:
-        from accel3d.pipelines.sds_job import run_sds_job
+    # ------------------------------------------------------------------ the job contract
+    def warmup_overrides(self) -> dict[str, Any]:
+        return {"iterations": 2}
 
-        return run_sds_job(self, stack, cfg, out_dir)
+    def fidelity(self, baseline: SDSResult, result: SDSResult) -> dict[str, float]:
+        """PSNR between the final turntable renders with and without the accelerator (DESIGN.md)."""
+        return {"psnr_db": psnr(baseline.renders, result.renders), "final_loss": result.losses[-1]}
 
+    def result_figures(self, result: SDSResult) -> dict[str, Any]:
+        return {"iterations": len(result.losses)}
 
-def psnr(reference: torch.Tensor, other: torch.Tensor) -> float:
-    """PSNR (dB) of ``other`` against ``reference``, peak = the reference's value range."""
-    peak = float(reference.max() - reference.min())
-    mse = float((reference.double() - other.double()).square().mean())
-    return float("inf") if mse == 0 else 10.0 * np.log10(peak**2 / mse)
+    def describe(self) -> dict[str, Any]:
+        return {"backbone": self.backbone, "iterations": self.iterations, "latent_size": self.latent_size}
+
+    def write_artefacts(self, result: SDSResult, baseline: SDSResult | None, out_dir: Path, options: dict[str, Any]) -> dict[str, str]:
+        """Turntable renders (baseline row above the accelerated row), a GIF, and density meshes."""
+        files = {}
+        frames = result.renders if baseline is None else torch.cat([baseline.renders, result.renders])
+        files["turntable"] = save_turntable(frames, out_dir / "turntable.png", columns=len(result.renders)).name
+        files["turntable_gif"] = save_gif(result.renders, out_dir / "turntable.gif").name
+        for tag, run in (("mesh", result), ("mesh_baseline", baseline)):
+            if run is None:
+                continue
+            try:
+                files[tag] = export_mesh(density_mesh(run.field), out_dir / f"{tag}.glb").name
+            except ValueError as err:  # a field with no surface at the level: say so, write nothing half-done
+                print(f"[accel3d] {tag}: no mesh written ({err})", file=sys.stderr)
+        return files

@@ -1,0 +1,152 @@
+"""The comparison job: one pipeline, unaccelerated and with a stack, side by side.
+
+Warm-up, then baseline and accelerated runs alternating (so that machine noise
+hits both alike), N repeats, medians with their spread, the pipeline's fidelity,
+each accelerator's headline figures and ceiling, and flags where a number should
+not be trusted. It knows only the :class:`accel3d.core.Pipeline` contract and the
+accelerator protocol, so every pipeline and strategy goes through it unchanged.
+
+Example::
+
+    from accel3d.jobs.compare import compare
+
+    result = compare(pipeline, stack, pipeline.load_inputs(), repeats=3)
+    result.rows["hierarchical"]["speedups"]["decode_s"]
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from accel3d.core.stack import Stack
+
+NOISY_SPREAD = 1.5  # repeats whose slowest is more than 1.5x their fastest are flagged
+CEILING_TOLERANCE = 1.25  # a speedup more than 25% above the ceiling the skipped work allows is noise
+
+
+@dataclass
+class Comparison:
+    """Results and rows of one comparison: ``rows[run]`` for ``baseline`` and the stack's name."""
+
+    runs: dict[str, list[Any]]
+    rows: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def baseline(self) -> Any | None:
+        return self.runs["baseline"][-1] if self.runs.get("baseline") else None
+
+    def last(self, name: str) -> Any:
+        return self.runs[name][-1]
+
+
+def compare(
+    pipeline: Any,
+    stack: Stack,
+    inputs: Any,
+    repeats: int = 3,
+    baseline: bool = True,
+    warmup: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> Comparison:
+    """Run ``pipeline`` on ``inputs`` without and with ``stack``, ``repeats`` times each, alternating."""
+    log = log or (lambda text: print(f"[accel3d] {text}", file=sys.stderr, flush=True))
+    if warmup:
+        log("warm-up run (untimed) ...")
+        pipeline.run(inputs, **pipeline.warmup_overrides())
+    runs: dict[str, list[Any]] = {"baseline": [], stack.name: []}
+    summaries: dict[str, Any] = {}
+    start = time.perf_counter()
+    total = repeats * ((baseline or stack.is_empty) + (not stack.is_empty))
+    done = 0
+    for i in range(repeats):
+        tag = f" ({i + 1}/{repeats})" if repeats > 1 else ""
+        if baseline or stack.is_empty:
+            log(f"unaccelerated run{tag}{_eta(start, done, total)} ...")
+            runs["baseline"].append(pipeline.run(inputs))
+            done += 1
+        if not stack.is_empty:
+            log(f"accelerated run ({stack.name}){tag}{_eta(start, done, total)} ...")
+            stack.reset()
+            with stack.applied(pipeline):
+                result = pipeline.run(inputs)
+            _exclude_measurement(pipeline, stack, result)
+            summaries = _accelerator_figures(stack)
+            runs[stack.name].append(result)
+            done += 1
+    comparison = Comparison(runs)
+    base_rows = runs["baseline"]
+    if base_rows:
+        comparison.rows["baseline"] = _timing_row(base_rows)
+    if not stack.is_empty:
+        row = comparison.rows[stack.name] = _timing_row(runs[stack.name])
+        row.update(summaries)
+        if base_rows:
+            row["speedups"] = {k: comparison.rows["baseline"]["timings"][k]["median"] / v["median"] for k, v in row["timings"].items()}
+            row["fidelity"] = pipeline.fidelity(base_rows[-1], runs[stack.name][-1])
+        row["flags"] = _flags(pipeline, comparison.rows, stack.name)
+    return comparison
+
+
+def _eta(start: float, done: int, total: int) -> str:
+    if not done:
+        return ""
+    left = (time.perf_counter() - start) / done * (total - done)
+    return f", about {left:.0f} s left"
+
+
+def _exclude_measurement(pipeline: Any, stack: Stack, result: Any) -> None:
+    """Time the accelerators spent only measuring themselves (fidelity checks) is not part of the run."""
+    for acc in stack.accelerators:
+        spent = acc.excluded_seconds() if callable(getattr(acc, "excluded_seconds", None)) else 0.0
+        if spent:
+            key = pipeline.stage_timings.get(acc.stage)
+            for k in {key, "total_s"} - {None}:
+                if k in result.timings:
+                    result.timings[k] -= spent
+            result.timings["excluded_s"] = result.timings.get("excluded_s", 0.0) + spent
+
+
+def _accelerator_figures(stack: Stack) -> dict[str, Any]:
+    figures: dict[str, Any] = {"summary": stack.summary(), "stats": stack.stats(), "ceilings": {}, "fallbacks": {}}
+    for key, acc in zip(stack.names, stack.accelerators):
+        ceiling = acc.ceiling() if callable(getattr(acc, "ceiling", None)) else None
+        if ceiling is not None:
+            figures["ceilings"][key] = {"stage": acc.stage, "ceiling": ceiling}
+        reason = acc.fell_back() if callable(getattr(acc, "fell_back", None)) else None
+        if reason:
+            figures["fallbacks"][key] = reason
+    return figures
+
+
+def _timing_row(results: list[Any]) -> dict[str, Any]:
+    keys = [k for k in results[-1].timings if all(k in r.timings for r in results)]
+    timings = {}
+    for k in keys:
+        values = [float(r.timings[k]) for r in results]
+        med = statistics.median(values)
+        timings[k] = {"median": med, "min": min(values), "max": max(values), "repeats": values}
+    return {"repeats": len(results), "timings": timings}
+
+
+def _flags(pipeline: Any, rows: dict[str, dict[str, Any]], name: str) -> list[str]:
+    """Why a ratio should not be trusted: noisy repeats, a speedup above its ceiling, a dense fallback."""
+    flags = []
+    headline = pipeline.headline_timing
+    for run in ("baseline", name):
+        t = rows.get(run, {}).get("timings", {}).get(headline)
+        if t and t["min"] > 0 and t["max"] / t["min"] > NOISY_SPREAD:
+            flags.append(f"noisy: {run} {headline} repeats range {t['min']:.3g}-{t['max']:.3g} s")
+    row = rows[name]
+    for key, c in row.get("ceilings", {}).items():
+        stage_key = pipeline.stage_timings.get(c["stage"], headline)
+        measured = row.get("speedups", {}).get(stage_key)
+        if measured is not None and measured > c["ceiling"] * CEILING_TOLERANCE:
+            flags.append(f"above ceiling: {stage_key} {measured:.2f}x > {c['ceiling']:.2f}x that {key}'s skipped work allows (noise)")
+    for reason in row.get("fallbacks", {}).values():
+        flags.append(f"no saving: {reason}")
+    return flags

@@ -1,0 +1,228 @@
+"""`accel3d report DIR`: every run record under DIR, at any depth, into one table and one plot.
+
+It writes ``report.csv``, ``report.md`` (a table per pipeline, ready for a paper)
+and ``speed_vs_fidelity.png`` (headline speedup against the pipeline's fidelity
+metric, with the Pareto front), and lists the jobs that failed, are still
+running, are missing from a sweep, or whose record is unreadable. A sweep folder
+stamped by a multirun counts only the jobs of its latest sweep. The sweep
+callback calls the same code when a multirun ends.
+
+Example::
+
+    from accel3d.jobs.report import write_report
+
+    files = write_report(Path("multirun/2026-12-02"))
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from accel3d.core.io import atomic_write
+
+RECORD = "record.json"
+SWEEP_MARKER = ".accel3d_sweep.json"
+
+
+@dataclass
+class Collection:
+    """What was found under a folder: usable records, and those that are not."""
+
+    completed: list[dict[str, Any]] = field(default_factory=list)
+    failed: list[dict[str, Any]] = field(default_factory=list)
+    running: list[dict[str, Any]] = field(default_factory=list)
+    stale: list[Path] = field(default_factory=list)
+    corrupt: list[tuple[Path, str]] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.completed or self.failed or self.running or self.corrupt or self.missing)
+
+
+def _sweep_ids(root: Path) -> dict[Path, dict[str, Any]]:
+    out = {}
+    for marker in root.rglob(SWEEP_MARKER):
+        try:
+            out[marker.parent] = json.loads(marker.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+    return out
+
+
+def collect(root: Path) -> Collection:
+    """Read every ``record.json`` under ``root``; sort them into completed, failed, running, stale and corrupt."""
+    found = Collection()
+    sweeps = _sweep_ids(root)
+    seen: dict[Path, set[int]] = {d: set() for d in sweeps}
+    for path in sorted(root.rglob(RECORD)):
+        try:
+            record = json.loads(path.read_text())
+            if not isinstance(record, dict) or "status" not in record:
+                raise ValueError("not an accel3d run record (no 'status')")
+        except (OSError, ValueError) as exc:
+            found.corrupt.append((path, f"{type(exc).__name__}: {exc}"))
+            continue
+        sweep = sweeps.get(path.parent.parent)
+        if sweep is not None:
+            if record.get("sweep") != sweep.get("id"):
+                found.stale.append(path)  # left in a reused sweep folder by an earlier sweep
+                continue
+            seen[path.parent.parent].add(record.get("job"))
+        record["path"] = str(path.parent)
+        {"completed": found.completed, "failed": found.failed}.get(record["status"], found.running).append(record)
+    for folder, sweep in sweeps.items():
+        for num, overrides in enumerate(sweep.get("jobs") or []):
+            if num not in seen[folder]:
+                found.missing.append(f"{folder}: job {num} ({' '.join(overrides)})")
+    return found
+
+
+def row_of(record: dict[str, Any], fidelity: str | None = None) -> dict[str, Any]:
+    """One flat table row of a completed record: what ran, the headline speedup, fidelity, headline figures."""
+    head = record.get("headline", {})
+    run = record.get("runs", {}).get(record.get("stack"), {}) if record.get("accelerators") else {}
+    row: dict[str, Any] = {"pipeline": record.get("pipeline"), "stack": record.get("stack"), "job": record.get("job", "")}
+    row.update({k: v for k, v in record.get("pipeline_info", {}).items()})
+    timing = head.get("timing", "total_s")
+    row["speedup"] = run.get("speedups", {}).get(timing, 1.0 if not record.get("accelerators") else None)
+    ceilings = [c["ceiling"] for c in run.get("ceilings", {}).values()]
+    row["ceiling"] = min(ceilings) if ceilings else None
+    base = record.get("runs", {}).get("baseline", {}).get("timings", {}).get(timing, {})
+    row[f"baseline_{timing}"] = base.get("median")
+    for key, value in run.get("fidelity", {}).items():
+        row[key] = value
+    metric = fidelity or head.get("fidelity_metric")
+    row["fidelity_metric"] = metric
+    row["fidelity"] = run.get("fidelity", {}).get(metric, None) if run else None
+    for acc, figures in run.get("summary", {}).items():
+        for key, value in figures.items():
+            row[f"{acc}.{key}"] = value
+    row["flags"] = "; ".join(run.get("flags", []))
+    env = record.get("environment", {})
+    row["threads"] = env.get("threads")
+    row["parallel_jobs"] = env.get("parallel_jobs", 1)
+    row["overrides"] = " ".join(record.get("overrides", []))
+    row["path"] = record.get("path")
+    return row
+
+
+def pareto_front(points: list[tuple[float, float]], higher_is_better: bool = True) -> list[tuple[float, float]]:
+    """The points no other point beats in both speedup and fidelity, by increasing speedup."""
+    sign = 1.0 if higher_is_better else -1.0
+    front: list[tuple[float, float]] = []
+    best = -float("inf")
+    for x, y in sorted(points, key=lambda p: (-p[0], -sign * p[1])):
+        if sign * y > best:
+            front.append((x, y))
+            best = sign * y
+    return sorted(front)
+
+
+def write_report(root: Path, out_dir: Path | None = None, fidelity: str | None = None) -> list[Path]:
+    """Aggregate the records under ``root`` into report.csv, report.md and speed_vs_fidelity.png (in ``out_dir``)."""
+    root, out_dir = Path(root), Path(out_dir or root)
+    found = collect(root)
+    if found.empty:
+        raise FileNotFoundError(f"report: no {RECORD} under '{root}'")
+    rows = [row_of(r, fidelity) for r in found.completed]
+    rows.sort(key=lambda r: (str(r["pipeline"]), str(r["path"])))
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    written = []
+    csv_path = out_dir / "report.csv"
+    with atomic_write(csv_path) as tmp, open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns or ["pipeline"], restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+    written.append(csv_path)
+    md_path = out_dir / "report.md"
+    with atomic_write(md_path) as tmp:
+        tmp.write_text(_markdown(rows, found))
+    written.append(md_path)
+    if rows:
+        written.append(_plot(rows, found, out_dir / "speed_vs_fidelity.png"))
+    return written
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+SHOWN_LAST = ("flags", "threads", "parallel_jobs", "overrides", "path", "fidelity_metric", "fidelity", "job")
+
+
+def _markdown(rows: list[dict[str, Any]], found: Collection) -> str:
+    md: list[str] = []
+    pipelines = list(dict.fromkeys(r["pipeline"] for r in rows))
+    if len(pipelines) > 1:
+        md += [f"Records from {len(pipelines)} pipelines ({', '.join(map(str, pipelines))}): one table each.", ""]
+    for name in pipelines:
+        group = [r for r in rows if r["pipeline"] == name]
+        cols = [c for c in dict.fromkeys(k for r in group for k in r) if c not in SHOWN_LAST and c != "pipeline"]
+        cols += ["flags"]
+        md += [f"## {name}", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+        md += ["| " + " | ".join(_fmt(r.get(c)) for c in cols) + " |" for r in group]
+        if any(r.get("parallel_jobs", 1) > 1 for r in group):
+            md += [
+                "",
+                "Jobs that ran in parallel (`parallel_jobs` > 1) timed each other's load: compare their speedups only among themselves.",
+            ]
+        md.append("")
+    sections = [
+        ("failed", [f"{r.get('path')}: {r.get('error', 'failed')}" for r in found.failed]),
+        ("still running or killed", [str(r.get("path")) for r in found.running]),
+        ("missing from their sweep", found.missing),
+        ("unreadable records (skipped)", [f"{p}: {why}" for p, why in found.corrupt]),
+    ]
+    for title, items in sections:
+        if items:
+            md += [f"## {len(items)} job(s) {title}", "", *(f"- {item}" for item in items), ""]
+    if found.stale:
+        md += [f"({len(found.stale)} record(s) of earlier sweeps in reused sweep folders were left out.)", ""]
+    return "\n".join(md) + "\n"
+
+
+def _plot(rows: list[dict[str, Any]], found: Collection, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pipelines = list(dict.fromkeys(r["pipeline"] for r in rows))
+    fig, axes = plt.subplots(1, len(pipelines), figsize=(6.5 * len(pipelines), 4.8), squeeze=False)
+    for ax, name in zip(axes[0], pipelines):
+        group = [r for r in rows if r["pipeline"] == name and r.get("speedup") is not None and r.get("fidelity") is not None]
+        metric = next((r["fidelity_metric"] for r in group), "fidelity")
+        higher = not str(metric).startswith(("chamfer", "rel_l2"))
+        pts = [(float(r["speedup"]), float(r["fidelity"])) for r in group]
+        labels = [_label(r) for r in group]
+        for (x, y), label, r in zip(pts, labels, group):
+            ax.scatter(x, y, s=45, zorder=3, marker="o" if not r.get("flags") else "x")
+            ax.annotate(label, (x, y), textcoords="offset points", xytext=(6, 4), fontsize=7)
+        front = pareto_front(pts, higher)
+        if len(front) > 1:
+            ax.plot(*zip(*front), color="tab:red", lw=1.2, ls="--", zorder=2, label="Pareto front")
+            ax.legend(loc="best", fontsize=8)
+        ax.axvline(1.0, color="grey", lw=0.8, ls=":")
+        ax.set_xlabel("speedup vs unaccelerated (x, headline timing)")
+        ax.set_ylabel(f"{metric} vs unaccelerated")
+        ax.set_title(f"{name}: speed vs fidelity ({len(group)} jobs; x marks a flagged timing)", fontsize=10)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    with atomic_write(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _label(row: dict[str, Any]) -> str:
+    extra = [f"{k}={row[k]}" for k in ("resolution", "backbone") if k in row]
+    return " ".join([str(row["stack"]), *extra])

@@ -1,0 +1,157 @@
+"""`accel3d run`: check the configuration, compare, and leave a record whether the job succeeds or fails.
+
+Every job writes ``record.json`` into its output folder: the resolved config and
+seed, every repeat's timings with medians and speedups against its own baseline,
+fidelity, the accelerators' headline figures, ceilings and flags, the versions,
+device, commit, threads and load average, the wall time, and ``status``
+(``running`` while it runs, then ``completed`` or ``failed`` with the error).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from accel3d.core.io import write_json
+from accel3d.core.stack import Stack
+from accel3d.core.validate import ArgumentError, check_bool, check_int, check_seed
+from accel3d.jobs.compare import Comparison, compare
+from accel3d.jobs.environment import choose_threads, environment
+from accel3d.jobs.table import format_table
+
+RECORD = "record.json"
+
+
+def check_job_config(cfg: DictConfig) -> dict[str, Any]:
+    """The job-level knobs of ``run.yaml``, checked; ``export_formats`` comes back as a list."""
+    from accel3d.geometry.surface import MESH_FORMATS
+
+    formats = cfg.get("export_formats", [])
+    if isinstance(formats, str):  # `export_formats=glb` on the command line: one format
+        formats = [formats]
+    formats = list(formats) if formats is not None else []
+    for fmt in formats:
+        if fmt not in MESH_FORMATS:
+            raise ArgumentError(f"export_formats: expected a list of {MESH_FORMATS}, got {formats!r}")
+    return {
+        "seed": check_seed("seed", cfg.get("seed", 0)),
+        "baseline": check_bool("baseline", cfg.get("baseline", True)),
+        "warmup": check_bool("warmup", cfg.get("warmup", True)),
+        "repeats": check_int("repeats", cfg.get("repeats", 3), low=1),
+        "preview": check_bool("preview", cfg.get("preview", True)),
+        "threads": check_int("threads", cfg.get("threads"), low=1, allow_none=True),
+        "export_formats": list(dict.fromkeys(formats)),
+    }
+
+
+def build(node: DictConfig, what: str) -> Any:
+    """Instantiate a config node; an argument error comes out as ``<config key>: ...`` without Hydra's wrapping."""
+    from hydra.errors import InstantiationException
+
+    try:
+        return instantiate(node, _convert_="object")
+    except InstantiationException as exc:
+        cause = exc.__cause__
+        if isinstance(cause, (ValueError, TypeError, FileNotFoundError)):
+            found = re.search(r"full_key: (\S+)", str(exc))  # e.g. stack.accelerators0
+            key = re.sub(r"(\D)(\d+)$", r"\1.\2", found.group(1)) if found else what
+            message = str(cause) if str(cause).startswith(key) else f"{key}: {cause}"
+            raise ArgumentError(message) from cause
+        raise
+
+
+def prepare_job(cfg: DictConfig) -> tuple[Any, Stack, dict[str, Any]]:
+    """Check the whole configuration and build pipeline and stack, before any model call.
+
+    Job knobs first, then the stack (cheap), then the pipeline (which checks its knobs
+    before loading weights), then whether the stack fits the pipeline: its stages exist,
+    every accelerator attaches (and detaches again), and each accelerator's own checks
+    against the pipeline pass.
+    """
+    job = check_job_config(cfg)
+    stack = build(cfg.stack, "stack")
+    if not isinstance(stack, Stack):
+        raise TypeError(f"stack: expected the config to build an accel3d.core.Stack, got {type(stack).__name__}")
+    pipeline = build(cfg.pipeline, "pipeline")
+    missing = sorted({acc.stage for acc in stack.accelerators} - set(pipeline.stages))
+    if missing:
+        raise ArgumentError(
+            f"stack: '{stack.name}' targets stage(s) {missing}, which pipeline '{pipeline.name}' does not have "
+            f"(its stages: {sorted(pipeline.stages)}); pick a stack for this pipeline, "
+            "e.g. `pipeline=sds stack=hash3d` or `pipeline=vecset_shape stack=hierarchical`"
+        )
+    stack.check(pipeline)
+    return pipeline, stack, job
+
+
+def run_job(cfg: DictConfig, out_dir: Path, job_info: dict[str, Any] | None = None, parallel_jobs: int = 1) -> dict[str, Any]:
+    """Run the configured comparison; write ``record.json`` (also on failure, then re-raise) and the artefacts."""
+    started = time.perf_counter()
+    record: dict[str, Any] = {"status": "running", **(job_info or {}), "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    record["config"] = OmegaConf.to_container(cfg, resolve=False)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json(out_dir / RECORD, record)
+    try:
+        record.update(_run(cfg, out_dir, parallel_jobs))
+        record["status"] = "completed"
+    except Exception as exc:
+        record.update(status="failed", error=f"{type(exc).__name__}: {exc}", traceback="".join(traceback.format_exception(exc)))
+        raise
+    finally:
+        record["wall_s"] = time.perf_counter() - started
+        write_json(out_dir / RECORD, record)
+    return record
+
+
+def _run(cfg: DictConfig, out_dir: Path, parallel_jobs: int) -> dict[str, Any]:
+    pipeline, stack, job = prepare_job(cfg)
+    threads = choose_threads(job["threads"], parallel_jobs)
+    torch.set_num_threads(threads)  # explicit, so that busy cores do not silently change the timings
+    env = environment(threads, parallel_jobs)
+    inputs = pipeline.load_inputs()
+    print(f"[accel3d] pipeline={pipeline.name} stack={stack.name} input={inputs.source} threads={threads}", file=sys.stderr)
+    comparison = compare(pipeline, stack, inputs, job["repeats"], job["baseline"], job["warmup"])
+    result = comparison.last(stack.name) if not stack.is_empty else comparison.baseline
+    baseline = comparison.baseline if comparison.baseline is not result else None
+    options = {"export_formats": job["export_formats"], "preview": job["preview"], "stack": stack.name}
+    files = pipeline.write_artefacts(result, baseline, out_dir, options)
+    rows = _with_figures(pipeline, comparison)
+    print(format_table(pipeline, rows, parallel_jobs))
+    print(f"\nwrote {', '.join(files.values()) or 'no files'} and {RECORD} to {out_dir}")
+    return {
+        "pipeline": pipeline.name,
+        "pipeline_info": pipeline.describe(),
+        "stack": stack.name,
+        "accelerators": stack.names,
+        "input": inputs.source,
+        "seed": job["seed"],
+        "config": OmegaConf.to_container(cfg, resolve=True),
+        "headline": {
+            "timing": pipeline.headline_timing,
+            "fidelity_metric": pipeline.fidelity_metric,
+            "higher_is_better": pipeline.higher_is_better,
+        },
+        "runs": rows,
+        "environment": env,
+        "timings_comparable": parallel_jobs == 1,
+        "files": files,
+    }
+
+
+def _with_figures(pipeline: Any, comparison: Comparison) -> dict[str, dict[str, Any]]:
+    """The rows, each with the pipeline's figures of its last result (queries, faces, ...)."""
+    figures = getattr(pipeline, "result_figures", None)
+    rows = {}
+    for name, row in comparison.rows.items():
+        rows[name] = dict(row)
+        if callable(figures):
+            rows[name]["figures"] = figures(comparison.last(name))
+    return rows

@@ -1,0 +1,61 @@
+"""The plain-text table of a comparison, built from the pipeline contract and the accelerators' headline figures."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def text_table(header: list[str], lines: list[list[str]], note: str) -> str:
+    """Columns padded to their widest cell (first column left-aligned), a rule under the header, a note below."""
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *lines)]
+    fmt = lambda row: "  ".join(str(x).rjust(w) if i else str(x).ljust(w) for i, (x, w) in enumerate(zip(row, widths)))
+    return "\n".join([fmt(header), fmt(["-" * w for w in widths])] + [fmt(row) for row in lines] + ([note] if note else []))
+
+
+def number(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, int) or float(value).is_integer() and abs(value) >= 1000:
+        return f"{int(value):,}"
+    return f"{value:.4g}"
+
+
+def _timing(t: dict[str, Any]) -> str:
+    med = t["median"]
+    spread = (t["max"] - t["min"]) / 2 / med * 100 if med > 0 and len(t["repeats"]) > 1 else 0.0
+    return f"{med:.2f} ±{spread:.0f}%" if len(t["repeats"]) > 1 else f"{med:.2f}"
+
+
+def format_table(pipeline: Any, rows: dict[str, dict[str, Any]], parallel_jobs: int = 1) -> str:
+    """One line per run: headline and total time (median ± half the range of the repeats), the headline
+    speedup, the ceiling the skipped work allows, the pipeline's figures and fidelity, and the accelerators'
+    headline figures; flags below."""
+    head_key = pipeline.headline_timing
+    timing_keys = list(dict.fromkeys([head_key, *getattr(pipeline, "table_timings", ()), "total_s"]))
+    figure_keys = list(dict.fromkeys(k for r in rows.values() for k in r.get("figures", {})))
+    fidelity_keys = list(dict.fromkeys(k for r in rows.values() for k in r.get("fidelity", {})))
+    summary_keys = list(dict.fromkeys((a, k) for r in rows.values() for a, s in r.get("summary", {}).items() for k in s))
+    header = ["run", *(k.removesuffix("_s") + " s" for k in timing_keys), *(k.removesuffix("_s") + " speedup" for k in timing_keys)]
+    header += ["ceiling", *figure_keys]
+    header += [*fidelity_keys, *(f"{a}.{k}" for a, k in summary_keys)]
+    lines = []
+    for name, r in rows.items():
+        t = r["timings"]
+        ceilings = [c["ceiling"] for c in r.get("ceilings", {}).values()]
+        line = [name, *(_timing(t[k]) if k in t else "-" for k in timing_keys)]
+        for k in timing_keys:
+            line.append(f"{r['speedups'][k]:.2f}x" if k in r.get("speedups", {}) else ("1.00x" if name == "baseline" else "-"))
+        line.append(f"{min(ceilings):.2f}x" if ceilings else "-")
+        line += [number(r.get("figures", {}).get(k, "-")) for k in figure_keys]
+        line += [number(r["fidelity"][k]) if k in r.get("fidelity", {}) else ("ref" if name == "baseline" else "-") for k in fidelity_keys]
+        line += [number(r.get("summary", {}).get(a, {}).get(k, "-")) for a, k in summary_keys]
+        lines.append(line)
+    notes = [
+        "(times: median of the repeats ± half their range, after a warm-up; speedups: time ratios against the unaccelerated",
+        f" run, {head_key} the headline; ceiling: the speedup the skipped work allows; fidelity: accelerated vs unaccelerated)",
+    ]
+    if parallel_jobs > 1:
+        notes.append(f"note: {parallel_jobs} jobs ran at once; these timings are not comparable with sequential ones")
+    for name, r in rows.items():
+        notes += [f"flag ({name}): {flag}" for flag in r.get("flags", [])]
+    return text_table(header, lines, "\n".join(notes))
