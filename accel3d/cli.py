@@ -51,12 +51,38 @@ def _run(argv: list[str]) -> None:
 
             traceback.print_exc()
 
+    _check_knob_names(argv)
     sys.argv = ["accel3d run", *argv]
     app()
     from accel3d import sweep
 
     if sweep.last_sweep_failure is not None:
         sys.exit(f"accel3d run: {sweep.last_sweep_failure}")
+
+
+def _check_knob_names(argv: list[str]) -> None:
+    """Refuse a misspelled pipeline or accelerator knob at once, naming the valid ones (Hydra would only
+    say that the key is not in the config)."""
+    import re
+
+    from omegaconf import OmegaConf
+
+    pipeline = next((a.split("=", 1)[1] for a in argv if a.startswith("pipeline=")), "vecset_shape")
+    for arg in argv:
+        if arg.startswith(("+", "~")) or "=" not in arg:
+            continue
+        key = arg.split("=", 1)[0]
+        if m := re.fullmatch(r"stack\.accelerators\.(\w+)\.(\w+)", key):
+            path, what, knob = config_dir() / "accelerator" / f"{m[1]}.yaml", f"accelerator '{m[1]}'", m[2]
+        elif m := re.fullmatch(r"pipeline\.(\w+)", key):
+            path, what, knob = config_dir() / "pipeline" / f"{pipeline}.yaml", f"pipeline '{pipeline}'", m[1]
+        else:
+            continue
+        if not path.is_file():
+            continue
+        valid = sorted(k for k in OmegaConf.load(path) if not str(k).startswith("_"))
+        if knob not in valid:
+            sys.exit(f"accel3d run: {key}: {what} has no knob '{knob}'; its knobs are {', '.join(valid)}")
 
 
 def _parallel_jobs(hc: Any) -> int:
@@ -68,8 +94,12 @@ def _parallel_jobs(hc: Any) -> int:
         import os
 
         return max(1, os.cpu_count() or 1) if n in (-1, None) else max(1, int(n))
-    if "submitit" in target.lower() and "local" in target.lower():
-        return max(1, int(launcher.get("array_parallelism", 1) or 1))
+    if "submitit" in target.lower() and "local" in target.lower():  # starts every job of the sweep at once
+        import json
+
+        marker = Path(hc.sweep.dir) / ".accel3d_sweep.json"
+        jobs = json.loads(marker.read_text()).get("jobs") if marker.is_file() else None
+        return max(1, len(jobs)) if jobs else 1
     return 1
 
 

@@ -172,3 +172,20 @@ def test_bench_options_are_checked_before_any_work(tmp_path):
     (tmp_path / "folder").mkdir()
     proc = accel3d("bench", "kernels", "--out", str(tmp_path / "folder"), cwd=tmp_path, ok=False)
     assert "is a folder" in proc.stderr and not list(tmp_path.rglob("*.json"))
+
+
+@pytest.mark.parametrize(
+    ("override", "valid"),
+    [
+        ("stack.accelerators.hierarchical.bandd=0.3", "band, dilation, enabled, inside, level, min_resolution"),
+        ("pipeline.resolutoin=64", "chunk_size, fscore_threshold, input"),
+    ],
+)
+def test_a_misspelled_knob_fails_at_once_naming_the_valid_ones(tmp_path, override, valid):
+    import time
+
+    start = time.perf_counter()
+    proc = accel3d("run", "-m", "stack=hierarchical,flashvdm", override, cwd=tmp_path, ok=False)
+    assert time.perf_counter() - start < 5
+    assert "has no knob" in proc.stderr and valid in proc.stderr
+    assert not list(tmp_path.rglob("record.json"))

@@ -89,6 +89,7 @@ def row_of(record: dict[str, Any], fidelity: str | None = None) -> dict[str, Any
     row: dict[str, Any] = {"pipeline": record.get("pipeline"), "stack": record.get("stack"), "job": record.get("job", "")}
     row.update({k: v for k, v in record.get("pipeline_info", {}).items()})
     timing = head.get("timing", "total_s")
+    row["timing"] = timing
     row["speedup"] = run.get("speedups", {}).get(timing, 1.0 if not record.get("accelerators") else None)
     ceilings = [c["ceiling"] for c in run.get("ceilings", {}).values()]
     row["ceiling"] = min(ceilings) if ceilings else None
@@ -156,7 +157,7 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-SHOWN_LAST = ("flags", "threads", "parallel_jobs", "overrides", "path", "fidelity_metric", "fidelity", "job")
+SHOWN_LAST = ("timing", "flags", "threads", "parallel_jobs", "overrides", "path", "fidelity_metric", "fidelity", "job")
 
 
 def _markdown(rows: list[dict[str, Any]], found: Collection) -> str:
@@ -204,15 +205,22 @@ def _plot(rows: list[dict[str, Any]], found: Collection, path: Path) -> Path:
         higher = not str(metric).startswith(("chamfer", "rel_l2"))
         pts = [(float(r["speedup"]), float(r["fidelity"])) for r in group]
         labels = [_label(r) for r in group]
+        near: dict[tuple[float, float], int] = {}
         for (x, y), label, r in zip(pts, labels, group):
             ax.scatter(x, y, s=45, zorder=3, marker="o" if not r.get("flags") else "x")
-            ax.annotate(label, (x, y), textcoords="offset points", xytext=(6, 4), fontsize=7)
+            slot = (round(x, 1), round(y, 3))  # stack the labels of points that sit on each other
+            k = near[slot] = near.get(slot, -1) + 1
+            ax.annotate(label, (x, y), textcoords="offset points", xytext=(6, 4 - 11 * k), fontsize=7)
         front = pareto_front(pts, higher)
-        if len(front) > 1:
-            ax.plot(*zip(*front), color="tab:red", lw=1.2, ls="--", zorder=2, label="Pareto front")
-            ax.legend(loc="best", fontsize=8)
+        if front:
+            ax.plot(*zip(*front), color="tab:red", lw=1.2, ls="--", marker="s", mfc="none", ms=10, zorder=2, label="Pareto front")
+            ax.legend(loc="lower left", fontsize=8)
+        if pts:
+            xs = [p[0] for p in pts]
+            ax.set_xlim(min(0.9, min(xs) * 0.9), max(xs) * 1.35)  # room for the labels on the right
         ax.axvline(1.0, color="grey", lw=0.8, ls=":")
-        ax.set_xlabel("speedup vs unaccelerated (x, headline timing)")
+        timing = next((r["timing"] for r in group), "time")
+        ax.set_xlabel(f"speedup of {timing.removesuffix('_s')} time vs unaccelerated (x)")
         ax.set_ylabel(f"{metric} vs unaccelerated")
         ax.set_title(f"{name}: speed vs fidelity ({len(group)} jobs; x marks a flagged timing)", fontsize=10)
         ax.grid(alpha=0.3)
