@@ -39,7 +39,6 @@ from accel3d.caching.unet_cut import UNetCut
 from accel3d.core.stack import Stack
 from accel3d.pipelines.sds import SDSPipeline, psnr
 
-PAPER = {"grids": [[10, 10, 0.1, 10], [20, 20, 0.15, 20], [30, 30, 0.2, 30]]}
 ABLATIONS: dict[str, dict[str, Any]] = {
     "fixed grid 10": {"grids": [[10, 10, 0.1, 10]]},
     "fixed grid 20": {"grids": [[20, 20, 0.15, 20]]},
@@ -55,6 +54,14 @@ ABLATIONS: dict[str, dict[str, Any]] = {
     "num_buckets 50": {"num_buckets": 50},
     "num_buckets 1000": {"num_buckets": 1000},
 }
+
+
+def paper_settings() -> dict[str, Any]:
+    """Hash3D's settings from configs/accelerator/hash3d.yaml (what `stack=hash3d` runs), less the per-bench knobs."""
+    from accel3d.jobs.configs import accelerator_settings
+
+    settings = accelerator_settings("hash3d", "hash3d", pipeline="sds")
+    return {k: v for k, v in settings.items() if k not in ("check_every", "seed")}
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -133,13 +140,13 @@ def compare(pipe: SDSPipeline, repeats: int, check_every: int, seed: int, ablati
         print(f"  baseline run {i + 1}/{repeats} ...", file=sys.stderr)
         bases.append(run_loop(pipe, inputs, None))
         print(f"  hash3d run {i + 1}/{repeats} ...", file=sys.stderr)
-        runs.append(run_loop(pipe, inputs, Hash3D(check_every=check_every, seed=seed, **PAPER)))
+        runs.append(run_loop(pipe, inputs, Hash3D(check_every=check_every, seed=seed, **paper_settings())))
     base = median_run(bases)
     rows = [row("hash3d (paper settings)", base, median_run(runs))]
     if ablations:
         for name, overrides in ABLATIONS.items():
             print(f"  ablation: {name} ...", file=sys.stderr)
-            settings = {**PAPER, **overrides}
+            settings = {**paper_settings(), **overrides}
             rows.append(row(name, base, run_loop(pipe, inputs, Hash3D(check_every=check_every, seed=seed, **settings))))
     return {
         "baseline": {"total_s": base["total_s"], "unet_s": base["unet_s"], "render_s": base["render_s"], "repeats": repeats},
