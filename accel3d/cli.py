@@ -36,6 +36,10 @@ def _run(argv: list[str]) -> None:
         hc = HydraConfig.get()
         out_dir = Path(hc.runtime.output_dir)
         parallel = _parallel_jobs(hc)
+        if parallel > 1:  # progress bars of jobs running at once would interleave; the one-line logs stay
+            import os
+
+            os.environ["TQDM_DISABLE"] = "1"
         if hc.mode != RunMode.MULTIRUN:
             run_job(cfg, out_dir, parallel_jobs=parallel)
             return

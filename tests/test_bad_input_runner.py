@@ -189,3 +189,27 @@ def test_a_misspelled_knob_fails_at_once_naming_the_valid_ones(tmp_path, overrid
     assert time.perf_counter() - start < 5
     assert "has no knob" in proc.stderr and valid in proc.stderr
     assert not list(tmp_path.rglob("record.json"))
+
+
+def test_an_override_of_the_wrong_type_names_the_knob_and_the_type():
+    with pytest.raises(
+        ValueError, match=r"^stack.accelerators.hierarchical: band: expected a finite number >= 0 or None, got 'abc' \(str\)"
+    ):
+        prepare_job(config("stack.accelerators.hierarchical.band=abc"))
+
+
+def test_the_on_off_experiment_builds_all_four_subsets():
+    from hydra.utils import instantiate
+
+    names = set()
+    for h in ("true", "false"):
+        for kv in ("true", "false"):
+            cfg = config("stack=flashvdm", f"stack.accelerators.hierarchical.enabled={h}", f"stack.accelerators.adaptive_kv.enabled={kv}")
+            stack = instantiate(cfg.stack)
+            names.add((stack.name, tuple(stack.names)))
+    assert names == {
+        ("flashvdm", ("hierarchical", "adaptive_kv")),
+        ("flashvdm[hierarchical]", ("hierarchical",)),
+        ("flashvdm[adaptive_kv]", ("adaptive_kv",)),
+        ("flashvdm[none]", ()),
+    }

@@ -86,8 +86,18 @@ def merge_sections(saved: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]
     return merged
 
 
+_RUNS: dict[str, float] = {"done": 0, "total": 0, "start": time.perf_counter()}  # progress lines with an ETA
+
+
 def run_loop(pipe: SDSPipeline, inputs: Any, hash3d: Hash3D | None) -> dict[str, Any]:
     """One SDS run; with ``hash3d``, its statistics and the check time taken out of the timings."""
+    _RUNS["done"] += 1
+    left = ""
+    if _RUNS["done"] > 1:
+        per_run = (time.perf_counter() - _RUNS["start"]) / (_RUNS["done"] - 1)
+        left = f", about {per_run * max(_RUNS['total'] - _RUNS['done'] + 1, 0):.0f} s left" if _RUNS["total"] else ""
+    label = "unaccelerated" if hash3d is None else "Hash3D"
+    print(f"[bench caching] run {_RUNS['done']}: {label}, {pipe.iterations} steps{left}", file=sys.stderr, flush=True)
     if hash3d is None:
         result = pipe.run(inputs)
         return {"result": result, **result.timings}
@@ -135,17 +145,16 @@ def row(name: str, base: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
 def compare(pipe: SDSPipeline, repeats: int, check_every: int, seed: int, ablations: bool) -> dict[str, Any]:
     inputs = pipe.load_inputs()
     pipe.run(inputs, iterations=3)  # warm-up
+    _RUNS.update(done=0, total=2 * repeats + (len(ABLATIONS) if ablations else 0), start=time.perf_counter())
     bases, runs = [], []
-    for i in range(repeats):  # alternate, so that machine noise hits both alike
-        print(f"  baseline run {i + 1}/{repeats} ...", file=sys.stderr)
+    for _ in range(repeats):  # alternate, so that machine noise hits both alike
         bases.append(run_loop(pipe, inputs, None))
-        print(f"  hash3d run {i + 1}/{repeats} ...", file=sys.stderr)
         runs.append(run_loop(pipe, inputs, Hash3D(check_every=check_every, seed=seed, **paper_settings())))
     base = median_run(bases)
     rows = [row("hash3d (paper settings)", base, median_run(runs))]
     if ablations:
         for name, overrides in ABLATIONS.items():
-            print(f"  ablation: {name} ...", file=sys.stderr)
+            print(f"  ablation: {name}", file=sys.stderr)
             settings = {**paper_settings(), **overrides}
             rows.append(row(name, base, run_loop(pipe, inputs, Hash3D(check_every=check_every, seed=seed, **settings))))
     return {

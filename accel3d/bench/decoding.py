@@ -94,8 +94,12 @@ def bench_one(
             decode(name, max(warmup_resolution, settings["min_resolution"]))
     times: dict[str, list[float]] = {m: [] for m in methods}
     grids = {}
-    for _ in range(repeats):
-        for name, (_, acc) in methods.items():
+    began, total = time.perf_counter(), repeats * len(methods)
+    for i in range(repeats):
+        for j, (name, (_, acc)) in enumerate(methods.items()):
+            done = i * len(methods) + j
+            eta = f", about {(time.perf_counter() - began) / done * (total - done):.0f} s left" if done else ""
+            print(f"[bench decoding] {resolution}^3 {name} (run {done + 1}/{total}{eta})", file=sys.stderr, flush=True)
             if acc is not None:
                 acc.reset()
             start = time.perf_counter()

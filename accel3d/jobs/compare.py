@@ -86,7 +86,12 @@ def compare(
         row = comparison.rows[stack.name] = _timing_row(runs[stack.name])
         row.update(summaries)
         if base_rows:
-            row["speedups"] = {k: comparison.rows["baseline"]["timings"][k]["median"] / v["median"] for k, v in row["timings"].items()}
+            base_t = comparison.rows["baseline"]["timings"]
+            row["speedups"] = {
+                k: base_t[k]["median"] / v["median"]
+                for k, v in row["timings"].items()
+                if k in base_t and v["median"] > 0 and k != "excluded_s"
+            }
             row["fidelity"] = pipeline.fidelity(base_rows[-1], runs[stack.name][-1])
         row["flags"] = _flags(pipeline, comparison.rows, stack.name)
     return comparison
