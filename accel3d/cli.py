@@ -13,13 +13,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from accel3d.jobs.configs import config_dir  # the configs' location (re-exported for callers)
+
 USAGE = __doc__
-
-
-def config_dir() -> Path:
-    """The packaged configs (wheel install) or the repository's ``configs/`` (editable install)."""
-    packaged = Path(__file__).parent / "configs"
-    return packaged if packaged.is_dir() else Path(__file__).resolve().parents[1] / "configs"
 
 
 def _run(argv: list[str]) -> None:
@@ -41,7 +37,12 @@ def _run(argv: list[str]) -> None:
 
             os.environ["TQDM_DISABLE"] = "1"
         if hc.mode != RunMode.MULTIRUN:
-            run_job(cfg, out_dir, parallel_jobs=parallel)
+            from accel3d.core.validate import ArgumentError
+
+            try:
+                run_job(cfg, out_dir, parallel_jobs=parallel)
+            except ArgumentError as exc:  # a configuration mistake: one line, not three chained tracebacks
+                sys.exit(f"accel3d run: {exc}\n(the failed record is in {out_dir})")
             return
         # A sweep job's failure is recorded (record.json, status failed) instead of raised, so that the
         # other jobs run and the sweep's report is written; the sweep then exits with an error.
@@ -50,10 +51,15 @@ def _run(argv: list[str]) -> None:
         info = {"sweep": current_sweep_id(Path(hc.sweep.dir)), "job": int(hc.job.num), "overrides": list(hc.overrides.task)}
         try:
             run_job(cfg, out_dir, info, parallel_jobs=parallel)
-        except Exception:
+        except Exception as exc:
             import traceback
 
-            traceback.print_exc()
+            from accel3d.core.validate import ArgumentError
+
+            if isinstance(exc, ArgumentError):
+                print(f"accel3d run: job {hc.job.num}: {exc}", file=sys.stderr)
+            else:
+                traceback.print_exc()
 
     _check_knob_names(argv)
     sys.argv = ["accel3d run", *argv]
@@ -71,7 +77,7 @@ def _check_knob_names(argv: list[str]) -> None:
 
     from omegaconf import OmegaConf
 
-    pipeline = next((a.split("=", 1)[1] for a in argv if a.startswith("pipeline=")), "vecset_shape")
+    pipeline = _chosen_pipeline(argv)
     for arg in argv:
         if arg.startswith(("+", "~")) or "=" not in arg:
             continue
@@ -89,6 +95,23 @@ def _check_knob_names(argv: list[str]) -> None:
             sys.exit(f"accel3d run: {key}: {what} has no knob '{knob}'; its knobs are {', '.join(valid)}")
 
 
+def _chosen_pipeline(argv: list[str]) -> str:
+    """The pipeline a command line picks: `pipeline=`, else an experiment's `override /pipeline`, else the default."""
+    from omegaconf import OmegaConf
+
+    explicit = next((a.split("=", 1)[1] for a in argv if a.startswith("pipeline=")), None)
+    if explicit:
+        return explicit
+    for arg in argv:
+        if arg.startswith("+experiment="):
+            path = config_dir() / "experiment" / f"{arg.split('=', 1)[1]}.yaml"
+            if path.is_file():
+                for entry in OmegaConf.load(path).get("defaults", []):
+                    if hasattr(entry, "keys") and "override /pipeline" in entry:
+                        return str(entry["override /pipeline"])
+    return str(OmegaConf.load(config_dir() / "run.yaml")["defaults"][0]["pipeline"])
+
+
 def _parallel_jobs(hc: Any) -> int:
     """How many jobs the launcher runs at once (joblib's n_jobs; 1 for the basic launcher)."""
     launcher = hc.get("launcher") or {}
@@ -97,11 +120,19 @@ def _parallel_jobs(hc: Any) -> int:
         n = launcher.get("n_jobs", -1)
         import os
 
-        return max(1, os.cpu_count() or 1) if n in (-1, None) else max(1, int(n))
+        cores = os.cpu_count() or 1
+        n = -1 if n is None else int(n)
+        return max(1, cores + 1 + n if n < 0 else n)  # joblib: -1 all cores, -2 all but one, ...
+    if "ray" in target.lower():
+        import os
+
+        return max(1, os.cpu_count() or 1)  # Ray runs as many jobs at once as it has CPUs
     if "submitit" in target.lower() and "local" in target.lower():  # starts every job of the sweep at once
         import json
 
-        marker = Path(hc.sweep.dir) / ".accel3d_sweep.json"
+        from accel3d.jobs.report import SWEEP_MARKER
+
+        marker = Path(hc.sweep.dir) / SWEEP_MARKER
         jobs = json.loads(marker.read_text()).get("jobs") if marker.is_file() else None
         return max(1, len(jobs)) if jobs else 1
     return 1

@@ -213,3 +213,23 @@ def test_the_on_off_experiment_builds_all_four_subsets():
         ("flashvdm[adaptive_kv]", ("adaptive_kv",)),
         ("flashvdm[none]", ()),
     }
+
+
+def test_an_experiment_picks_the_pipeline_whose_knobs_are_checked(tmp_path):
+    from accel3d.cli import _chosen_pipeline
+
+    assert _chosen_pipeline(["+experiment=caching_ablation"]) == "sds"
+    assert _chosen_pipeline([]) == "vecset_shape" and _chosen_pipeline(["pipeline=sds"]) == "sds"
+
+
+def test_a_top_level_accelerator_config_is_refused(tiny_weights):
+    with pytest.raises(ValueError, match=r"^accelerator: a top-level accelerator config is not part of any stack"):
+        prepare_job(config(f"pipeline.weights={tiny_weights}", "+accelerator=hash3d"))
+
+
+def test_a_failed_record_keeps_seed_and_environment(tmp_path, tiny_weights):
+    with pytest.raises(ValueError):
+        run_job(config(f"pipeline.weights={tiny_weights}", "stack.accelerators.hierarchical.band=-1"), tmp_path)
+    record = json.loads((tmp_path / "record.json").read_text())
+    assert record["status"] == "failed" and record["seed"] == 0
+    assert record["environment"]["versions"]["torch"] and record["environment"]["device"]

@@ -99,7 +99,8 @@ def test_flags_noise_a_speedup_above_its_ceiling_and_a_fallback():
     row = compare(pipe, stack, None, repeats=3, warmup=False, log=lambda _: None).rows["half"]
     flags = " | ".join(row["flags"])
     assert "noisy: baseline work_s repeats range 1-3 s" in flags
-    assert "above ceiling: work_s 2.00x > 1.20x" in flags and "no saving: did everything after all" in flags
+    assert "work_s speedup 2.00x is more than 25% above the 1.20x that the skipped work alone would give" in flags
+    assert "no saving: did everything after all" in flags
     table = format_table(pipe, compare(pipe, stack, None, repeats=1, warmup=False, log=lambda _: None).rows, parallel_jobs=2)
     assert "halve.share" in table and "1.20x" in table and "not comparable with sequential ones" in table
 
@@ -110,3 +111,23 @@ def test_two_accelerators_of_one_class_keep_separate_statistics():
 
     stack = Stack([Composable(), Composable()], name="twice")
     assert stack.names == ["halve", "halve_2"] and set(stack.stats()) == {"halve", "halve_2"}
+
+
+def test_a_stack_named_baseline_and_zero_repeats_are_refused():
+    with pytest.raises(ValueError, match="stack: 'baseline' names the unaccelerated run"):
+        compare(Toy(), Stack([Halve()], name="baseline"), None, repeats=1, log=lambda _: None)
+    with pytest.raises(ValueError, match="^repeats: expected an integer >= 1"):
+        compare(Toy(), Stack([Halve()], name="half"), None, repeats=0, log=lambda _: None)
+
+
+def test_the_work_ratio_of_a_stack_is_known_only_when_every_accelerator_states_one():
+    class Other(Halve):
+        name, stage, composable = "other", "worker", True
+
+    class Bounded(Halve):
+        composable = True
+
+    both = compare(Toy(), Stack([Bounded(ceiling=2.0), Other(ceiling=1.5)], name="s"), None, 1, warmup=False, log=lambda _: None)
+    assert both.rows["s"]["work_ratio"] == pytest.approx(3.0)
+    one = compare(Toy(), Stack([Bounded(ceiling=1.2), Other()], name="s"), None, 1, warmup=False, log=lambda _: None)
+    assert one.rows["s"]["work_ratio"] is None and not any("above" in f for f in one.rows["s"]["flags"])

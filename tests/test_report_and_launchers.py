@@ -131,3 +131,19 @@ def test_a_killed_job_shows_as_running_and_a_missing_one_as_missing(tmp_path, ti
     write_report(sweep)
     md = (sweep / "report.md").read_text()
     assert "## 1 job(s) still running or killed" in md and "## 1 job(s) missing from their sweep" in md
+
+
+def test_records_in_nested_sweep_subfolders_belong_to_their_sweep(tmp_path, tiny_weights):
+    sweep = tmp_path / "nested"
+    args = ["run", "-m", "stack=none,hierarchical", "pipeline.resolution=64", f"pipeline.weights={tiny_weights}", *TINY[1:3], *QUIET]
+    accel3d(*args, "hydra.sweep.subdir=${hydra.job.num}/${hydra:runtime.choices.stack}", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    found = collect(sweep)
+    assert len(found.completed) == 2 and not found.missing and not found.stale
+
+
+def test_an_unknown_fidelity_figure_is_refused(tmp_path, tiny_weights):
+    sweep = _sweep(tmp_path, tiny_weights)
+    proc = accel3d("report", str(sweep), "--fidelity", "ioo", cwd=tmp_path, ok=False)
+    assert "--fidelity: no record has a fidelity figure 'ioo'; the records have ['chamfer', 'fscore', 'iou']" in proc.stderr
+    accel3d("report", str(sweep), "--fidelity", "chamfer", cwd=tmp_path)
+    assert {r["higher_is_better"] for r in _report_rows(sweep) if r["fidelity"]} == {"False"}

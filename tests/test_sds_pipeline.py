@@ -80,6 +80,7 @@ def test_accel3d_run_sds_writes_renders_meshes_and_a_report(tmp_path):
     assert row["summary"]["hash3d"]["hit_rate"] == row["stats"]["hash3d"]["hit_rate"]
     # the ceiling follows from the hit rate and the measured full/partial costs
     assert (row["ceilings"]["hash3d"]["ceiling"] > 1.0) == (row["stats"]["hash3d"].get("hits", 0) > 0)
+    assert 0 < row["fidelity"]["psnr_db"] <= 100.0  # identical renders are recorded as 100 dB, never as null
     for name in ("turntable.png", "turntable.gif", "record.json"):
         assert (out / name).stat().st_size > 0, name
     assert not list(out.glob("*.part"))
@@ -107,3 +108,9 @@ def test_a_stack_for_another_pipeline_is_refused_with_a_hint(tmp_path):
     assert proc.returncode != 0
     assert "targets stage(s) ['volume_decoder'], which pipeline 'sds' does not have" in proc.stderr
     assert "stack=hash3d" in proc.stderr
+
+
+def test_identical_renders_are_recorded_as_100_db_and_flagged_identical(pipe):
+    inputs = pipe.load_inputs()
+    base = pipe.run(inputs)
+    assert pipe.fidelity(base, base) == {"psnr_db": 100.0, "identical_renders": 1.0}

@@ -10,15 +10,20 @@ Example::
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
+
+
+def config_dir() -> Path:
+    """The packaged configs (wheel install) or the repository's ``configs/`` (editable install)."""
+    packaged = Path(__file__).resolve().parents[1] / "configs"
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parents[2] / "configs"
 
 
 def accelerator_settings(stack: str, key: str, pipeline: str | None = None) -> dict[str, Any]:
     """The knobs of accelerator ``key`` in the named ``stack`` config, resolved (without ``_target_``/``enabled``)."""
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
-
-    from accel3d.cli import config_dir
 
     overrides = [f"stack={stack}"] + ([f"pipeline={pipeline}"] if pipeline else [])
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):

@@ -67,12 +67,12 @@ def collect(root: Path) -> Collection:
         except (OSError, ValueError) as exc:
             found.corrupt.append((path, f"{type(exc).__name__}: {exc}"))
             continue
-        sweep = sweeps.get(path.parent.parent)
-        if sweep is not None:
-            if record.get("sweep") != sweep.get("id"):
+        folder = next((p for p in path.parents if p in sweeps), None)  # the nearest sweep folder above it
+        if folder is not None:
+            if record.get("sweep") != sweeps[folder].get("id"):
                 found.stale.append(path)  # left in a reused sweep folder by an earlier sweep
                 continue
-            seen[path.parent.parent].add(record.get("job"))
+            seen[folder].add(record.get("job"))
         record["path"] = str(path.parent)
         {"completed": found.completed, "failed": found.failed}.get(record["status"], found.running).append(record)
     for folder, sweep in sweeps.items():
@@ -91,14 +91,14 @@ def row_of(record: dict[str, Any], fidelity: str | None = None) -> dict[str, Any
     timing = head.get("timing", "total_s")
     row["timing"] = timing
     row["speedup"] = run.get("speedups", {}).get(timing, 1.0 if not record.get("accelerators") else None)
-    ceilings = [c["ceiling"] for c in run.get("ceilings", {}).values()]
-    row["ceiling"] = min(ceilings) if ceilings else None
+    row["work_ratio"] = run.get("work_ratio")
     base = record.get("runs", {}).get("baseline", {}).get("timings", {}).get(timing, {})
     row[f"baseline_{timing}"] = base.get("median")
     for key, value in run.get("fidelity", {}).items():
         row[key] = value
     metric = fidelity or head.get("fidelity_metric")
     row["fidelity_metric"] = metric
+    row["higher_is_better"] = head.get("higher_is_better", True) if not fidelity else not fidelity.startswith(("chamfer", "rel_l2"))
     row["fidelity"] = run.get("fidelity", {}).get(metric, None) if run else None
     for acc, figures in run.get("summary", {}).items():
         for key, value in figures.items():
@@ -107,6 +107,7 @@ def row_of(record: dict[str, Any], fidelity: str | None = None) -> dict[str, Any
     env = record.get("environment", {})
     row["threads"] = env.get("threads")
     row["parallel_jobs"] = env.get("parallel_jobs", 1)
+    row["repeats"] = run.get("repeats", record.get("runs", {}).get("baseline", {}).get("repeats"))
     row["overrides"] = " ".join(record.get("overrides", []))
     row["path"] = record.get("path")
     return row
@@ -131,6 +132,9 @@ def write_report(root: Path, out_dir: Path | None = None, fidelity: str | None =
     if found.empty:
         raise FileNotFoundError(f"report: no {RECORD} under '{root}'")
     rows = [row_of(r, fidelity) for r in found.completed]
+    if fidelity and rows and all(r["fidelity"] is None for r in rows if r.get("speedup") not in (None, 1.0)):
+        known = sorted({k for r in found.completed for k in r.get("runs", {}).get(r.get("stack"), {}).get("fidelity", {})})
+        raise ValueError(f"--fidelity: no record has a fidelity figure '{fidelity}'; the records have {known}")
     rows.sort(key=lambda r: (str(r["pipeline"]), str(r["path"])))
     columns = list(dict.fromkeys(k for r in rows for k in r))
     written = []
@@ -157,7 +161,7 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-SHOWN_LAST = ("timing", "flags", "threads", "parallel_jobs", "overrides", "path", "fidelity_metric", "fidelity", "job")
+SHOWN_LAST = ("timing", "flags", "threads", "path", "fidelity_metric", "fidelity", "higher_is_better", "overrides", "job")
 
 
 def _markdown(rows: list[dict[str, Any]], found: Collection) -> str:
@@ -168,7 +172,7 @@ def _markdown(rows: list[dict[str, Any]], found: Collection) -> str:
     for name in pipelines:
         group = [r for r in rows if r["pipeline"] == name]
         cols = [c for c in dict.fromkeys(k for r in group for k in r) if c not in SHOWN_LAST and c != "pipeline"]
-        cols += ["flags"]
+        cols = ["job", *cols, "flags", "overrides"] if any(r.get("overrides") for r in group) else [*cols, "flags"]
         md += [f"## {name}", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
         md += ["| " + " | ".join(_fmt(r.get(c)) for c in cols) + " |" for r in group]
         if any(r.get("parallel_jobs", 1) > 1 for r in group):
@@ -202,27 +206,32 @@ def _plot(rows: list[dict[str, Any]], found: Collection, path: Path) -> Path:
     for ax, name in zip(axes[0], pipelines):
         group = [r for r in rows if r["pipeline"] == name and r.get("speedup") is not None and r.get("fidelity") is not None]
         metric = next((r["fidelity_metric"] for r in group), "fidelity")
-        higher = not str(metric).startswith(("chamfer", "rel_l2"))
+        higher = next((r["higher_is_better"] for r in group), True)
         pts = [(float(r["speedup"]), float(r["fidelity"])) for r in group]
-        labels = [_label(r) for r in group]
+        varying = _varying_overrides(group)
+        labels = [_label(r, varying) for r in group]
         near: dict[tuple[float, float], int] = {}
         for (x, y), label, r in zip(pts, labels, group):
             ax.scatter(x, y, s=45, zorder=3, marker="o" if not r.get("flags") else "x")
             slot = (round(x, 1), round(y, 3))  # stack the labels of points that sit on each other
             k = near[slot] = near.get(slot, -1) + 1
             ax.annotate(label, (x, y), textcoords="offset points", xytext=(6, 4 - 11 * k), fontsize=7)
-        front = pareto_front(pts, higher)
+        # the front only from timings that can be compared: no flags, not run in parallel
+        clean = [p for p, r in zip(pts, group) if not r.get("flags") and r.get("parallel_jobs", 1) == 1]
+        front = pareto_front(clean, higher)
         if front:
             ax.plot(*zip(*front), color="tab:red", lw=1.2, ls="--", marker="s", mfc="none", ms=10, zorder=2, label="Pareto front")
-            ax.legend(loc="lower left", fontsize=8)
+            ax.legend(loc="best", fontsize=8, framealpha=0.6)
         if pts:
             xs = [p[0] for p in pts]
             ax.set_xlim(min(0.9, min(xs) * 0.9), max(xs) * 1.35)  # room for the labels on the right
         ax.axvline(1.0, color="grey", lw=0.8, ls=":")
-        timing = next((r["timing"] for r in group), "time")
-        ax.set_xlabel(f"speedup of {timing.removesuffix('_s')} time vs unaccelerated (x)")
+        timing = next((r["timing"] for r in group), "total_s")
+        ax.set_xlabel(f"{timing.removesuffix('_s')} speedup vs unaccelerated (x)")
         ax.set_ylabel(f"{metric} vs unaccelerated")
-        ax.set_title(f"{name}: speed vs fidelity ({len(group)} jobs; x marks a flagged timing)", fontsize=10)
+        parallel = sum(r.get("parallel_jobs", 1) > 1 for r in group)
+        note = f"; {parallel} ran in parallel, not on the front" if parallel else ""
+        ax.set_title(f"{name}: speed vs fidelity ({len(group)} jobs; x: flagged timing{note})", fontsize=10)
         ax.grid(alpha=0.3)
     fig.tight_layout()
     with atomic_write(path) as tmp:
@@ -231,6 +240,17 @@ def _plot(rows: list[dict[str, Any]], found: Collection, path: Path) -> Path:
     return path
 
 
-def _label(row: dict[str, Any]) -> str:
-    extra = [f"{k}={row[k]}" for k in ("resolution", "backbone") if k in row]
+def _varying_overrides(rows: list[dict[str, Any]]) -> list[str]:
+    """The override keys whose values differ between the rows (what tells sweep points apart)."""
+    values: dict[str, set[str]] = {}
+    for r in rows:
+        for item in str(r.get("overrides", "")).split():
+            key, _, value = item.partition("=")
+            values.setdefault(key, set()).add(value)
+    return [k for k, v in values.items() if len(v) > 1 and k != "stack"]
+
+
+def _label(row: dict[str, Any], varying: list[str]) -> str:
+    given = dict(item.partition("=")[::2] for item in str(row.get("overrides", "")).split())
+    extra = [f"{k.rsplit('.', 1)[-1]}={given[k]}" for k in varying if k in given]
     return " ".join([str(row["stack"]), *extra])

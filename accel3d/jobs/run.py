@@ -25,9 +25,8 @@ from accel3d.core.stack import Stack
 from accel3d.core.validate import ArgumentError, check_bool, check_int, check_seed
 from accel3d.jobs.compare import Comparison, compare
 from accel3d.jobs.environment import choose_threads, environment
+from accel3d.jobs.report import RECORD
 from accel3d.jobs.table import format_table
-
-RECORD = "record.json"
 
 
 def check_job_config(cfg: DictConfig) -> dict[str, Any]:
@@ -77,6 +76,11 @@ def prepare_job(cfg: DictConfig) -> tuple[Any, Stack, dict[str, Any]]:
     against the pipeline pass.
     """
     job = check_job_config(cfg)
+    if "accelerator" in cfg:  # `+accelerator=x` adds a config nobody reads
+        raise ArgumentError(
+            "accelerator: a top-level accelerator config is not part of any stack; add one to a stack with "
+            "+accelerator@stack.accelerators.<name>=<file> (for example +accelerator@stack.accelerators.hash3d=hash3d)"
+        )
     stack = build(cfg.stack, "stack")
     if not isinstance(stack, Stack):
         raise TypeError(f"stack: expected the config to build an accel3d.core.Stack, got {type(stack).__name__}")
@@ -97,6 +101,8 @@ def run_job(cfg: DictConfig, out_dir: Path, job_info: dict[str, Any] | None = No
     started = time.perf_counter()
     record: dict[str, Any] = {"status": "running", **(job_info or {}), "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
     record["config"] = OmegaConf.to_container(cfg, resolve=False)
+    record["seed"] = cfg.get("seed")
+    record["environment"] = environment(torch.get_num_threads(), parallel_jobs)  # a failed record keeps it too
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json(out_dir / RECORD, record)
     try:
@@ -124,7 +130,7 @@ def _run(cfg: DictConfig, out_dir: Path, parallel_jobs: int) -> dict[str, Any]:
     options = {"export_formats": job["export_formats"], "preview": job["preview"], "stack": stack.name}
     files = pipeline.write_artefacts(result, baseline, out_dir, options)
     rows = _with_figures(pipeline, comparison)
-    print(format_table(pipeline, rows, parallel_jobs))
+    print(format_table(pipeline, rows, parallel_jobs, job["warmup"]))
     print(f"\nwrote {', '.join(files.values()) or 'no files'} and {RECORD} to {out_dir}")
     return {
         "pipeline": pipeline.name,

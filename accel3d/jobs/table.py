@@ -26,7 +26,7 @@ def _timing(t: dict[str, Any]) -> str:
     return f"{med:.2f} ±{spread:.0f}%" if len(t["repeats"]) > 1 else f"{med:.2f}"
 
 
-def format_table(pipeline: Any, rows: dict[str, dict[str, Any]], parallel_jobs: int = 1) -> str:
+def format_table(pipeline: Any, rows: dict[str, dict[str, Any]], parallel_jobs: int = 1, warmup: bool = True) -> str:
     """One line per run: headline and total time (median ± half the range of the repeats), the headline
     speedup, the ceiling the skipped work allows, the pipeline's figures and fidelity, and the accelerators'
     headline figures; flags below."""
@@ -36,23 +36,24 @@ def format_table(pipeline: Any, rows: dict[str, dict[str, Any]], parallel_jobs: 
     fidelity_keys = list(dict.fromkeys(k for r in rows.values() for k in r.get("fidelity", {})))
     summary_keys = list(dict.fromkeys((a, k) for r in rows.values() for a, s in r.get("summary", {}).items() for k in s))
     header = ["run", *(k.removesuffix("_s") + " s" for k in timing_keys), *(k.removesuffix("_s") + " speedup" for k in timing_keys)]
-    header += ["ceiling", *figure_keys]
+    header += ["work ratio", *figure_keys]
     header += [*fidelity_keys, *(f"{a}.{k}" for a, k in summary_keys)]
     lines = []
     for name, r in rows.items():
         t = r["timings"]
-        ceilings = [c["ceiling"] for c in r.get("ceilings", {}).values()]
         line = [name, *(_timing(t[k]) if k in t else "-" for k in timing_keys)]
         for k in timing_keys:
             line.append(f"{r['speedups'][k]:.2f}x" if k in r.get("speedups", {}) else ("1.00x" if name == "baseline" else "-"))
-        line.append(f"{min(ceilings):.2f}x" if ceilings else "-")
+        line.append(f"{r['work_ratio']:.2f}x" if r.get("work_ratio") else "-")
         line += [number(r.get("figures", {}).get(k, "-")) for k in figure_keys]
         line += [number(r["fidelity"][k]) if k in r.get("fidelity", {}) else ("ref" if name == "baseline" else "-") for k in fidelity_keys]
         line += [number(r.get("summary", {}).get(a, {}).get(k, "-")) for a, k in summary_keys]
         lines.append(line)
     notes = [
-        "(times: median of the repeats ± half their range, after a warm-up; speedups: time ratios against the unaccelerated",
-        f" run, {head_key} the headline; ceiling: the speedup the skipped work allows; fidelity: accelerated vs unaccelerated)",
+        f"(times: median of the repeats ± half their range{', after a warm-up' if warmup else ', no warm-up'}; speedups: time ratios"
+        f" against the unaccelerated run, {head_key} the headline;",
+        " work ratio: the speedup the skipped work alone would give (dense/kept queries, full/partial U-Net cost x hit rate);",
+        " fidelity: the accelerated output against the unaccelerated one)",
     ]
     if parallel_jobs > 1:
         notes.append(f"note: {parallel_jobs} jobs ran at once; these timings are not comparable with sequential ones")

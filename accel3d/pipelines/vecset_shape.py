@@ -227,7 +227,7 @@ class VecsetShapePipeline(Pipeline):
         files = {}
         for fmt in options.get("export_formats", []):
             files[f"mesh_{fmt}"] = export_mesh(result.mesh, out_dir / f"mesh.{fmt}").name
-        if baseline is not None:
+        if baseline is not None and options.get("export_formats"):
             files["baseline_mesh"] = export_mesh(baseline.mesh, out_dir / "mesh_baseline.glb").name
         if options.get("preview", True):
             views = {"unaccelerated": baseline.mesh} if baseline is not None else {}
