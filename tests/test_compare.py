@@ -114,7 +114,7 @@ def test_two_accelerators_of_one_class_keep_separate_statistics():
 
 
 def test_a_stack_named_baseline_and_zero_repeats_are_refused():
-    with pytest.raises(ValueError, match="stack: 'baseline' names the unaccelerated run"):
+    with pytest.raises(ValueError, match="stack: names must be unique and not 'baseline'"):
         compare(Toy(), Stack([Halve()], name="baseline"), None, repeats=1, log=lambda _: None)
     with pytest.raises(ValueError, match="^repeats: expected an integer >= 1"):
         compare(Toy(), Stack([Halve()], name="half"), None, repeats=0, log=lambda _: None)
@@ -131,3 +131,17 @@ def test_the_work_ratio_of_a_stack_is_known_only_when_every_accelerator_states_o
     assert both.rows["s"]["work_ratio"] == pytest.approx(3.0)
     one = compare(Toy(), Stack([Bounded(ceiling=1.2), Other()], name="s"), None, 1, warmup=False, log=lambda _: None)
     assert one.rows["s"]["work_ratio"] is None and not any("above" in f for f in one.rows["s"]["flags"])
+
+
+def test_several_stacks_alternate_with_one_baseline():
+    class Third(Halve):
+        def _attach(self, target):
+            self.patches.wrap(target, "work", lambda f: lambda: f() / 3)
+
+    pipe = Toy()
+    result = compare(pipe, [Stack([Halve()], name="half"), Stack([Third()], name="third")], None, 2, warmup=False, log=lambda _: None)
+    assert pipe.log == ["base", "fast", "fast", "base", "fast", "fast"]
+    assert result.rows["half"]["speedups"]["work_s"] == pytest.approx(2.0)
+    assert result.rows["third"]["speedups"]["work_s"] == pytest.approx(3.0)
+    with pytest.raises(ValueError, match="names must be unique"):
+        compare(pipe, [Stack([Halve()], name="x"), Stack([Third()], name="x")], None, 1, log=lambda _: None)

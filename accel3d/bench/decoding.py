@@ -14,8 +14,6 @@ F-score).
 from __future__ import annotations
 
 import argparse
-import contextlib
-import statistics
 import sys
 import time
 import warnings
@@ -25,13 +23,12 @@ from typing import Any
 import torch
 
 from accel3d.bench import add_output_arguments, nonnegative_float, nonnegative_int, output_path, positive_float, positive_int, write_results
-from accel3d.decoding.accelerator import AdaptiveKVSelection
-from accel3d.decoding.hierarchical import HierarchicalVolumeDecoder
+from accel3d.core.stack import Stack
+from accel3d.decoding.accelerator import AdaptiveKVSelection, HierarchicalDecoding
 from accel3d.decoding.sparsity import attention_sparsity
 from accel3d.geometry import shapes
-from accel3d.geometry.metrics import chamfer_and_fscore, volume_iou
-from accel3d.geometry.surface import extract_mesh
-from accel3d.geometry.volume import DenseVolumeDecoder
+from accel3d.jobs.compare import compare
+from accel3d.pipelines.field import FieldPipeline
 
 TRUNCATION = 0.03  # analytic SDFs are truncated like the shipped VAE's field
 SPARSITY: dict[str, dict[str, float]] = {}  # attention sparsity per subject with cross-attention
@@ -74,63 +71,54 @@ def kv_accelerator(mode: str, args: argparse.Namespace) -> AdaptiveKVSelection:
 def bench_one(
     fn: Callable, settings: dict, geo_decoder: object, resolution: int, repeats: int, warmup_resolution: int, args: argparse.Namespace
 ) -> dict:
-    hierarchical = HierarchicalVolumeDecoder(chunk_size=args.chunk_size, progress=False, **settings)
-    methods: dict[str, tuple[object, AdaptiveKVSelection | None]] = {
-        "dense": (DenseVolumeDecoder(chunk_size=args.chunk_size, progress=False), None),
-        "hierarchical": (hierarchical, None),
-    }
+    """Dense against hierarchical (and hierarchical + adaptive KV) decoding of one field, through the comparison job."""
+    pipe = FieldPipeline(
+        fn,
+        resolution,
+        geo_decoder,
+        chunk_size=args.chunk_size,
+        fscore_threshold=args.fscore_threshold,
+        warmup_resolution=max(warmup_resolution, settings["min_resolution"]),
+    )
+    stacks = [Stack({"hierarchical": HierarchicalDecoding(chunk_size=args.chunk_size, progress=False, **settings)}, name="hierarchical")]
     if geo_decoder is not None:
         for mode in args.kv_modes:
-            methods[f"hier+kv_{mode}"] = (hierarchical, kv_accelerator(mode, args))
-
-    def decode(name: str, res: int):
-        dec, acc = methods[name]
-        with acc.applied(geo_decoder) if acc is not None else contextlib.nullcontext():
-            return dec.decode(fn, res)
-
+            accs = {
+                "hierarchical": HierarchicalDecoding(chunk_size=args.chunk_size, progress=False, **settings),
+                "adaptive_kv": kv_accelerator(mode, args),
+            }
+            stacks.append(Stack(accs, name=f"hier+kv_{mode}"))
+    log = lambda text: print(f"[bench decoding] {resolution}^3 {text}", file=sys.stderr, flush=True)
     with warnings.catch_warnings():  # the small warm-up grid may have a single level; that is fine
         warnings.simplefilter("ignore")
-        for name in methods:  # warm-up: allocator, thread pools, lazy init
-            decode(name, max(warmup_resolution, settings["min_resolution"]))
-    times: dict[str, list[float]] = {m: [] for m in methods}
-    grids = {}
-    began, total = time.perf_counter(), repeats * len(methods)
-    for i in range(repeats):
-        for j, (name, (_, acc)) in enumerate(methods.items()):
-            done = i * len(methods) + j
-            eta = f", about {(time.perf_counter() - began) / done * (total - done):.0f} s left" if done else ""
-            print(f"[bench decoding] {resolution}^3 {name} (run {done + 1}/{total}{eta})", file=sys.stderr, flush=True)
-            if acc is not None:
-                acc.reset()
-            start = time.perf_counter()
-            grids[name] = decode(name, resolution)
-            times[name].append(time.perf_counter() - start)
-    med = {m: statistics.median(t) for m, t in times.items()}
-    dense_mesh = extract_mesh(grids["dense"])
+        comparison = compare(pipe, stacks, None, repeats=repeats, log=log)
+    dense = comparison.rows["baseline"]["timings"]["decode_s"]
+    hier = comparison.rows["hierarchical"]["timings"]["decode_s"]["median"]
     rows = {}
-    for name, (_, acc) in methods.items():
-        if name == "dense":
-            continue
-        grid = grids[name]
-        rows[name] = {
-            "seconds": med[name],
-            "times_s": times[name],
-            "speedup_vs_dense": med["dense"] / med[name],
-            "speedup_vs_hierarchical": med["hierarchical"] / med[name],
+    for s in stacks:
+        row, grid = comparison.rows[s.name], comparison.last(s.name).grid
+        kv = row["summary"].get("adaptive_kv", {})
+        seconds = row["timings"]["decode_s"]["median"]
+        rows[s.name] = {
+            "seconds": seconds,
+            "times_s": row["timings"]["decode_s"]["repeats"],
+            "speedup_vs_dense": row["speedups"]["decode_s"],
+            "speedup_vs_hierarchical": hier / seconds,
             "queries": grid.queries,
             "query_fraction": grid.query_fraction,
-            "keys_per_query": acc.stats()["keys_per_query"] if acc is not None else None,
-            "key_fraction": acc.stats()["key_fraction"] if acc is not None else None,
-            "iou_vs_dense": volume_iou(grids["dense"].values > 0, grid.values > 0),
-            **{f"{k}_vs_dense": v for k, v in chamfer_and_fscore(dense_mesh, extract_mesh(grid), args.fscore_threshold).items()},
+            "keys_per_query": kv.get("keys_per_query"),
+            "key_fraction": kv.get("key_fraction"),
+            "work_ratio": row.get("work_ratio"),
+            "flags": row["flags"],
+            **{f"{k}_vs_dense": v for k, v in row["fidelity"].items()},
         }
     return {
         "resolution": resolution,
         "settings": settings,
-        "levels": [lvl["resolution"] for lvl in grids["hierarchical"].levels],
-        "dense_s": med["dense"],
-        "dense_times_s": times["dense"],
-        "dense_queries": grids["dense"].queries,
+        "levels": [lvl["resolution"] for lvl in comparison.last("hierarchical").grid.levels],
+        "dense_s": dense["median"],
+        "dense_times_s": dense["repeats"],
+        "dense_queries": comparison.baseline.grid.queries,
         "methods": rows,
     }
 

@@ -48,51 +48,54 @@ class Comparison:
 
 def compare(
     pipeline: Any,
-    stack: Stack,
+    stack: Stack | list[Stack],
     inputs: Any,
     repeats: int = 3,
     baseline: bool = True,
     warmup: bool = True,
     log: Callable[[str], None] | None = None,
 ) -> Comparison:
-    """Run ``pipeline`` on ``inputs`` without and with ``stack``, ``repeats`` times each, alternating."""
+    """Run ``pipeline`` on ``inputs`` without and with ``stack`` (or each of several stacks), ``repeats`` times
+    each, alternating: baseline, stack 1, stack 2, ..., then again."""
     from accel3d.core.validate import ArgumentError, check_int
 
     check_int("repeats", repeats, low=1)
-    if stack.name == "baseline":
-        raise ArgumentError("stack: 'baseline' names the unaccelerated run; give the stack another name")
+    stacks = [s for s in ([stack] if isinstance(stack, Stack) else list(stack)) if not s.is_empty]
+    names = [s.name for s in stacks]
+    if "baseline" in names or len(set(names)) != len(names):
+        raise ArgumentError(f"stack: names must be unique and not 'baseline' (the unaccelerated run), got {names}")
     log = log or (lambda text: print(f"[accel3d] {text}", file=sys.stderr, flush=True))
     if warmup:
         log("warm-up run (untimed) ...")
         pipeline.run(inputs, **pipeline.warmup_overrides())
-    runs: dict[str, list[Any]] = {"baseline": [], stack.name: []}
-    summaries: dict[str, Any] = {}
+    runs: dict[str, list[Any]] = {"baseline": [], **{s.name: [] for s in stacks}}
+    figures: dict[str, dict[str, Any]] = {}
     start = time.perf_counter()
-    total = repeats * ((baseline or stack.is_empty) + (not stack.is_empty))
+    with_baseline = baseline or not stacks
+    total = repeats * (with_baseline + len(stacks))
     done = 0
     for i in range(repeats):
         tag = f" ({i + 1}/{repeats})" if repeats > 1 else ""
-        if baseline or stack.is_empty:
+        if with_baseline:
             log(f"unaccelerated run{tag}{_eta(start, done, total)} ...")
             runs["baseline"].append(pipeline.run(inputs))
             done += 1
-        if not stack.is_empty:
-            log(f"accelerated run ({stack.name}){tag}{_eta(start, done, total)} ...")
-            stack.reset()
-            with stack.applied(pipeline):
+        for s in stacks:
+            log(f"accelerated run ({s.name}){tag}{_eta(start, done, total)} ...")
+            s.reset()
+            with s.applied(pipeline):
                 result = pipeline.run(inputs)
-            _exclude_measurement(pipeline, stack, result)
-            summaries = _accelerator_figures(stack)
-            runs[stack.name].append(result)
+            _exclude_measurement(pipeline, s, result)
+            figures[s.name] = _accelerator_figures(s)
+            runs[s.name].append(result)
             done += 1
-    comparison = Comparison(runs)
-    comparison.warmup = warmup
+    comparison = Comparison(runs, warmup=warmup)
     base_rows = runs["baseline"]
     if base_rows:
         comparison.rows["baseline"] = _timing_row(base_rows)
-    if not stack.is_empty:
-        row = comparison.rows[stack.name] = _timing_row(runs[stack.name])
-        row.update(summaries)
+    for s in stacks:
+        row = comparison.rows[s.name] = _timing_row(runs[s.name])
+        row.update(figures[s.name])
         if base_rows:
             base_t = comparison.rows["baseline"]["timings"]
             row["speedups"] = {
@@ -100,8 +103,8 @@ def compare(
                 for k, v in row["timings"].items()
                 if k in base_t and v["median"] > 0 and k != "excluded_s"
             }
-            row["fidelity"] = pipeline.fidelity(base_rows[-1], runs[stack.name][-1])
-        row["flags"] = _flags(pipeline, comparison.rows, stack.name)
+            row["fidelity"] = pipeline.fidelity(base_rows[-1], runs[s.name][-1])
+        row["flags"] = _flags(pipeline, comparison.rows, s.name)
     return comparison
 
 
