@@ -37,7 +37,9 @@ from accel3d.bench import add_output_arguments, nonnegative_int, output_path, po
 from accel3d.caching import Hash3D
 from accel3d.caching.unet_cut import UNetCut
 from accel3d.core.stack import Stack
-from accel3d.pipelines.sds import SDSPipeline, psnr
+from accel3d.geometry.metrics import psnr
+from accel3d.jobs.compare import compare as compare_runs
+from accel3d.pipelines.sds import SDSPipeline
 
 ABLATIONS: dict[str, dict[str, Any]] = {
     "fixed grid 10": {"grids": [[10, 10, 0.1, 10]]},
@@ -86,35 +88,16 @@ def merge_sections(saved: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]
     return merged
 
 
-_RUNS: dict[str, float] = {"done": 0, "total": 0, "start": time.perf_counter()}  # progress lines with an ETA
-
-
-def run_loop(pipe: SDSPipeline, inputs: Any, hash3d: Hash3D | None) -> dict[str, Any]:
-    """One SDS run; with ``hash3d``, its statistics and the check time taken out of the timings."""
-    _RUNS["done"] += 1
-    left = ""
-    if _RUNS["done"] > 1:
-        per_run = (time.perf_counter() - _RUNS["start"]) / (_RUNS["done"] - 1)
-        left = f", about {per_run * max(_RUNS['total'] - _RUNS['done'] + 1, 0):.0f} s left" if _RUNS["total"] else ""
-    label = "unaccelerated" if hash3d is None else "Hash3D"
-    print(f"[bench caching] run {_RUNS['done']}: {label}, {pipe.iterations} steps{left}", file=sys.stderr, flush=True)
-    if hash3d is None:
-        result = pipe.run(inputs)
-        return {"result": result, **result.timings}
-    hash3d.reset()
-    with Stack([hash3d], name="hash3d").applied(pipe):
-        result = pipe.run(inputs)
-    stats = hash3d.stats()
-    check = stats.get("check_s", 0.0)
-    return {
-        "result": result,
-        "total_s": result.timings["total_s"] - check,
-        "unet_s": result.timings["unet_s"] - check,
-        "render_s": result.timings["render_s"],
-        "stats": stats,
-        "hits": list(hash3d.history),
-        "unet_steps": [u - c for u, c in zip(result.unet_steps, hash3d.check_history)],
-    }
+def _run_of(comparison: Any, name: str, hash3d: Hash3D | None) -> dict[str, Any]:
+    """One method's figures from the comparison job: median times (fidelity checks already taken out), and the
+    statistics, per-call hits and per-step U-Net times of its last run (the runs repeat exactly, same seed)."""
+    row, result = comparison.rows[name], comparison.last(name)
+    run = {"result": result, **{k: t["median"] for k, t in row["timings"].items()}}
+    if hash3d is not None:
+        run["stats"] = hash3d.stats()
+        run["hits"] = list(hash3d.history)
+        run["unet_steps"] = [u - c for u, c in zip(result.unet_steps, hash3d.check_history)]
+    return run
 
 
 def row(name: str, base: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
@@ -143,30 +126,23 @@ def row(name: str, base: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
 
 
 def compare(pipe: SDSPipeline, repeats: int, check_every: int, seed: int, ablations: bool) -> dict[str, Any]:
+    """The unaccelerated loop against Hash3D (paper settings), alternating, through the comparison job; then each
+    ablation once against the same baseline."""
     inputs = pipe.load_inputs()
-    pipe.run(inputs, iterations=3)  # warm-up
-    _RUNS.update(done=0, total=2 * repeats + (len(ABLATIONS) if ablations else 0), start=time.perf_counter())
-    bases, runs = [], []
-    for _ in range(repeats):  # alternate, so that machine noise hits both alike
-        bases.append(run_loop(pipe, inputs, None))
-        runs.append(run_loop(pipe, inputs, Hash3D(check_every=check_every, seed=seed, **paper_settings())))
-    base = median_run(bases)
-    rows = [row("hash3d (paper settings)", base, median_run(runs))]
+    log = lambda text: print(f"[bench caching] {text}", file=sys.stderr, flush=True)
+    paper = Hash3D(check_every=check_every, seed=seed, **paper_settings())
+    main = compare_runs(pipe, Stack({"hash3d": paper}, name="hash3d (paper settings)"), inputs, repeats=repeats, log=log)
+    base = _run_of(main, "baseline", None)
+    rows = [row("hash3d (paper settings)", base, _run_of(main, "hash3d (paper settings)", paper))]
     if ablations:
-        for name, overrides in ABLATIONS.items():
-            print(f"  ablation: {name}", file=sys.stderr)
-            settings = {**paper_settings(), **overrides}
-            rows.append(row(name, base, run_loop(pipe, inputs, Hash3D(check_every=check_every, seed=seed, **settings))))
+        accs = {name: Hash3D(check_every=check_every, seed=seed, **{**paper_settings(), **o}) for name, o in ABLATIONS.items()}
+        stacks = [Stack({"hash3d": acc}, name=name) for name, acc in accs.items()]
+        more = compare_runs(pipe, stacks, inputs, repeats=1, baseline=False, warmup=False, log=log)
+        rows += [row(name, base, _run_of(more, name, acc)) for name, acc in accs.items()]
     return {
         "baseline": {"total_s": base["total_s"], "unet_s": base["unet_s"], "render_s": base["render_s"], "repeats": repeats},
         "rows": rows,
     }
-
-
-def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """The run with the median total time (its own U-Net time, stats and renders come with it)."""
-    ordered = sorted(runs, key=lambda r: r["total_s"])
-    return ordered[len(ordered) // 2]
 
 
 def calibrate(pipe: SDSPipeline, repeats: int) -> dict[str, float]:
