@@ -5,3 +5,7 @@ Subpackages: ``core`` (protocol, stacks, hooks), ``decoding`` (FlashVDM volume d
 """
 
 __version__ = "0.1.0"
+
+from accel3d.api import apply, available_stacks, load_stack, remove  # noqa: E402
+
+__all__ = ["__version__", "apply", "available_stacks", "load_stack", "remove"]

@@ -2,6 +2,8 @@
 
 accel3d run [HYDRA OVERRIDES...]        one job, or a sweep with -m
 accel3d report DIR [--fidelity METRIC]  every run record under DIR into report.csv, report.md and a plot
+accel3d list                            pipelines and their stages, stacks, accelerators and their knobs
+accel3d --version
 accel3d bench caching [OPTIONS]         SDS with and without Hash3D (tiny U-Net and the SD-2.1-base architecture)
 accel3d bench decoding [OPTIONS]        dense vs hierarchical (+ adaptive KV) decoding benchmark
 accel3d bench kernels [OPTIONS]         Triton kernels vs their PyTorch references (times Triton on a GPU)
@@ -138,6 +140,31 @@ def _parallel_jobs(hc: Any) -> int:
     return 1
 
 
+def _list() -> None:
+    """What can be combined: pipelines (with stages), stacks (with accelerators), accelerators (with stage and knobs)."""
+    from omegaconf import OmegaConf
+
+    def configs(group: str) -> dict[str, Any]:
+        return {p.stem: OmegaConf.load(p) for p in sorted((config_dir() / group).glob("*.yaml"))}
+
+    from hydra.utils import get_class
+
+    print("pipelines (pipeline=NAME):")
+    for name, cfg in configs("pipeline").items():
+        cls = get_class(cfg["_target_"])
+        print(f"  {name:<22} {cls.__name__}; stages: {', '.join(getattr(cls, 'stage_names', ())) or '?'}")
+    print("stacks (stack=NAME):")
+    for name, cfg in configs("stack").items():
+        accs = [next(iter(d)).split("@")[-1].removeprefix("accelerators.") for d in cfg.get("defaults", []) if hasattr(d, "keys")]
+        print(f"  {name:<22} {', '.join(accs) or '(no accelerator)'}")
+    print("accelerators (stack.accelerators.NAME.KNOB=VALUE):")
+    for name, cfg in configs("accelerator").items():
+        cls = get_class(cfg["_target_"])
+        raw = OmegaConf.to_container(cfg, resolve=False)
+        knobs = ", ".join(f"{k}={v}" for k, v in raw.items() if not str(k).startswith("_"))
+        print(f"  {name:<22} stage {cls.stage}; {knobs}")
+
+
 def _report(argv: list[str]) -> None:
     import argparse
 
@@ -176,11 +203,18 @@ def _main(argv: list[str]) -> None:
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE)
         return
+    if argv[0] in ("-V", "--version"):
+        from accel3d import __version__
+
+        print(f"accel3d {__version__}")
+        return
     command, rest = argv[0], argv[1:]
     if command == "run":
         _run(rest)
     elif command == "report":
         _report(rest)
+    elif command == "list":
+        _list()
     elif command == "bench":
         from accel3d.bench import main as bench_main
 

@@ -46,6 +46,7 @@ class Pipeline:
     """
 
     name: str = "pipeline"
+    stage_names: tuple[str, ...] = ()  # the stages it will have, for listings before one is built
     stages: dict[str, Any]
     headline_timing: str = "total_s"
     fidelity_metric: str = ""

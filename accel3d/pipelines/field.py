@@ -35,6 +35,7 @@ class FieldPipeline(Pipeline):
     """Decode ``field`` on a grid and extract its surface (inside: values above 0)."""
 
     name = "field"
+    stage_names = ("volume_decoder", "geo_decoder")
     headline_timing = "decode_s"
     fidelity_metric = "iou"
     stage_timings = {"volume_decoder": "decode_s", "geo_decoder": "decode_s"}

@@ -75,6 +75,7 @@ class SDSPipeline(Pipeline):
     """
 
     name = "sds"
+    stage_names = ("denoiser",)
     headline_timing = "total_s"
     fidelity_metric = "psnr_db"
     stage_timings = {"denoiser": "unet_s"}

@@ -164,6 +164,7 @@ class VecsetShapePipeline(Pipeline):
     """
 
     name = "vecset_shape"
+    stage_names = ("encoder", "volume_decoder", "geo_decoder")
     headline_timing = "decode_s"
     fidelity_metric = "iou"
     stage_timings = {"volume_decoder": "decode_s", "geo_decoder": "decode_s", "encoder": "encode_s"}
