@@ -11,6 +11,7 @@ accel3d bench kernels [OPTIONS]         Triton kernels vs their PyTorch referenc
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -35,8 +36,6 @@ def _run(argv: list[str]) -> None:
         out_dir = Path(hc.runtime.output_dir)
         parallel = _parallel_jobs(hc)
         if parallel > 1:  # progress bars of jobs running at once would interleave; the one-line logs stay
-            import os
-
             os.environ["TQDM_DISABLE"] = "1"
         if hc.mode != RunMode.MULTIRUN:
             from accel3d.core.validate import ArgumentError
@@ -120,22 +119,15 @@ def _parallel_jobs(hc: Any) -> int:
     target = str(launcher.get("_target_", ""))
     if "joblib" in target.lower():
         n = launcher.get("n_jobs", -1)
-        import os
-
         cores = os.cpu_count() or 1
         n = -1 if n is None else int(n)
         return max(1, cores + 1 + n if n < 0 else n)  # joblib: -1 all cores, -2 all but one, ...
     if "ray" in target.lower():
-        import os
-
         return max(1, os.cpu_count() or 1)  # Ray runs as many jobs at once as it has CPUs
     if "submitit" in target.lower() and "local" in target.lower():  # starts every job of the sweep at once
-        import json
+        from accel3d.jobs.report import read_sweep_marker
 
-        from accel3d.jobs.report import SWEEP_MARKER
-
-        marker = Path(hc.sweep.dir) / SWEEP_MARKER
-        jobs = json.loads(marker.read_text()).get("jobs") if marker.is_file() else None
+        jobs = (read_sweep_marker(Path(hc.sweep.dir)) or {}).get("jobs")
         return max(1, len(jobs)) if jobs else 1
     return 1
 

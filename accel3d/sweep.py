@@ -11,7 +11,6 @@ filesystem, so this holds for parallel (joblib) and cluster (submitit) jobs alik
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from pathlib import Path
@@ -21,7 +20,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from accel3d.core.io import write_json
-from accel3d.jobs.report import SWEEP_MARKER, collect, write_report
+from accel3d.jobs.report import SWEEP_MARKER, collect, read_sweep_marker, write_report
 
 
 class SweepFailed(RuntimeError):
@@ -80,7 +79,5 @@ def start_sweep(sweep_dir: Path, jobs: list[list[str]] | None = None) -> str:
 
 
 def current_sweep_id(sweep_dir: Path) -> str | None:
-    marker = sweep_dir / SWEEP_MARKER
-    if not marker.is_file():
-        return None
-    return json.loads(marker.read_text()).get("id")
+    marker = read_sweep_marker(sweep_dir)
+    return marker.get("id") if marker else None

@@ -44,14 +44,17 @@ class Collection:
         return not (self.completed or self.failed or self.running or self.corrupt or self.missing)
 
 
+def read_sweep_marker(folder: Path) -> dict[str, Any] | None:
+    """The stamp a multirun left in its sweep folder (``id``, ``started``, ``jobs``), or None."""
+    try:
+        return json.loads((Path(folder) / SWEEP_MARKER).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
 def _sweep_ids(root: Path) -> dict[Path, dict[str, Any]]:
-    out = {}
-    for marker in root.rglob(SWEEP_MARKER):
-        try:
-            out[marker.parent] = json.loads(marker.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
-    return out
+    markers = {m.parent: read_sweep_marker(m.parent) for m in root.rglob(SWEEP_MARKER)}
+    return {folder: marker for folder, marker in markers.items() if marker is not None}
 
 
 def collect(root: Path) -> Collection:
