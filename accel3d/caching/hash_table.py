@@ -39,81 +39,25 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from accel3d.caching.entry_store import EntryStore
+from accel3d.caching.grid_cells import MIN_CELL, PAPER_GRIDS, GridCells, _grid_cells, check_keys
 from accel3d.core.validate import check_bool, check_float, check_int
 
-PRIMES = (73856093, 19349669, 83492791)
-MIN_CELL = 1e-6  # smallest cell size: keys up to 1e6 give cell indices below 1e12
+__all__ = [  # GridCells, PAPER_GRIDS, MIN_CELL and check_keys live in grid_cells, re-exported here
+    "MAX_BUCKETS",
+    "MAX_QUEUE",
+    "MIN_CELL",
+    "PAPER_GRIDS",
+    "PRIMES",
+    "GridCells",
+    "GridHashTable",
+    "Retrieval",
+    "check_keys",
+]
+
+PRIMES = (73856093, 19349669, 83492791)  # N1, N2, N3: the spatial-hash primes the paper cites
 # Upper bounds that keep the per-bucket bookkeeping allocatable (10M buckets x 3 grids: 240 MB).
-MAX_BUCKETS, MAX_QUEUE = 10_000_000, 10_000  # N1, N2, N3: the spatial-hash primes the paper cites
-
-
-@dataclass(frozen=True)
-class GridCells:
-    """Cell sizes of one grid: degrees, degrees, scene units, diffusion steps.
-
-    ``math.inf`` ignores a dimension (every value falls in cell 0), which gives, for
-    example, a temporal-only cache: ``GridCells(math.inf, math.inf, math.inf, 10)``.
-
-    Example::
-
-        GridCells(azimuth=20, elevation=20, radius=0.1, timestep=10)
-    """
-
-    azimuth: float = 20.0
-    elevation: float = 20.0
-    radius: float = 0.1
-    timestep: float = 10.0
-
-    def __post_init__(self) -> None:
-        for name in ("azimuth", "elevation", "radius", "timestep"):
-            value = getattr(self, name)
-            # A floor on the size keeps cell indices of any real key far inside int64 (a 1e-300 cell
-            # would overflow them and put every key into one bucket).
-            if isinstance(value, bool) or not isinstance(value, int | float) or not value >= MIN_CELL or math.isnan(value):
-                raise ValueError(f"GridCells.{name}: expected a cell size >= {MIN_CELL:g} (or math.inf to ignore it), got {value!r}")
-
-    def as_tuple(self) -> tuple[float, float, float, float]:
-        return (self.azimuth, self.elevation, self.radius, self.timestep)
-
-
-def _grid_cells(value: object, index: int) -> GridCells:
-    numbers_only = (
-        isinstance(value, Sequence)
-        and not isinstance(value, str)
-        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
-    )
-    if not numbers_only:
-        raise ValueError(f"grids[{index}]: expected [azimuth, elevation, radius, timestep] cell sizes, got {value!r}")
-    sizes = [float(v) for v in value]
-    if len(sizes) != 4:
-        raise ValueError(f"grids[{index}]: expected 4 cell sizes [azimuth, elevation, radius, timestep], got {len(sizes)}: {value!r}")
-    return GridCells(*sizes)
-
-
-# The paper's adaptive grid: {10, 20, 30} degrees and steps, {0.1, 0.15, 0.2} radius.
-PAPER_GRIDS = (GridCells(10, 10, 0.1, 10), GridCells(20, 20, 0.15, 20), GridCells(30, 30, 0.2, 30))
-
-
-def check_keys(keys: torch.Tensor, name: str = "keys") -> np.ndarray:
-    """Validate (B, 4) keys ``(azimuth°, elevation°, radius, timestep)``; returns them as a float64 array.
-
-    (NumPy, not torch: the keys are a handful of numbers, and NumPy's per-call cost is a fraction of torch's.)
-    """
-    if not isinstance(keys, torch.Tensor) or keys.ndim != 2 or keys.shape[1] != 4:
-        shape = tuple(keys.shape) if isinstance(keys, torch.Tensor) else type(keys).__name__
-        raise ValueError(f"{name}: expected a (batch, 4) tensor of (azimuth deg, elevation deg, radius, timestep), got {shape}")
-    keys = keys.detach().cpu().numpy().astype(np.float64)
-    finite = np.isfinite(keys).all(1)
-    if not finite.all():
-        raise ValueError(f"{name}: contains NaN or inf: {keys[~finite][:3].tolist()}")
-    el, radius, t = keys[:, 1], keys[:, 2], keys[:, 3]
-    if (np.abs(el) > 90).any():
-        raise ValueError(f"{name}: elevation must lie in [-90, 90] degrees, got {el[np.abs(el) > 90][:3].tolist()}")
-    if (radius <= 0).any():
-        raise ValueError(f"{name}: radius must be > 0, got {radius[radius <= 0][:3].tolist()}")
-    if (t < 0).any():
-        raise ValueError(f"{name}: timestep must be >= 0, got {t[t < 0][:3].tolist()}")
-    return keys
+MAX_BUCKETS, MAX_QUEUE = 10_000_000, 10_000
 
 
 @dataclass
@@ -127,7 +71,7 @@ class Retrieval:
     cross_cell: torch.Tensor  # (B,) bool: part of the weight came from another cell (a hash collision)
 
 
-class GridHashTable:
+class GridHashTable(EntryStore):
     """Grid-hashed feature store for Hash3D, with the paper's adaptive grid.
 
     Args:
@@ -202,27 +146,6 @@ class GridHashTable:
         self._similarity = torch.full((len(self.grids), self.num_buckets), math.nan, dtype=torch.float64)
         self.evicted = 0  # entries dropped to stay under max_bytes
         self.dropped = 0  # entries pushed out of every queue they were in
-
-    def __len__(self) -> int:
-        return int(self._member.any(1).sum())
-
-    @property
-    def entry_bytes(self) -> int:
-        """Bytes one entry costs (0 before the first insert fixes the shapes)."""
-        if self._inputs is None:
-            return 0
-        data = (self._inputs.shape[1] * self._inputs.element_size()) + math.prod(self._values.shape[1:]) * self._values.element_size()
-        return data + len(self.grids) * (4 * 8 + 8 + 1) + 16  # + cells, bucket, membership; time, tag
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes held by live entries."""
-        return len(self) * self.entry_bytes
-
-    @property
-    def capacity(self) -> int:
-        """Entries that fit in ``max_bytes`` (0 before the first insert)."""
-        return self.max_bytes // self.entry_bytes if self.entry_bytes else 0
 
     def similarity(self) -> torch.Tensor:
         """(M, num_buckets) moving-average cosine similarity; NaN where never measured."""
@@ -306,13 +229,6 @@ class GridHashTable:
             raise ValueError(f"tags: expected one tag per key ({batch}), got {len(tags)}")
         return tags
 
-    def _queue_slots(self, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The (at most Q) newest slots per row of a (B, S) mask, and which are real."""
-        k = min(self.queue_length, mask.shape[1])
-        newest = torch.where(mask, self._time[None], -1)
-        order, slots = torch.topk(newest, k, dim=1)
-        return slots, order >= 0
-
     # ------------------------------------------------------------------ insert
     def insert(
         self,
@@ -381,62 +297,6 @@ class GridHashTable:
         old = self._similarity
         ema = torch.where(torch.isnan(old), per_bucket, self.similarity_decay * old + (1 - self.similarity_decay) * per_bucket)
         self._similarity = torch.where((count > 0).reshape(grids, -1), ema, old)
-
-    def _free_slots(self, count: int) -> torch.Tensor:
-        """Slot indices for ``count`` new entries: free ones, then new ones, then the oldest evicted."""
-        free = (~self._member.any(1)).nonzero().flatten()
-        if len(free) < count and len(self._time) < self.capacity:
-            self._grow(min(self.capacity, max(2 * len(self._time), len(self._time) + count - len(free), 16)))
-            free = (~self._member.any(1)).nonzero().flatten()
-        if len(free) < count:
-            live_time = torch.where(self._member.any(1), self._time, torch.iinfo(torch.int64).max)
-            oldest = torch.topk(live_time, count - len(free), largest=False).indices
-            self._member[oldest] = False
-            self.evicted += len(oldest)
-            free = torch.cat([free, oldest])
-        return free[:count]
-
-    def _grow(self, size: int) -> None:
-        extra = size - len(self._time)
-        grids = len(self.grids)
-        self._inputs = torch.cat([self._inputs, self._inputs.new_zeros(extra, self._inputs.shape[1])])
-        self._values = torch.cat([self._values, self._values.new_zeros(extra, *self._values.shape[1:])])
-        self._cells = torch.cat([self._cells, self._cells.new_zeros(extra, grids, 4)])
-        self._bucket = torch.cat([self._bucket, self._bucket.new_zeros(extra, grids)])
-        self._member = torch.cat([self._member, self._member.new_zeros(extra, grids)])
-        self._time = torch.cat([self._time, self._time.new_full((extra,), -1)])
-        self._tag = torch.cat([self._tag, self._tag.new_zeros(extra)])
-
-    def _trim_queues(self, buckets: torch.Tensor) -> None:
-        """Keep the ``queue_length`` newest members of every bucket that just received entries."""
-        members = (self._member.T[None] & (self._bucket.T[None] == buckets[..., None])).sum(-1)  # (B, M)
-        overfull = (members > self.queue_length).any(0)
-        if not overfull.any():  # the common case: nothing to drop
-            return
-        was_live = self._member.any(1)
-        for m in overfull.nonzero().flatten().tolist():
-            slots = self._member[:, m].nonzero().flatten()
-            # sort by bucket, newest first inside a bucket; rank = position inside its bucket
-            by_time = slots[torch.argsort(self._time[slots], descending=True, stable=True)]
-            ordered = by_time[torch.argsort(self._bucket[by_time, m], stable=True)]
-            bucket = self._bucket[ordered, m]
-            starts = torch.ones_like(bucket, dtype=torch.bool)
-            starts[1:] = bucket[1:] != bucket[:-1]
-            position = torch.arange(len(ordered))
-            first = torch.cummax(torch.where(starts, position, 0), 0).values
-            self._member[ordered[position - first >= self.queue_length], m] = False
-        self.dropped += int((was_live & ~self._member.any(1)).sum())
-
-    @staticmethod
-    def _check_inputs(tensor: torch.Tensor, batch: int, name: str) -> torch.Tensor:
-        if not isinstance(tensor, torch.Tensor) or tensor.ndim < 1 or tensor.shape[0] != batch:
-            shape = tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else type(tensor).__name__
-            raise ValueError(f"{name}: expected a tensor with one row per key ({batch}), got {shape}")
-        if not tensor.is_floating_point():
-            raise ValueError(f"{name}: expected a floating-point tensor, got {tensor.dtype}")
-        if not torch.isfinite(tensor).all():
-            raise ValueError(f"{name}: contains NaN or inf; refusing to store or match it")
-        return tensor.detach()
 
     def stats(self) -> dict[str, float]:
         """Entries, bytes, evictions and the mean measured similarity of each grid."""
