@@ -77,7 +77,7 @@ def apply(target: Any, stack: str | Stack, **overrides: Any) -> Stack:
     elif overrides:
         raise ArgumentError("apply: knob overrides go with a stack name; this stack is already built")
     if isinstance(getattr(target, "stages", None), dict):
-        return stack.apply(target)
+        return stack.attach(target)
     if len(stack.accelerators) != 1:
         raise ArgumentError(
             f"apply: stack '{stack.name}' has {len(stack.accelerators)} accelerators for different stages; "

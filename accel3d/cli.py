@@ -4,6 +4,7 @@ accel3d run [HYDRA OVERRIDES...]        one job, or a sweep with -m
 accel3d report DIR [--fidelity METRIC]  every run record under DIR into report.csv, report.md and a plot
 accel3d list                            pipelines and their stages, stacks, accelerators and their knobs
 accel3d --version
+accel3d run -sc install=bash             tab completion for accel3d run (bash; zsh with bashcompinit)
 accel3d bench caching [OPTIONS]         SDS with and without Hash3D (tiny U-Net and the SD-2.1-base architecture)
 accel3d bench decoding [OPTIONS]        dense vs hierarchical (+ adaptive KV) decoding benchmark
 accel3d bench kernels [OPTIONS]         Triton kernels vs their PyTorch references (times Triton on a GPU)
@@ -63,7 +64,9 @@ def _run(argv: list[str]) -> None:
                 traceback.print_exc()
 
     _check_knob_names(argv)
-    sys.argv = ["accel3d run", *argv]
+    # Hydra names the program in its help and its completion script after argv[0]; completion queries
+    # go to `accel3d -sc`, which routes them here.
+    sys.argv = ["accel3d" if argv[:1] in (["-sc"], ["--shell-completion"]) else "accel3d run", *argv]
     app()
     from accel3d import sweep
 
@@ -191,7 +194,40 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
 
 
+COMMANDS = ("run", "report", "list", "bench", "--version", "--help")
+
+
+def _complete(argv: list[str]) -> None:
+    """Answer the shell-completion query that Hydra's script sends to the program (``accel3d -sc query=bash``).
+
+    Hydra completes the overrides of ``accel3d run``; the words before them are completed here.
+    """
+    line = os.environ.get("COMP_LINE", "")
+    words = line.split()
+    done = words[1:] if line.endswith(" ") else words[1:-1]  # the words already typed in full
+    if not argv or not argv[0].startswith("query="):  # install/uninstall: only for `accel3d run -sc ...`
+        sys.exit('accel3d: shell completion is installed with: eval "$(accel3d run -sc install=bash)"')
+    if not done:
+        print(" ".join(COMMANDS))
+    elif done[0] == "run":
+        # Hydra strips the program's name from COMP_LINE and completes what follows: drop `run` first
+        os.environ["COMP_LINE"] = " ".join([words[0], *words[2:]]) + (" " if line.endswith(" ") else "")
+        _run(["-sc", *argv])
+    elif done[0] == "bench":
+        from accel3d.bench import BENCHMARKS
+
+        if len(done) == 1:
+            print(" ".join(BENCHMARKS))
+        elif done[1] in BENCHMARKS:
+            from accel3d.bench.options import parser
+
+            print(" ".join(o for a in parser(done[1])._actions for o in a.option_strings if o.startswith("--")))
+
+
 def _main(argv: list[str]) -> None:
+    if argv and argv[0] in ("-sc", "--shell-completion"):
+        _complete(argv[1:])
+        return
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE)
         return
@@ -212,7 +248,7 @@ def _main(argv: list[str]) -> None:
 
         bench_main(rest)
     else:
-        sys.exit(f"accel3d: unknown command '{command}'; expected 'run', 'report' or 'bench'\n{USAGE}")
+        sys.exit(f"accel3d: unknown command '{command}'; expected one of {', '.join(COMMANDS[:4])}\n{USAGE}")
 
 
 if __name__ == "__main__":

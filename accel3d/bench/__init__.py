@@ -15,11 +15,22 @@ BENCHMARKS = {"caching": "accel3d.bench.caching", "decoding": "accel3d.bench.dec
 
 
 def main(argv: list[str]) -> None:
-    if not argv or argv[0] not in BENCHMARKS:
-        sys.exit(f"accel3d bench: expected one of {sorted(BENCHMARKS)}, got {argv[0] if argv else 'nothing'}")
+    """``accel3d bench [NAME] [OPTIONS]``: options are parsed (and ``--help`` answered) before torch is imported."""
+    from accel3d.bench.options import parser, summary
+
+    if not argv or argv[0] in ("-h", "--help"):
+        print("usage: accel3d bench NAME [OPTIONS]   (accel3d bench NAME --help: its options and defaults)\n\nbenchmarks:")
+        for name in BENCHMARKS:
+            print(f"  {name:<10} {summary(name)}")
+        if not argv:
+            sys.exit(2)
+        return
+    if argv[0] not in BENCHMARKS:
+        sys.exit(f"accel3d bench: unknown benchmark '{argv[0]}'; expected one of {', '.join(BENCHMARKS)}")
+    args = parser(argv[0]).parse_args(argv[1:])
     import importlib
 
-    importlib.import_module(BENCHMARKS[argv[0]]).main(argv[1:])
+    importlib.import_module(BENCHMARKS[argv[0]]).run(args)
 
 
 def positive_int(text: str) -> int:

@@ -33,7 +33,8 @@ from typing import Any
 
 import torch
 
-from accel3d.bench import add_output_arguments, nonnegative_int, output_path, positive_int, write_results
+from accel3d.bench import output_path, write_results
+from accel3d.bench.options import caching_parser
 from accel3d.caching import Hash3D
 from accel3d.caching.unet_cut import UNetCut
 from accel3d.core.stack import Stack
@@ -64,21 +65,6 @@ def paper_settings() -> dict[str, Any]:
 
     settings = accelerator_settings("hash3d", "hash3d", pipeline="sds")
     return {k: v for k, v in settings.items() if k not in ("check_every", "seed")}
-
-
-def parse(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="accel3d bench caching", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--sections", nargs="+", default=["tiny", "sd21"], choices=["tiny", "sd21"])
-    p.add_argument("--tiny-iterations", type=positive_int, default=500)
-    p.add_argument("--sd-iterations", type=positive_int, default=150, help="about 10 minutes for both runs on 2 CPU cores")
-    p.add_argument("--repeats", type=positive_int, default=3, help="timed runs of baseline and Hash3D on the tiny U-Net")
-    p.add_argument("--calibration-repeats", type=positive_int, default=3)
-    p.add_argument("--check-every", type=nonnegative_int, default=5, help="fidelity check on every k-th call with hits (tiny U-Net)")
-    p.add_argument("--sd-check-every", type=nonnegative_int, default=10, help="the same for the SD-2.1-base architecture")
-    p.add_argument("--no-ablations", action="store_true")
-    p.add_argument("--seed", type=nonnegative_int, default=0)
-    add_output_arguments(p, "caching")
-    return p.parse_args(argv)
 
 
 def merge_sections(saved: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
@@ -192,7 +178,11 @@ def markdown(rows: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str]) -> None:
-    args = parse(argv)
+    """``accel3d bench caching`` with these command-line arguments."""
+    run(caching_parser().parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> None:
     output_path(args, "caching")  # a bad --out fails now, not after the work
     report: dict[str, Any] = {"created": time.strftime("%Y-%m-%dT%H:%M:%S"), "torch_threads": torch.get_num_threads(), "args": vars(args)}
     common = {"seed": args.seed, "progress": False}

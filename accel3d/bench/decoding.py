@@ -22,7 +22,8 @@ from typing import Any
 
 import torch
 
-from accel3d.bench import add_output_arguments, nonnegative_float, nonnegative_int, output_path, positive_float, positive_int, write_results
+from accel3d.bench import output_path, write_results
+from accel3d.bench.options import decoding_parser
 from accel3d.core.stack import Stack
 from accel3d.decoding.accelerator import AdaptiveKVSelection, HierarchicalDecoding
 from accel3d.decoding.sparsity import attention_sparsity
@@ -124,37 +125,11 @@ def bench_one(
 
 
 def main(argv: list[str]) -> None:
-    from accel3d.jobs.configs import accelerator_settings
+    """``accel3d bench decoding`` with these command-line arguments."""
+    run(decoding_parser().parse_args(argv))
 
-    model = accelerator_settings("hierarchical", "hierarchical")  # the settings `accel3d run` uses
-    sdf = accelerator_settings("hierarchical_flashvdm", "hierarchical")
-    kv = accelerator_settings("flashvdm", "adaptive_kv")
-    parser = argparse.ArgumentParser(
-        prog="accel3d bench decoding", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--resolutions", type=positive_int, nargs="+", default=[128, 256, 384])
-    parser.add_argument("--subjects", nargs="+", default=["model", "sphere", "torus", "thin_plate"])
-    parser.add_argument("--repeats", type=positive_int, default=3)
-    parser.add_argument("--warmup-resolution", type=positive_int, default=64, help="resolution of the untimed warm-up run of each method")
-    parser.add_argument("--min-resolution", type=positive_int, default=model["min_resolution"], help="coarsest level, shipped model")
-    parser.add_argument("--sdf-min-resolution", type=positive_int, default=sdf["min_resolution"], help="coarsest level, analytic fields")
-    parser.add_argument("--band", type=nonnegative_float, default=model["band"], help="tSDF band for the model (stack hierarchical)")
-    parser.add_argument("--dilation", type=nonnegative_int, default=model["dilation"], help="dilations for the shipped model")
-    parser.add_argument(
-        "--sdf-band", type=nonnegative_float, default=sdf["band"], help="band for the analytic fields (hierarchical_flashvdm)"
-    )
-    parser.add_argument("--sdf-dilation", type=nonnegative_int, default=sdf["dilation"], help="dilations for the analytic fields")
-    parser.add_argument("--kv-modes", nargs="*", default=["mean", "merge"], help="adaptive KV modes to add on the VAE (none: skip)")
-    parser.add_argument("--topk", type=positive_int, default=kv["topk"], help="adaptive KV K as a count (default: Hunyuan3D-2's rule)")
-    parser.add_argument(
-        "--topk-ratio", type=positive_float, default=kv["topk_ratio"], help="adaptive KV K as a share of the keys, in (0, 1]"
-    )
-    parser.add_argument("--cells", type=positive_int, default=kv["cells"], help="adaptive KV cells per axis")
-    parser.add_argument("--threshold", type=positive_float, default=kv["threshold"], help="merge-mode probability threshold")
-    parser.add_argument("--chunk-size", type=positive_int, default=65536)
-    parser.add_argument("--fscore-threshold", type=positive_float, default=0.01)
-    add_output_arguments(parser, "decoding")
-    args = parser.parse_args(argv)
+
+def run(args: argparse.Namespace) -> None:
     output_path(args, "decoding")  # a bad --out fails now, not after the work
     if args.repeats < 3:
         print("note: fewer than 3 repeats; medians are less reliable", file=sys.stderr)

@@ -24,7 +24,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from accel3d.bench import add_output_arguments, output_path, positive_int, write_results
+from accel3d.bench import output_path, write_results
+from accel3d.bench.options import kernels_parser
 from accel3d.decoding.kv_selection import KVSelector, plan_cells
 from accel3d.kernels import gather_rows, packed_sparse_attention, scatter_add_rows, scatter_max_rows
 
@@ -116,24 +117,27 @@ def row_kernel_rows(args: argparse.Namespace, device: torch.device, dtype: torch
 
 
 def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(
-        prog="accel3d bench kernels", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    """``accel3d bench kernels`` with these command-line arguments."""
+    run(kernels_parser().parse_args(argv))
+
+
+# Defaults that depend on the machine: (on a GPU, on the CPU); the options show them as text.
+MACHINE_DEFAULTS = {
+    "dtype": ("float16", "float32"),
+    "heads": (16, 4),
+    "head_dim": (64, 16),
+    "keys": (3072, 1024),
+    "queries": (262144, 65536),
+    "rows": (262144, 65536),
+    "repeats": (20, 5),
+}
+
+
+def run(args: argparse.Namespace) -> None:
     cuda = torch.cuda.is_available()
-    parser.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float16" if cuda else "float32")
-    parser.add_argument("--heads", type=positive_int, default=16 if cuda else 4, help="Hunyuan3D-2: 16 heads of 64")
-    parser.add_argument("--head-dim", type=positive_int, default=64 if cuda else 16)
-    parser.add_argument("--keys", type=positive_int, default=3072 if cuda else 1024)
-    parser.add_argument("--queries", type=positive_int, default=262144 if cuda else 65536)
-    parser.add_argument("--topk", type=positive_int, default=None, help="K per cell as a count (default: Hunyuan3D-2's rule)")
-    parser.add_argument("--cells", type=positive_int, default=6)
-    parser.add_argument("--block-m", type=positive_int, nargs="+", default=[64, 128])
-    parser.add_argument("--block-n", type=positive_int, nargs="+", default=[32, 64])
-    parser.add_argument("--rows", type=positive_int, default=262144 if cuda else 65536)
-    parser.add_argument("--channels", type=positive_int, default=256)
-    parser.add_argument("--repeats", type=positive_int, default=20 if cuda else 5)
-    add_output_arguments(parser, "kernels")
-    args = parser.parse_args(argv)
+    for key, (gpu, cpu) in MACHINE_DEFAULTS.items():
+        if getattr(args, key) is None:
+            setattr(args, key, gpu if cuda else cpu)
     output_path(args, "kernels")  # a bad --out fails now, not after the work
     device = torch.device("cuda" if cuda else "cpu")
     dtype = getattr(torch, args.dtype)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -16,12 +17,14 @@ class StackConflictError(ValueError):
 
 
 class Stack:
-    """Attach several accelerators to one pipeline, in order; remove them in reverse.
+    """Attach several accelerators to one pipeline, in order; detach them in reverse.
+
+    A stack has the verbs of an accelerator: ``attach``, ``detach``, ``attached`` and ``applied``.
 
     Example::
 
         stack = Stack([HierarchicalDecoding(min_resolution=63)], name="hierarchical")
-        with stack.applied(pipeline):
+        with stack.applied(pipeline):       # or stack.attach(pipeline) ... stack.detach()
             result = pipeline.run(inputs)
         stack.stats()   # {"hierarchical": {"queries": ..., ...}}
     """
@@ -69,9 +72,10 @@ class Stack:
         """True while any of its accelerators is attached."""
         return any(acc.attached for acc in self.accelerators)
 
-    def apply(self, pipeline: Pipeline) -> Stack:
+    def attach(self, pipeline: Pipeline) -> Stack:
+        """Attach every accelerator to its stage of ``pipeline``; if one fails, the others are detached again."""
         if self._pipeline is not None and self.attached:
-            raise RuntimeError(f"stack '{self.name}' is already applied; remove it first")
+            raise RuntimeError(f"stack '{self.name}' is already attached; detach it first")
         targets = [pipeline.stage(acc.stage) for acc in self.accelerators]  # fail before patching anything
         attached: list[Accelerator] = []
         try:
@@ -89,7 +93,7 @@ class Stack:
         """Everything that can be known before a run: each accelerator attaches to its stage
         (and is detached again, exactly) and passes its own ``check_pipeline(pipeline)``."""
         if self.attached:
-            raise RuntimeError(f"stack '{self.name}' is applied; check it before applying it")
+            raise RuntimeError(f"stack '{self.name}' is attached; check it before attaching it")
         for acc in self.accelerators:
             check = getattr(acc, "check_pipeline", None)
             if callable(check):
@@ -98,10 +102,21 @@ class Stack:
             pass
         self.reset()
 
-    def remove(self) -> None:
+    def detach(self) -> None:
+        """Detach every accelerator, last first. Detaching twice is a no-op."""
         for acc in reversed(self.accelerators):
             acc.detach()
         self._pipeline = None
+
+    def apply(self, pipeline: Pipeline) -> Stack:
+        """Deprecated name of :meth:`attach`."""
+        warnings.warn("Stack.apply is deprecated; use Stack.attach", DeprecationWarning, stacklevel=2)
+        return self.attach(pipeline)
+
+    def remove(self) -> None:
+        """Deprecated name of :meth:`detach`."""
+        warnings.warn("Stack.remove is deprecated; use Stack.detach", DeprecationWarning, stacklevel=2)
+        self.detach()
 
     def reset(self) -> None:
         for acc in self.accelerators:
@@ -117,11 +132,12 @@ class Stack:
 
     @contextlib.contextmanager
     def applied(self, pipeline: Pipeline) -> Iterator[Stack]:
-        self.apply(pipeline)
+        """Attach for the duration of a ``with`` block."""
+        self.attach(pipeline)
         try:
             yield self
         finally:
-            self.remove()
+            self.detach()
 
     def __repr__(self) -> str:
         return f"Stack(name={self.name!r}, accelerators={[a.name for a in self.accelerators]})"

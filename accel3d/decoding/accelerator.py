@@ -40,7 +40,7 @@ class HierarchicalDecoding(BaseAccelerator):
     Example::
 
         acc = HierarchicalDecoding(min_resolution=63, band=0.95)
-        with acc.applied(DenseVolumeDecoder()) as a:   # or Stack([acc]).apply(pipeline)
+        with acc.applied(DenseVolumeDecoder()) as a:   # or Stack([acc]).attach(pipeline)
             ...
         acc.stats()  # {"calls": 1, "queries": ..., "dense_queries": ..., "query_fraction": ...}
     """

@@ -1,0 +1,140 @@
+"""The command-line options of every benchmark, built without importing torch or a model.
+
+``accel3d bench <name> --help`` only needs these, so it answers at once; the benchmark module
+itself (and torch) is imported only to run. Defaults that depend on the machine (a GPU or not)
+are resolved when the benchmark starts and shown here as text.
+
+Example::
+
+    from accel3d.bench.options import parser
+
+    args = parser("decoding").parse_args(["--resolutions", "64", "--subjects", "sphere"])
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import importlib.util
+from collections.abc import Callable
+
+from accel3d.bench import add_output_arguments, nonnegative_float, nonnegative_int, positive_float, positive_int
+
+# The fields `bench decoding` can decode: the shipped VAE, then accel3d.geometry.shapes.SHAPES (a test keeps them equal).
+DECODING_SUBJECTS = ("model", "sphere", "torus", "box", "thin_plate")
+KV_MODES = ("mean", "merge")
+CACHING_SECTIONS = ("tiny", "sd21")
+KERNEL_DTYPES = ("float32", "float16", "bfloat16")
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """The module docstring as written, and every option's default (a default of None is explained by its help)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default is None and action.help:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def summary(name: str) -> str:
+    """The first line of a benchmark module's docstring, read without importing the module."""
+    text = description(name).strip()
+    first = text.splitlines()[0] if text else ""
+    return first.split(": ", 1)[1] if first.startswith("``") and ": " in first else first  # drop "``accel3d bench x``: "
+
+
+def description(name: str) -> str:
+    """A benchmark module's docstring, read from its source without importing it (and torch)."""
+    spec = importlib.util.find_spec(f"accel3d.bench.{name}")
+    if spec is None or spec.origin is None:
+        return ""
+    with open(spec.origin, encoding="utf-8") as f:
+        return ast.get_docstring(ast.parse(f.read())) or ""
+
+
+def power_of_two(text: str) -> int:
+    """argparse type: a Triton tile size, as the kernel accepts (a power of two in [16, 256])."""
+    value = positive_int(text)
+    if value < 16 or value > 256 or value & (value - 1):
+        raise argparse.ArgumentTypeError(f"expected a power of two in [16, 256], got {value}")
+    return value
+
+
+def _new(name: str) -> argparse.ArgumentParser:
+    return argparse.ArgumentParser(prog=f"accel3d bench {name}", description=description(name), formatter_class=_HelpFormatter)
+
+
+def caching_parser() -> argparse.ArgumentParser:
+    p = _new("caching")
+    p.add_argument("--sections", nargs="+", default=list(CACHING_SECTIONS), choices=CACHING_SECTIONS)
+    p.add_argument("--tiny-iterations", type=positive_int, default=500, help="SDS steps on the tiny U-Net")
+    p.add_argument("--sd-iterations", type=positive_int, default=150, help="about 10 minutes for both runs on 2 CPU cores")
+    p.add_argument("--repeats", type=positive_int, default=3, help="timed runs of baseline and Hash3D on the tiny U-Net")
+    p.add_argument("--calibration-repeats", type=positive_int, default=3, help="timed full and partial U-Net forwards")
+    p.add_argument("--check-every", type=nonnegative_int, default=5, help="fidelity check on every k-th call with hits (tiny U-Net)")
+    p.add_argument("--sd-check-every", type=nonnegative_int, default=10, help="the same for the SD-2.1-base architecture")
+    p.add_argument("--no-ablations", action="store_true", help="only the paper's settings against the baseline")
+    p.add_argument("--seed", type=nonnegative_int, default=0)
+    add_output_arguments(p, "caching")
+    return p
+
+
+def decoding_parser() -> argparse.ArgumentParser:
+    from accel3d.jobs.configs import accelerator_settings  # Hydra's compose: the settings `accel3d run` uses
+
+    model = accelerator_settings("hierarchical", "hierarchical")
+    sdf = accelerator_settings("hierarchical_flashvdm", "hierarchical")
+    kv = accelerator_settings("flashvdm", "adaptive_kv")
+    p = _new("decoding")
+    p.add_argument("--resolutions", type=positive_int, nargs="+", default=[128, 256, 384])
+    p.add_argument("--subjects", nargs="+", default=["model", "sphere", "torus", "thin_plate"], choices=DECODING_SUBJECTS)
+    p.add_argument("--repeats", type=positive_int, default=3, help="timed runs of each method, alternating")
+    p.add_argument("--warmup-resolution", type=positive_int, default=64, help="resolution of the untimed warm-up run of each method")
+    p.add_argument("--min-resolution", type=positive_int, default=model["min_resolution"], help="coarsest level, shipped model")
+    p.add_argument("--sdf-min-resolution", type=positive_int, default=sdf["min_resolution"], help="coarsest level, analytic fields")
+    p.add_argument("--band", type=nonnegative_float, default=model["band"], help="tSDF band for the model (stack hierarchical)")
+    p.add_argument("--dilation", type=nonnegative_int, default=model["dilation"], help="dilations for the shipped model")
+    p.add_argument("--sdf-band", type=nonnegative_float, default=sdf["band"], help="band for the analytic fields (hierarchical_flashvdm)")
+    p.add_argument("--sdf-dilation", type=nonnegative_int, default=sdf["dilation"], help="dilations for the analytic fields")
+    p.add_argument(
+        "--kv-modes", nargs="*", default=list(KV_MODES), choices=KV_MODES, help="adaptive KV modes to add on the VAE (none given: skip)"
+    )
+    p.add_argument("--topk", type=positive_int, default=kv["topk"], help="adaptive KV K as a count (None: Hunyuan3D-2's rule)")
+    p.add_argument("--topk-ratio", type=positive_float, default=kv["topk_ratio"], help="adaptive KV K as a share of the keys, in (0, 1]")
+    p.add_argument("--cells", type=positive_int, default=kv["cells"], help="adaptive KV cells per axis")
+    p.add_argument("--threshold", type=positive_float, default=kv["threshold"], help="merge-mode probability threshold")
+    p.add_argument("--chunk-size", type=positive_int, default=65536, help="points per decoder call")
+    p.add_argument("--fscore-threshold", type=positive_float, default=0.01, help="F-score distance threshold")
+    add_output_arguments(p, "decoding")
+    return p
+
+
+def kernels_parser() -> argparse.ArgumentParser:
+    p = _new("kernels")
+    gpu_cpu = lambda gpu, cpu: f"{gpu} on a GPU, {cpu} on the CPU"  # resolved when the benchmark starts
+    p.add_argument("--dtype", choices=KERNEL_DTYPES, default=None, help=gpu_cpu("float16", "float32"))
+    p.add_argument("--heads", type=positive_int, default=None, help=gpu_cpu(16, 4) + " (Hunyuan3D-2: 16 heads of 64)")
+    p.add_argument("--head-dim", type=positive_int, default=None, help=gpu_cpu(64, 16))
+    p.add_argument("--keys", type=positive_int, default=None, help=gpu_cpu(3072, 1024))
+    p.add_argument("--queries", type=positive_int, default=None, help=gpu_cpu(262144, 65536))
+    p.add_argument("--topk", type=positive_int, default=None, help="K per cell as a count (None: Hunyuan3D-2's rule)")
+    p.add_argument("--cells", type=positive_int, default=6, help="cells per axis")
+    p.add_argument("--block-m", type=power_of_two, nargs="+", default=[64, 128], help="Triton query block sizes to try")
+    p.add_argument("--block-n", type=power_of_two, nargs="+", default=[32, 64], help="Triton key block sizes to try")
+    p.add_argument("--rows", type=positive_int, default=None, help=gpu_cpu(262144, 65536) + " rows for gather/scatter")
+    p.add_argument("--channels", type=positive_int, default=256, help="channels per row for gather/scatter")
+    p.add_argument("--repeats", type=positive_int, default=None, help=gpu_cpu(20, 5))
+    add_output_arguments(p, "kernels")
+    return p
+
+
+PARSERS: dict[str, Callable[[], argparse.ArgumentParser]] = {
+    "caching": caching_parser,
+    "decoding": decoding_parser,
+    "kernels": kernels_parser,
+}
+
+
+def parser(name: str) -> argparse.ArgumentParser:
+    """The option parser of benchmark ``name``."""
+    return PARSERS[name]()
