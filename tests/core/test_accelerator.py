@@ -96,7 +96,7 @@ def test_strategies_do_not_import_each_other():
     import ast
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1] / "accel3d"
+    root = Path(__file__).resolve().parents[2] / "accel3d"
     strategies = {"caching", "decoding", "pruning"}
     for strategy in strategies:
         for path in (root / strategy).rglob("*.py"):

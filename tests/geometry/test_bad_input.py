@@ -1,6 +1,6 @@
 import pytest
 import torch
-from conftest import truncated
+from tests.fields import truncated
 
 from accel3d.decoding import DenseVolumeDecoder, HierarchicalVolumeDecoder
 from accel3d.geometry import shapes

@@ -1,6 +1,6 @@
 import pytest
 import torch
-from conftest import offset_thin_plate, truncated
+from tests.fields import offset_thin_plate, truncated
 
 from accel3d.decoding import DenseVolumeDecoder, HierarchicalDecoding, HierarchicalVolumeDecoder, coarse_to_fine_levels
 from accel3d.decoding.hierarchical import upsample

@@ -16,7 +16,7 @@ def group_options(group: str) -> list[str]:
 
 
 def test_config_dir_is_the_repository_configs():
-    assert CONFIGS == Path(__file__).resolve().parents[1] / "configs"
+    assert CONFIGS == Path(__file__).resolve().parents[2] / "configs"
     assert {"pipeline", "stack", "experiment"} <= {p.name for p in CONFIGS.iterdir() if p.is_dir()}
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from hy3dgen_import import INSTALL_HINT, import_hy3dgen_autoencoders
+from tests.hy3dgen_import import INSTALL_HINT, import_hy3dgen_autoencoders
 from safetensors.torch import save_file
 
 from accel3d.decoding import AdaptiveKVSelection

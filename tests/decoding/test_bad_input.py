@@ -4,7 +4,7 @@ import math
 
 import pytest
 import torch
-from conftest import truncated
+from tests.fields import truncated
 
 from accel3d.decoding import AdaptiveKVSelection, DenseVolumeDecoder, HierarchicalDecoding, HierarchicalVolumeDecoder, KVSelector
 from accel3d.geometry import shapes

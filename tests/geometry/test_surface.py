@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 import trimesh
-from conftest import truncated
+from tests.fields import truncated
 
 from accel3d.core.io import atomic_write
 from accel3d.decoding import DenseVolumeDecoder
