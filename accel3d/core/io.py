@@ -6,6 +6,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -74,6 +75,35 @@ def _plain(obj: Any) -> Any:
     raise TypeError(f"write_json: cannot serialise {type(obj).__name__} to JSON")
 
 
+def expand_path(path: str | os.PathLike[str], name: str) -> Path:
+    """``path`` with a leading ``~`` and ``$VAR`` / ``${VAR}`` expanded, as a shell would expand them.
+
+    Config values and Python arguments get the same expansion as the command line,
+    so ``weights: ~/models/vae`` in a YAML file, ``'pipeline.weights=$HOME/models/vae'``
+    and ``load_vae("~/models/vae")`` all name one folder. A variable that is not set is
+    an error naming the knob, not a path with a literal ``$`` in it.
+
+    Example::
+
+        expand_path("~/models/x.pt", "weights")        # PosixPath('/home/me/models/x.pt')
+        expand_path("$DATA/bunny.ply", "input")         # PosixPath('/data/bunny.ply') when DATA=/data
+    """
+    text = os.fspath(path)
+    expanded = os.path.expandvars(os.path.expanduser(text))
+    unset = re.search(r"\$(\w+|\{[^}]*\})", expanded)
+    if unset:
+        var = unset.group(1).strip("{}")
+        raise ValueError(f"{name}: environment variable {var} is not set (in '{text}')")
+    return Path(expanded)
+
+
+def path_origin(original: str | os.PathLike[str]) -> str:
+    """`` (from '~/x')`` when :func:`expand_path` changes ``original``, else an empty string: a suffix for
+    error messages that name the expanded path."""
+    text = os.fspath(original)
+    return f" (from '{text}')" if os.path.expandvars(os.path.expanduser(text)) != text else ""
+
+
 def load_torch_file(path: str | Path, name: str) -> Any:
     """``torch.load`` with ``weights_only=True``, or a ``ValueError`` naming the argument ``name``.
 
@@ -87,9 +117,9 @@ def load_torch_file(path: str | Path, name: str) -> Any:
     """
     import torch
 
-    path = Path(path)
+    original, path = path, expand_path(path, name)
     if not path.is_file():
-        raise FileNotFoundError(f"{name}: no file at '{path}'")
+        raise FileNotFoundError(f"{name}: no file at '{path}'{path_origin(original)}")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # UnpicklingError, RuntimeError (bad zip), EOFError, ...

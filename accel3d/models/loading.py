@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from accel3d.core.io import expand_path, path_origin
 from accel3d.models.checkpoints import is_hunyuan_checkpoint
 from accel3d.models.hunyuan import load_hunyuan_vae
 from accel3d.models.vecset_vae import VecsetVAE
@@ -22,7 +23,17 @@ from accel3d.models.vecset_vae import VecsetVAE
 
 def load_vae(path: str | Path | None = None, map_location: str = "cpu") -> VecsetVAE:
     """The shipped VAE (``None``), an accel3d ``.pt`` checkpoint (or a folder with ``model.pt``),
-    or a Hunyuan3D-2 ShapeVAE folder, as a :class:`VecsetVAE` in eval mode."""
-    if path is not None and isinstance(path, str | Path) and str(path).strip() and is_hunyuan_checkpoint(path):
-        return load_hunyuan_vae(path).to(map_location)
-    return VecsetVAE.from_pretrained(path, map_location)
+    or a Hunyuan3D-2 ShapeVAE folder, as a :class:`VecsetVAE` in eval mode.
+
+    ``~`` and ``$VAR`` in ``path`` are expanded; a missing file is named by its expanded path."""
+    if path is None or not isinstance(path, str | Path) or not str(path).strip():
+        return VecsetVAE.from_pretrained(path, map_location)  # the shipped weights, or the argument error
+    original, path = path, expand_path(path, "weights")
+    try:
+        if is_hunyuan_checkpoint(path):
+            return load_hunyuan_vae(path).to(map_location)
+        return VecsetVAE.from_pretrained(path, map_location)
+    except FileNotFoundError as exc:
+        if not path_origin(original):
+            raise
+        raise FileNotFoundError(f"{exc}{path_origin(original)}") from None

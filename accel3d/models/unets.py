@@ -14,6 +14,8 @@ from typing import Any
 import torch
 from diffusers import UNet2DConditionModel
 
+from accel3d.core.io import expand_path, path_origin
+
 # A 6.1M-parameter U-Net with the Stable Diffusion layout (3 up layers per block,
 # cross-attention in the lower levels), small enough for tests and the default job:
 # about 42 ms for a full forward at a 32x32 latent with batch 2 on 2 CPU cores.
@@ -65,9 +67,11 @@ def build_unet(backbone: str = "tiny", seed: int = 0, in_channels: int | None = 
 
 def load_unet(path: str | Path) -> UNet2DConditionModel:
     """A diffusers U-Net from a local folder: the U-Net folder itself, or a pipeline folder with ``unet/``."""
-    path = Path(path)
+    original, path = path, expand_path(path, "backbone")
     if not path.is_dir():
-        raise FileNotFoundError(f"backbone: expected 'tiny', 'sd21_base' or a local diffusers U-Net folder, got '{path}' (not a folder)")
+        raise FileNotFoundError(
+            f"backbone: expected 'tiny', 'sd21_base' or a local diffusers U-Net folder, got '{path}'{path_origin(original)} (not a folder)"
+        )
     folder = path / "unet" if (path / "unet" / "config.json").is_file() else path
     if not (folder / "config.json").is_file():
         raise FileNotFoundError(f"backbone: '{path}' has no config.json (nor unet/config.json); expected a diffusers U-Net folder")

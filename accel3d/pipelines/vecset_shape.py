@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import trimesh
 
-from accel3d.core.io import load_torch_file
+from accel3d.core.io import expand_path, load_torch_file, path_origin
 from accel3d.core.pipeline import Pipeline
 from accel3d.core.validate import check_choice, check_float, check_int, check_seed
 from accel3d.geometry.meshes import BUNDLED_MESH, load_mesh, normalize_mesh, sample_surface
@@ -60,7 +60,18 @@ def load_shape_inputs(path: str | Path | None, num_points: int, seed: int = 0) -
         raise ValueError(f"input: expected a mesh, point-cloud or latents file, or null for the bundled bunny; got {path!r}")
     check_int("num_points", num_points, low=1)
     check_seed("seed", seed)
-    path = Path(path).expanduser() if path is not None else BUNDLED_MESH
+    if path is None:
+        return _load_shape_inputs(BUNDLED_MESH, num_points, seed)
+    expanded = expand_path(path, "input")
+    try:
+        return _load_shape_inputs(expanded, num_points, seed)
+    except FileNotFoundError as exc:
+        if not path_origin(path):
+            raise
+        raise FileNotFoundError(f"{exc}{path_origin(path)}") from None
+
+
+def _load_shape_inputs(path: Path, num_points: int, seed: int) -> ShapeInputs:
     if path.is_dir():
         raise ValueError(f"input: '{path}' is a folder; expected a mesh, point-cloud or latents file")
     if path.suffix.lower() == ".pt" or (path.suffix.lower() == ".npz" and "latents" in _npz_names(path)):
@@ -231,9 +242,13 @@ class VecsetShapePipeline(Pipeline):
         if baseline is not None and options.get("export_formats"):
             files["baseline_mesh"] = export_mesh(baseline.mesh, out_dir / "mesh_baseline.glb").name
         if options.get("preview", True):
-            views = {"unaccelerated": baseline.mesh} if baseline is not None else {}
-            views[f"stack: {options.get('stack', 'accelerated')}"] = result.mesh
-            files["preview"] = render_preview(views, out_dir / "preview.png").name
+            captions = options.get("captions", {})
+            views, lines = {}, {}
+            if baseline is not None:
+                views["unaccelerated"], lines["unaccelerated"] = baseline.mesh, captions.get("baseline", "")
+            title = f"stack: {options.get('stack', 'accelerated')}"
+            views[title], lines[title] = result.mesh, captions.get("accelerated", "")
+            files["preview"] = render_preview(views, out_dir / "preview.png", captions=lines).name
         return files
 
     def inside_mask(self, grid: VolumeGrid) -> np.ndarray:
