@@ -31,7 +31,9 @@ class Pipeline:
     - ``fidelity_metric``: the fidelity figure a speed-vs-fidelity plot uses, and
       ``higher_is_better`` for it;
     - ``stage_timings``: the timing key of each stage, so that time an accelerator
-      spends only on measuring itself is taken out of its stage.
+      spends only on measuring itself is taken out of its stage;
+    - ``caption_metrics`` (optional): the fidelity figures the pictures' captions show
+      (default: all of them).
 
     Example::
 
@@ -79,7 +81,9 @@ class Pipeline:
     def write_artefacts(self, result: Any, baseline: Any | None, out_dir: Path, options: dict[str, Any]) -> dict[str, str]:
         """Write the files a person looks at into ``out_dir``; returns ``{role: file name}``.
 
-        ``options`` carries the job's ``export_formats`` and ``preview`` settings and the stack's name."""
+        ``options`` carries the job's ``export_formats`` and ``preview`` settings, the stack's name, and
+        ``captions``: ``{"baseline": ..., "accelerated": ...}``, one line of time, speedup and fidelity
+        for each run, to print under its picture."""
         return {}
 
     def describe(self) -> dict[str, Any]:

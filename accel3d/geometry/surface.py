@@ -68,8 +68,16 @@ def export_mesh(mesh: trimesh.Trimesh, path: str | Path) -> Path:
     return path
 
 
-def render_preview(meshes: dict[str, trimesh.Trimesh], path: str | Path, size: float = 4.0, max_faces: int = 400_000) -> Path:
-    """Save a PNG with one Lambert-shaded view per mesh, side by side (matplotlib, no GPU)."""
+def render_preview(
+    meshes: dict[str, trimesh.Trimesh],
+    path: str | Path,
+    size: float = 4.0,
+    max_faces: int = 400_000,
+    captions: dict[str, str] | None = None,
+) -> Path:
+    """Save a PNG with one Lambert-shaded view per mesh, side by side (matplotlib, no GPU).
+
+    ``captions`` maps a mesh's title to a line printed under it (its time and fidelity, say)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -85,6 +93,9 @@ def render_preview(meshes: dict[str, trimesh.Trimesh], path: str | Path, size: f
         ax.axis("off")
         ax.set_xlim(-1.05, 1.05)
         ax.set_ylim(-1.05, 1.05)
+        caption = (captions or {}).get(title)
+        if caption:  # " · "-joined figures, one per line so that they fit under the view
+            ax.text(0.5, -0.01, caption.replace(" · ", "\n"), transform=ax.transAxes, ha="center", va="top", fontsize=9)
         if len(mesh.faces) == 0:
             ax.text(0, 0, "empty mesh", ha="center", va="center")
             continue
@@ -103,7 +114,7 @@ def render_preview(meshes: dict[str, trimesh.Trimesh], path: str | Path, size: f
     try:
         fig.tight_layout()
         with atomic_write(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=100)
+            fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")  # the captions sit below the axes
     finally:
         plt.close(fig)
     return Path(path)

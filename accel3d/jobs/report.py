@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -156,9 +157,12 @@ def write_report(root: Path, out_dir: Path | None = None, fidelity: str | None =
     return written
 
 
+MISSING = "—"  # what a report cell shows for a figure a job does not have (never "nan" or "None")
+
+
 def _fmt(value: Any) -> str:
-    if value is None:
-        return ""
+    if value is None or value == "" or (isinstance(value, float) and not math.isfinite(value)):
+        return MISSING
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
@@ -175,6 +179,7 @@ def _markdown(rows: list[dict[str, Any]], found: Collection) -> str:
     for name in pipelines:
         group = [r for r in rows if r["pipeline"] == name]
         cols = [c for c in dict.fromkeys(k for r in group for k in r) if c not in SHOWN_LAST and c != "pipeline"]
+        cols = [c for c in cols if any(_fmt(r.get(c)) != MISSING for r in group)]  # a column no job has says nothing
         cols = ["job", *cols, "flags", "overrides"] if any(r.get("overrides") for r in group) else [*cols, "flags"]
         md += [f"## {name}", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
         md += ["| " + " | ".join(_fmt(r.get(c)) for c in cols) + " |" for r in group]
@@ -199,48 +204,91 @@ def _markdown(rows: list[dict[str, Any]], found: Collection) -> str:
 
 
 def _plot(rows: list[dict[str, Any]], found: Collection, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig = speed_fidelity_figure(rows)
+    with atomic_write(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+    return path
+
+
+def speed_fidelity_figure(rows: list[dict[str, Any]]) -> Any:
+    """One panel per pipeline: each job's headline speedup against its fidelity, the 1x line, the Pareto front."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     pipelines = list(dict.fromkeys(r["pipeline"] for r in rows))
-    fig, axes = plt.subplots(1, len(pipelines), figsize=(6.5 * len(pipelines), 4.8), squeeze=False)
+    fig, axes = plt.subplots(1, len(pipelines), figsize=(6.5 * len(pipelines), 5.0), squeeze=False)
     for ax, name in zip(axes[0], pipelines):
         group = [r for r in rows if r["pipeline"] == name and r.get("speedup") is not None and r.get("fidelity") is not None]
         metric = next((r["fidelity_metric"] for r in group), "fidelity")
         higher = next((r["higher_is_better"] for r in group), True)
         pts = [(float(r["speedup"]), float(r["fidelity"])) for r in group]
         varying = _varying_overrides(group)
-        labels = [_label(r, varying) for r in group]
-        near: dict[tuple[float, float], int] = {}
-        for (x, y), label, r in zip(pts, labels, group):
+        for (x, y), r in zip(pts, group):
             ax.scatter(x, y, s=45, zorder=3, marker="o" if not r.get("flags") else "x")
-            slot = (round(x, 1), round(y, 3))  # stack the labels of points that sit on each other
-            k = near[slot] = near.get(slot, -1) + 1
-            ax.annotate(label, (x, y), textcoords="offset points", xytext=(6, 4 - 11 * k), fontsize=7)
         # the front only from timings that can be compared: no flags, not run in parallel
         clean = [p for p, r in zip(pts, group) if not r.get("flags") and r.get("parallel_jobs", 1) == 1]
         front = pareto_front(clean, higher)
         if front:
             ax.plot(*zip(*front), color="tab:red", lw=1.2, ls="--", marker="s", mfc="none", ms=10, zorder=2, label="Pareto front")
-            ax.legend(loc="best", fontsize=8, framealpha=0.6)
+        ax.axvline(1.0, color="grey", lw=1.0, ls=":", label="1x (unaccelerated speed)")
         if pts:
             xs = [p[0] for p in pts]
             ax.set_xlim(min(0.9, min(xs) * 0.9), max(xs) * 1.35)  # room for the labels on the right
-        ax.axvline(1.0, color="grey", lw=0.8, ls=":")
+            ys = [p[1] for p in pts]
+            pad = max(0.05 * (max(ys) - min(ys)), 1e-3 * max(1.0, abs(max(ys))))
+            ax.set_ylim(min(ys) - 4 * pad, max(ys) + 4 * pad)  # room for labels above and below
+        ax.legend(loc="lower right" if higher else "upper right", fontsize=8, framealpha=0.6)
         timing = next((r["timing"] for r in group), "total_s")
         ax.set_xlabel(f"{timing.removesuffix('_s')} speedup vs unaccelerated (x)")
-        ax.set_ylabel(f"{metric} vs unaccelerated")
+        ax.set_ylabel(f"{metric} vs unaccelerated ({'higher' if higher else 'lower'} is better)")
         parallel = sum(r.get("parallel_jobs", 1) > 1 for r in group)
         note = f"; {parallel} ran in parallel, not on the front" if parallel else ""
-        ax.set_title(f"{name}: speed vs fidelity ({len(group)} jobs; x: flagged timing{note})", fontsize=10)
+        ax.set_title(f"{name}: {len(group)} jobs (x: flagged timing{note})", fontsize=10)
         ax.grid(alpha=0.3)
+        fig.canvas.draw()  # the labels are placed in pixels, so the axes must be laid out first
+        place_labels(ax, pts, [_label(r, varying) for r in group])
+    fig.suptitle("Speed against fidelity to the unaccelerated output", fontsize=12)
     fig.tight_layout()
-    with atomic_write(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
-    return path
+    return fig
+
+
+# Offsets (points) tried in turn for a label; the first whose box overlaps no other label and no marker wins.
+LABEL_OFFSETS = [(6, 4), (6, -12), (-6, 4), (-6, -12), (6, 16), (6, -24), (-6, 16), (-6, -24), (6, 28), (6, -36), (-6, 28), (-6, -36)]
+
+
+def place_labels(ax: Any, points: list[tuple[float, float]], labels: list[str]) -> list[Any]:
+    """Annotate each point with its label where it overlaps no label already placed and no other point;
+    when no offset is free, the label goes to the right of everything else on a leader line."""
+    renderer = ax.figure.canvas.get_renderer()
+    markers = [ax.transData.transform(p) for p in points]
+    placed, boxes = [], []
+    for i, ((x, y), label) in enumerate(zip(points, labels)):
+        chosen = None
+        for dx, dy in LABEL_OFFSETS:
+            text = ax.annotate(label, (x, y), textcoords="offset points", xytext=(dx, dy), fontsize=7, ha="left" if dx > 0 else "right")
+            box = text.get_window_extent(renderer).expanded(1.02, 1.1)
+            hits_marker = any(box.contains(*m) for j, m in enumerate(markers) if j != i)
+            if not hits_marker and not any(box.overlaps(b) for b in boxes):
+                chosen = text, box
+                break
+            text.remove()
+        for k in range(4 * len(points) + 1) if chosen is None else ():  # crowded: a free row further up, on a leader line
+            text = ax.annotate(
+                label, (x, y), textcoords="offset points", xytext=(40, 4 + 12 * k), fontsize=7, arrowprops={"arrowstyle": "-", "lw": 0.5}
+            )
+            box = text.get_window_extent(renderer).expanded(1.02, 1.1)
+            chosen = text, box
+            if not any(box.overlaps(b) for b in boxes):
+                break
+            text.remove()
+        placed.append(chosen[0])
+        boxes.append(chosen[1])
+    return placed
 
 
 def _varying_overrides(rows: list[dict[str, Any]]) -> list[str]:

@@ -26,7 +26,7 @@ from accel3d.core.validate import ArgumentError, check_bool, check_int, check_se
 from accel3d.jobs.compare import Comparison, compare
 from accel3d.jobs.environment import choose_threads, environment
 from accel3d.jobs.report import RECORD
-from accel3d.jobs.table import format_table
+from accel3d.jobs.table import captions, format_table
 
 
 def check_job_config(cfg: DictConfig) -> dict[str, Any]:
@@ -127,9 +127,12 @@ def _run(cfg: DictConfig, out_dir: Path, parallel_jobs: int) -> dict[str, Any]:
     comparison = compare(pipeline, stack, inputs, job["repeats"], job["baseline"], job["warmup"])
     result = comparison.last(stack.name) if not stack.is_empty else comparison.baseline
     baseline = comparison.baseline if comparison.baseline is not result else None
-    options = {"export_formats": job["export_formats"], "preview": job["preview"], "stack": stack.name}
-    files = pipeline.write_artefacts(result, baseline, out_dir, options)
     rows = _with_figures(pipeline, comparison)
+    # the pictures carry their numbers: {"baseline": caption, "accelerated": caption} (table.captions)
+    lines = captions(pipeline, rows)
+    picture_captions = {"baseline": lines.get("baseline", ""), "accelerated": lines.get(stack.name, lines.get("baseline", ""))}
+    options = {"export_formats": job["export_formats"], "preview": job["preview"], "stack": stack.name, "captions": picture_captions}
+    files = pipeline.write_artefacts(result, baseline, out_dir, options)
     print(format_table(pipeline, rows, parallel_jobs, job["warmup"]))
     print(f"\nwrote {', '.join(files.values()) or 'no files'} and {RECORD} to {out_dir}")
     return {
