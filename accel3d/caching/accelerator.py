@@ -19,10 +19,12 @@ from typing import Any
 
 import torch
 
+from accel3d.caching.batch_layout import call_pose, element_keys, element_rows, per_element, per_row, rows_of, take_rows
+from accel3d.caching.conditioning import conditioning_fingerprints, tag_fingerprints
 from accel3d.caching.hash_table import PAPER_GRIDS, GridCells, GridHashTable
 from accel3d.caching.unet_cut import UNetCut
 from accel3d.core.accelerator import BaseAccelerator
-from accel3d.core.context import CameraPose, camera_pose, current_camera_pose
+from accel3d.core.context import camera_pose
 from accel3d.core.registry import register_accelerator
 from accel3d.core.validate import check_bool, check_choice, check_float, check_int, check_seed
 
@@ -217,15 +219,15 @@ class Hash3D(BaseAccelerator):
         sample: torch.Tensor = arguments["sample"]
         return_dict = arguments.get("return_dict", True)
         self.statistics.add("calls")
-        pose = self._pose(camera)
+        pose = call_pose(camera, self.missing_pose)
         reason = self._cut.unsupported(arguments) if pose is not None else "no camera pose"
         if reason is not None:
             self.statistics.add("unsupported_calls")
             warnings.warn(f"hash3d: running the full U-Net for a call with {reason}", stacklevel=4)
             return original(*args, **kwargs)
 
-        rows, elements = self._layout(sample)
-        keys = self._keys(pose, arguments["timestep"], elements, sample)
+        rows, elements = element_rows(sample, self.guidance_pairs)
+        keys = element_keys(pose, arguments["timestep"], elements, sample)
         inputs = sample[rows].reshape(elements, -1)  # both CFG halves of an element, side by side
         self.statistics.add("elements", elements)
 
@@ -261,8 +263,8 @@ class Hash3D(BaseAccelerator):
 
         eps = sample.new_empty(sample.shape[0], self._cut.unet.config.out_channels, *sample.shape[2:])
         if len(miss):
-            eps[self._rows_of(rows, miss)] = self._full(original, arguments, rows, state, miss)[0]
-        hit_rows = self._rows_of(rows, hit_idx)
+            eps[rows_of(rows, miss)] = self._full(original, arguments, rows, state, miss)[0]
+        hit_rows = rows_of(rows, hit_idx)
         eps[hit_rows] = self._reuse(arguments, hit_rows, retrieved, len(hit_idx))
         self._maybe_check(original, arguments, hit_rows, eps[hit_rows])
         return (eps,) if return_dict is False else self._as_output(eps)
@@ -270,7 +272,7 @@ class Hash3D(BaseAccelerator):
     def _full(self, original: Any, arguments: dict, rows: torch.Tensor, state: tuple, subset: torch.Tensor | None) -> tuple:
         """Run the untouched forward (on a subset of elements) and store what it produced."""
         keys, cells, tags, finite, inputs = state
-        call = dict(arguments) if subset is None else self._take(arguments, self._rows_of(rows, subset))
+        call = dict(arguments) if subset is None else take_rows(arguments, rows_of(rows, subset))
         call["return_dict"] = False
         sample = call["sample"]
         self._sync(sample)
@@ -286,9 +288,7 @@ class Hash3D(BaseAccelerator):
         self.statistics.add("full_elements", count)
         value = captured["feature"] if self.mode == "feature" else output[0]
         start = time.perf_counter()
-        groups = rows.shape[1] if rows.ndim == 2 else 1
-        # (rows of the subset, ...) -> (elements, groups, ...): uncond and cond halves together
-        value = value.reshape(groups, count, *value.shape[1:]).transpose(0, 1).contiguous()
+        value = per_element(value, rows, count)  # (elements, groups, ...): uncond and cond halves together
         sel = torch.arange(len(keys)) if subset is None else subset
         store = finite[sel] & torch.isfinite(value).flatten(1).all(1).cpu()
         if not store.all():
@@ -301,11 +301,11 @@ class Hash3D(BaseAccelerator):
 
     def _reuse(self, arguments: dict, hit_rows: torch.Tensor, retrieved: torch.Tensor, count: int) -> torch.Tensor:
         """The output for hit elements: the shallow path around the feature, or the stored noise."""
-        stored = retrieved.transpose(0, 1).reshape(-1, *retrieved.shape[2:])  # back to [uncond; cond] rows
+        stored = per_row(retrieved)  # back to [uncond; cond] rows
         self.statistics.add("partial_elements", count)
         if self.mode == "noise":
             return stored
-        call = self._take(arguments, hit_rows)
+        call = take_rows(arguments, hit_rows)
         self._sync(stored)
         start = time.perf_counter()
         out = self._cut.partial(stored.to(call["sample"].dtype), **{k: v for k, v in call.items() if k != "return_dict"})
@@ -320,7 +320,7 @@ class Hash3D(BaseAccelerator):
         if self._calls_with_hits % self.check_every:
             return
         start = time.perf_counter()
-        call = self._take(arguments, hit_rows)
+        call = take_rows(arguments, hit_rows)
         call["return_dict"] = False
         reference = original(**call)[0]
         a, b = reused.flatten(1).double(), reference.flatten(1).double()
@@ -331,83 +331,18 @@ class Hash3D(BaseAccelerator):
         self.check_history[-1] = time.perf_counter() - start
 
     # ------------------------------------------------------------------ helpers
-    def _pose(self, camera: Any) -> CameraPose | None:
-        pose = camera if isinstance(camera, CameraPose) else None
-        if camera is not None and pose is None:
-            tensor = torch.as_tensor(camera, dtype=torch.float64)
-            if tensor.shape[-1:] != (3,) or tensor.ndim > 2:
-                raise ValueError(f"camera: expected (azimuth, elevation, radius) or a (batch, 3) tensor, got shape {tuple(tensor.shape)}")
-            tensor = tensor.reshape(-1, 3)
-            pose = CameraPose.of(tensor[:, 0], tensor[:, 1], tensor[:, 2])
-        pose = pose or current_camera_pose()
-        if pose is None and self.missing_pose == "error":
-            raise ValueError(
-                "camera: Hash3D needs the camera pose of every U-Net call; wrap the call in "
-                "`with accel3d.core.camera_pose(azimuth=..., elevation=..., radius=...)` or pass camera=(az, el, r) "
-                "(or build Hash3D(missing_pose='full') to run pose-less calls in full)"
-            )
-        return pose
-
-    def _layout(self, sample: torch.Tensor) -> tuple[torch.Tensor, int]:
-        """Row indices per element: (elements, 2) for CFG pairs, (elements,) otherwise."""
-        rows = sample.shape[0]
-        if not self.guidance_pairs:
-            return torch.arange(rows), rows
-        if rows % 2:
-            raise ValueError(
-                f"sample: with guidance_pairs=True the batch must be [uncond; cond] halves, got an odd batch of {rows}; "
-                "build Hash3D(guidance_pairs=False) for calls without classifier-free guidance"
-            )
-        half = rows // 2
-        return torch.stack([torch.arange(half), torch.arange(half, rows)], dim=1), half
-
-    def _keys(self, pose: CameraPose, timestep: Any, elements: int, sample: torch.Tensor) -> torch.Tensor:
-        if len(pose) not in (1, elements):
-            raise ValueError(f"camera: expected 1 or {elements} poses (one per element of the batch), got {len(pose)}")
-        t = torch.as_tensor(timestep, dtype=torch.float64).detach().cpu().reshape(-1)
-        if len(t) not in (1, elements, sample.shape[0]):
-            raise ValueError(f"timestep: expected a scalar or one value per batch row, got {len(t)} values for {sample.shape[0]} rows")
-        if not torch.isfinite(t).all() or (t < 0).any():
-            raise ValueError(f"timestep: expected finite values >= 0, got {t.tolist()[:4]}")
-        if len(t) == sample.shape[0] and len(t) != elements:
-            if not torch.equal(t[:elements], t[elements:]):
-                raise ValueError("timestep: the uncond and cond halves of a CFG batch must share their timesteps")
-            t = t[:elements]
-        cam = pose.as_tensor().expand(elements, 3)
-        return torch.cat([cam, t.expand(elements)[:, None]], dim=1)
-
     def _conditioning_tags(self, arguments: dict, rows: torch.Tensor) -> torch.Tensor:
         """One tag per element for its conditioning (text embeddings, class labels, added conditions, masks):
         entries are reused only under the same conditioning, so a new or view-dependent prompt never reuses
-        another prompt's features. The fingerprint is two fixed random projections of each tensor's rows."""
-        batch = arguments["sample"].shape[0]
-        element_rows = rows if rows.ndim == 2 else rows[:, None]
-        parts = [arguments.get(name) for name in ("encoder_hidden_states", "class_labels", "timestep_cond", "attention_mask")]
-        parts += [arguments.get("encoder_attention_mask")]
-        parts += [v for _, v in sorted((arguments.get("added_cond_kwargs") or {}).items())]
-        columns = []
-        for tensor in (p.detach() for p in parts if isinstance(p, torch.Tensor)):  # a few tensors, not elements
-            per_row = tensor.ndim > 0 and tensor.shape[0] == batch
-            flat = tensor.reshape(batch if per_row else 1, -1).double()
-            key = (flat.shape[1], str(flat.device))
-            if key not in self._projections:
-                gen = torch.Generator().manual_seed(flat.shape[1])
-                self._projections[key] = torch.randn(flat.shape[1], 2, generator=gen, dtype=torch.float64).to(flat.device)
-            fingerprint = (flat[:, :, None] * self._projections[key][None]).sum(1).cpu()  # (rows, 2)
-            columns.append(fingerprint[element_rows].flatten(1) if per_row else fingerprint.expand(len(element_rows), -1))
-        prints = torch.cat(columns, 1) if columns else torch.zeros(len(element_rows), 0, dtype=torch.float64)
+        another prompt's features (see :mod:`accel3d.caching.conditioning`)."""
+        prints = conditioning_fingerprints(arguments, rows, self._projections)
         if self._fingerprints is None or self._fingerprints.shape[1] != prints.shape[1]:
             if self._fingerprints is not None:  # other conditioning inputs than before: start afresh
                 self.table.clear()
             self._fingerprints = prints[:0]
-        same = (prints[:, None, :] == self._fingerprints[None]).all(-1)  # (elements, known); NaN never matches
-        tags = torch.full((len(prints),), -1, dtype=torch.int64)
-        if len(self._fingerprints):
-            tags = torch.where(same.any(1), same.int().argmax(1), tags)
-        if (tags < 0).any():
-            new, index = torch.unique(prints[tags < 0], dim=0, return_inverse=True)
-            tags[tags < 0] = len(self._fingerprints) + index
-            self._fingerprints = torch.cat([self._fingerprints, new])
+        known = len(self._fingerprints)
+        tags, self._fingerprints = tag_fingerprints(prints, self._fingerprints)
+        if len(self._fingerprints) > known:
             self._new_tags += 1
             calls = self.statistics.counters["calls"]
             if self._new_tags == 20 and calls < 25:  # once: 20 of the first < 25 calls brought new conditioning
@@ -423,24 +358,6 @@ class Hash3D(BaseAccelerator):
         """Wait for queued GPU work, so that host clocks measure it."""
         if tensor.is_cuda:
             torch.cuda.synchronize(tensor.device)
-
-    @staticmethod
-    def _rows_of(rows: torch.Tensor, subset: torch.Tensor) -> torch.Tensor:
-        """Batch rows of some elements, in CFG layout: [uncond rows; cond rows]."""
-        return rows[subset].T.reshape(-1) if rows.ndim == 2 else rows[subset]
-
-    def _take(self, arguments: dict, rows: torch.Tensor) -> dict:
-        """The forward arguments restricted to batch ``rows`` (tensors with a batch dimension)."""
-        batch = arguments["sample"].shape[0]
-
-        def take(value: Any) -> Any:
-            if isinstance(value, torch.Tensor) and value.ndim > 0 and value.shape[0] == batch:
-                return value[rows.to(value.device)]
-            if isinstance(value, dict):
-                return {k: take(v) for k, v in value.items()}
-            return value
-
-        return {k: (v if k == "cross_attention_kwargs" else take(v)) for k, v in arguments.items()}
 
     @staticmethod
     def _as_output(sample: torch.Tensor) -> Any:
