@@ -4,8 +4,11 @@ The scene is rendered Latent-NeRF style: a dense voxel grid stores ``C`` feature
 channels (default 4, the latent channels of a Stable Diffusion U-Net) plus a
 density, and the volume renderer produces a ``C``-channel image at the U-Net's
 latent resolution (e.g. 32x32) directly, with no VAE in the loop.
+This module holds the voxel field, its volume renderer, the turntable render and
+the density mesh; cameras and rays live in :mod:`accel3d.pipelines.scene_cameras`,
+the image output in :mod:`accel3d.pipelines.scene_images`, all importable from here.
 
-Conventions (shared by every function here):
+Conventions (shared by every function here and in ``scene_cameras`` and ``scene_images``):
 
 * World: right-handed, **z up**. The scene lives in the cube ``[-bound, bound]^3``.
 * Cameras always look at the origin with world up ``+z``. ``azimuth`` (degrees)
@@ -35,151 +38,29 @@ Example::
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-from pathlib import Path
-
-import numpy as np
 import torch
 import torch.nn.functional as F
 import trimesh
 from torch import Tensor
 
-from accel3d.core.io import atomic_write
-from accel3d.core.validate import check_float, check_int, check_pair, check_seed
+from accel3d.core.validate import check_float, check_int, check_seed
+from accel3d.pipelines.scene_cameras import Cameras, CameraSampler, look_at_rays
+from accel3d.pipelines.scene_images import save_gif, save_turntable, to_rgb
+
+__all__ = [  # cameras and image output live in scene_cameras and scene_images, re-exported here
+    "CameraSampler",
+    "Cameras",
+    "VoxelField",
+    "density_mesh",
+    "look_at_rays",
+    "save_gif",
+    "save_turntable",
+    "to_rgb",
+    "turntable",
+]
 
 _INIT_STD = 0.01  # parameters start near zero so the fixed blob decides the initial shape
 _RAY_EPS = 1e-9  # stands in for a zero direction component in the slab test
-
-
-@dataclass
-class Cameras:
-    """A batch of ``n`` look-at-the-origin cameras, one float32 tensor of shape (n,) per field.
-
-    ``azimuth`` and ``elevation`` are in degrees, ``radius`` in scene units,
-    ``fovy`` (vertical field of view) in degrees; see the module docstring for
-    the axes. Lists and numbers are converted to float32 tensors.
-
-    Example::
-
-        cams = Cameras(azimuth=torch.tensor([0.0, 90.0]), elevation=torch.zeros(2),
-                       radius=torch.full((2,), 1.8), fovy=torch.full((2,), 50.0))
-        len(cams)  # 2
-    """
-
-    azimuth: Tensor
-    elevation: Tensor
-    radius: Tensor
-    fovy: Tensor
-
-    def __post_init__(self) -> None:
-        names = ("azimuth", "elevation", "radius", "fovy")
-        for name in names:
-            value = torch.as_tensor(getattr(self, name), dtype=torch.float32)
-            if value.ndim != 1:
-                raise ValueError(f"{name}: expected a tensor of shape (n,), got shape {tuple(value.shape)}")
-            setattr(self, name, value)
-        lengths = {name: len(getattr(self, name)) for name in names}
-        if len(set(lengths.values())) != 1:
-            raise ValueError(f"cameras: expected azimuth, elevation, radius and fovy of the same length, got {lengths}")
-
-    def __len__(self) -> int:
-        return len(self.azimuth)
-
-
-def _check_range(
-    name: str, value: tuple[float, float], low: float | None = None, high: float | None = None, open_ends: bool = False
-) -> None:
-    lo, hi = check_pair(name, value)
-    below = low is not None and (lo <= low if open_ends else lo < low)
-    above = high is not None and (hi >= high if open_ends else hi > high)
-    if below or above:
-        if high is None:
-            bounds = f"{'>' if open_ends else '>='} {low}"
-        else:
-            brackets = "()" if open_ends else "[]"
-            bounds = f"within {brackets[0]}{low}, {high}{brackets[1]}"
-        raise ValueError(f"{name}: expected values {bounds}, got {value!r}")
-
-
-class CameraSampler:
-    """Random look-at cameras drawn uniformly from ranges, like threestudio's random camera data.
-
-    Each range is a ``(low, high)`` pair; draws come from the sampler's own
-    ``torch.Generator``, so a sampler built with the same seed yields the same
-    sequence of cameras.
-
-    Example::
-
-        sampler = CameraSampler(elevation_range=(0.0, 30.0), seed=1)
-        cams = sampler.sample(4)  # Cameras with 4 entries
-    """
-
-    def __init__(
-        self,
-        azimuth_range: tuple[float, float] = (-180.0, 180.0),
-        elevation_range: tuple[float, float] = (-10.0, 45.0),
-        radius_range: tuple[float, float] = (1.5, 2.0),
-        fovy_range: tuple[float, float] = (40.0, 70.0),
-        seed: int = 0,
-    ) -> None:
-        _check_range("azimuth_range", azimuth_range, -3600.0, 3600.0)  # ten turns either way is plenty
-        _check_range("elevation_range", elevation_range, -90.0, 90.0)
-        _check_range("radius_range", radius_range, 0.0, None, open_ends=True)
-        _check_range("fovy_range", fovy_range, 0.0, 180.0, open_ends=True)
-        check_seed("seed", seed)
-        self.ranges = {
-            "azimuth": tuple(map(float, azimuth_range)),
-            "elevation": tuple(map(float, elevation_range)),
-            "radius": tuple(map(float, radius_range)),
-            "fovy": tuple(map(float, fovy_range)),
-        }
-        self.generator = torch.Generator().manual_seed(seed)
-
-    def sample(self, n: int = 1) -> Cameras:
-        """Draw ``n`` cameras, each field uniformly within its range."""
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"n: expected a positive int, got {n!r}")
-        values = {}
-        for name, (lo, hi) in self.ranges.items():
-            values[name] = lo + (hi - lo) * torch.rand(n, generator=self.generator, dtype=torch.float32)
-        return Cameras(**values)
-
-
-def _camera_frames(cameras: Cameras) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Camera positions and the forward, right, up unit vectors, each (n, 3)."""
-    az = torch.deg2rad(cameras.azimuth)
-    el = torch.deg2rad(cameras.elevation)
-    direction = torch.stack([torch.cos(el) * torch.cos(az), torch.cos(el) * torch.sin(az), torch.sin(el)], dim=-1)
-    position = cameras.radius[:, None] * direction
-    forward = -direction
-    # cross(forward, +z) normalised, written out so it stays defined at elevation +-90 (looking straight down/up)
-    right = torch.stack([-torch.sin(az), torch.cos(az), torch.zeros_like(az)], dim=-1)
-    up = torch.linalg.cross(right, forward)
-    return position, forward, right, up
-
-
-def look_at_rays(cameras: Cameras, height: int, width: int) -> tuple[Tensor, Tensor]:
-    """Pinhole rays through pixel centres: origins and unit directions, each (n, height, width, 3).
-
-    The vertical field of view ``fovy`` spans the image height; pixels are
-    square. Row 0 is the top of the image, column 0 the left.
-    """
-    for name, value in (("height", height), ("width", width)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name}: expected a positive int, got {value!r}")
-    position, forward, right, up = _camera_frames(cameras)
-    tan_half = torch.tan(torch.deg2rad(cameras.fovy) / 2)[:, None, None]  # (n, 1, 1)
-    # normalised image-plane coordinates of pixel centres: v is +1 at the top edge, u is +1 at the right edge
-    v = 1.0 - 2.0 * (torch.arange(height, dtype=torch.float32) + 0.5) / height
-    u = (2.0 * (torch.arange(width, dtype=torch.float32) + 0.5) / width - 1.0) * (width / height)
-    vv, uu = torch.meshgrid(v, u, indexing="ij")  # (H, W)
-    dirs = (
-        forward[:, None, None, :] + (uu * tan_half)[..., None] * right[:, None, None, :] + (vv * tan_half)[..., None] * up[:, None, None, :]
-    )
-    dirs = dirs / dirs.norm(dim=-1, keepdim=True)
-    origins = position[:, None, None, :].expand_as(dirs)
-    return origins, dirs
 
 
 class VoxelField(torch.nn.Module):
@@ -305,61 +186,6 @@ def turntable(
     )
     with torch.no_grad():
         return field.render(cams, size, size)["image"]
-
-
-def to_rgb(images: Tensor) -> np.ndarray:
-    """Map C-channel images (n, C, H, W) to uint8 RGB (n, H, W, 3) for looking at.
-
-    This is a visualisation of the first three latent channels (cycled when
-    C < 3: C = 2 shows channels 0, 1, 0), not a decoded image: each channel is stretched to [0, 1] by its
-    min/max over all frames together, so frames stay comparable.
-    """
-    if images.ndim != 4 or images.shape[0] < 1:
-        raise ValueError(f"images: expected a tensor of shape (n, C, H, W) with n >= 1, got {tuple(images.shape)}")
-    channels = images.shape[1]
-    rgb = images.detach().float().cpu()[:, [i % channels for i in range(3)]]
-    low = rgb.amin(dim=(0, 2, 3), keepdim=True)
-    span = rgb.amax(dim=(0, 2, 3), keepdim=True) - low
-    rgb = (rgb - low) / torch.where(span > 0, span, torch.ones_like(span))  # a constant channel maps to 0
-    return (rgb.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
-
-
-def save_turntable(images: Tensor, path: str | Path, columns: int = 4) -> Path:
-    """Write the frames (n, C, H, W) as a PNG grid, ``columns`` per row (see :func:`to_rgb`), atomically."""
-    if isinstance(columns, bool) or not isinstance(columns, int) or columns < 1:
-        raise ValueError(f"columns: expected a positive int, got {columns!r}")
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    frames = to_rgb(images)
-    cols = min(columns, len(frames))
-    rows = math.ceil(len(frames) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(2.0 * cols, 2.0 * rows), squeeze=False)
-    try:
-        for i, ax in enumerate(axes.flat):
-            ax.axis("off")
-            if i < len(frames):
-                ax.imshow(frames[i], interpolation="nearest")
-        fig.tight_layout()
-        with atomic_write(path) as tmp:
-            fig.savefig(tmp, format="png")
-    finally:
-        plt.close(fig)
-    return Path(path)
-
-
-def save_gif(images: Tensor, path: str | Path, duration_ms: int = 120) -> Path:
-    """Write the frames (n, C, H, W) as a looping GIF, ``duration_ms`` per frame (see :func:`to_rgb`), atomically."""
-    if isinstance(duration_ms, bool) or not isinstance(duration_ms, int) or duration_ms < 1:
-        raise ValueError(f"duration_ms: expected a positive int, got {duration_ms!r}")
-    from PIL import Image
-
-    frames = [Image.fromarray(frame) for frame in to_rgb(images)]
-    with atomic_write(path) as tmp:
-        frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:], duration=duration_ms, loop=0)
-    return Path(path)
 
 
 def density_mesh(field: VoxelField, level: float | None = None) -> trimesh.Trimesh:
