@@ -1,15 +1,19 @@
+"""The command line: ``accel3d run`` end to end on a tiny config, and its errors (unknown names, bad or
+misspelled knobs) said at once and naming what is wrong."""
+
 import json
 import subprocess
 import sys
 
+import pytest
 import trimesh
 
 TINY = ["pipeline.resolution=32", "pipeline.num_points=256", "pipeline.progress=false", "stack.accelerators.hierarchical.min_resolution=8"]
 
 
-def accel3d(*args, cwd):
+def accel3d(*args, cwd, ok=True):
     proc = subprocess.run([sys.executable, "-m", "accel3d.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (proc.returncode == 0) == ok, proc.stderr[-3000:]
     return proc
 
 
@@ -65,60 +69,32 @@ def test_unknown_command(tmp_path):
     assert proc.returncode != 0 and "unknown command 'frobnicate'" in proc.stderr
 
 
-def test_bench_decoding_smoke(tmp_path):
-    out = tmp_path / "bench.json"
-    proc = accel3d(
-        "bench",
-        "decoding",
-        "--subjects",
-        "sphere",
-        "model",
-        "--resolutions",
-        "32",
-        "--sdf-min-resolution",
-        "8",
-        "--min-resolution",
-        "8",
-        "--repeats",
-        "1",
-        "--warmup-resolution",
-        "8",
-        "--out",
-        str(out),
-        cwd=tmp_path,
-    )
-    sphere, model = json.loads(out.read_text())["results"]
-    assert sphere["subject"] == "sdf:sphere" and sphere["levels"] == [8, 16, 32]
-    assert list(sphere["methods"]) == ["hierarchical"]  # no attention to select keys in
-    hier = sphere["methods"]["hierarchical"]
-    assert hier["iou_vs_dense"] == 1.0 and hier["queries"] < sphere["dense_queries"]
-    assert list(model["methods"]) == ["hierarchical", "hier+kv_mean", "hier+kv_merge"]
-    kv = model["methods"]["hier+kv_mean"]
-    assert kv["queries"] < model["dense_queries"] and 0 < kv["key_fraction"] < 1
-    assert kv["speedup_vs_hierarchical"] > 0 and 0 <= kv["iou_vs_dense"] <= 1
-    assert "vs hier" in proc.stdout and str(out) in proc.stdout
+def test_a_nan_knob_on_the_command_line_names_it(tmp_path):
+    proc = accel3d("run", "pipeline=sds", "stack=hash3d", "pipeline.guidance_scale=nan", cwd=tmp_path, ok=False)
+    assert "guidance_scale: expected a finite number >= 0, got nan" in proc.stderr
+    records = [json.loads(p.read_text()) for p in tmp_path.rglob("record.json")]
+    assert [r["status"] for r in records] == ["failed"] and "guidance_scale" in records[0]["error"]
 
 
-def test_bench_kernels_smoke(tmp_path):
-    out = tmp_path / "kernels.json"
-    proc = accel3d(
-        "bench",
-        "kernels",
-        "--queries",
-        "512",
-        "--keys",
-        "48",
-        "--rows",
-        "256",
-        "--channels",
-        "8",
-        "--repeats",
-        "1",
-        "--out",
-        str(out),
-        cwd=tmp_path,
-    )
-    rows = json.loads(out.read_text())["results"]
-    assert {r["kernel"] for r in rows} == {"packed_sparse_attention", "gather_rows", "scatter_add_rows", "scatter_max_rows"}
-    assert all(r["seconds"] > 0 for r in rows if "skipped" not in r)
-    assert "torch reference" in proc.stdout
+@pytest.mark.parametrize(
+    ("override", "valid"),
+    [
+        ("stack.accelerators.hierarchical.bandd=0.3", "band, dilation, enabled, inside, level, min_resolution"),
+        ("pipeline.resolutoin=64", "chunk_size, fscore_threshold, input"),
+    ],
+)
+def test_a_misspelled_knob_fails_at_once_naming_the_valid_ones(tmp_path, override, valid):
+    import time
+
+    start = time.perf_counter()
+    proc = accel3d("run", "-m", "stack=hierarchical,flashvdm", override, cwd=tmp_path, ok=False)
+    assert time.perf_counter() - start < 5
+    assert "has no knob" in proc.stderr and valid in proc.stderr
+    assert not list(tmp_path.rglob("record.json"))
+
+
+def test_an_experiment_picks_the_pipeline_whose_knobs_are_checked(tmp_path):
+    from accel3d.cli import _chosen_pipeline
+
+    assert _chosen_pipeline(["+experiment=caching_ablation"]) == "sds"
+    assert _chosen_pipeline([]) == "vecset_shape" and _chosen_pipeline(["pipeline=sds"]) == "sds"

@@ -1,14 +1,14 @@
-"""Bad knobs and data for the decoding package and its kernels: each error names the argument."""
-
-import math
+"""Bad knobs, fields and misuse of the decoding package: each error names the argument, a NaN names
+the level it appeared at, and a second adaptive_kv on one geo decoder is refused."""
 
 import pytest
 import torch
-from tests.fields import truncated
 
+from accel3d.core import PatchConflictError
 from accel3d.decoding import AdaptiveKVSelection, DenseVolumeDecoder, HierarchicalDecoding, HierarchicalVolumeDecoder, KVSelector
 from accel3d.geometry import shapes
-from accel3d.kernels import packed_sparse_attention, scatter_max_rows
+from accel3d.models.vecset_vae import VecsetVAE
+from tests.fields import truncated
 
 NAN, INF = float("nan"), float("inf")
 
@@ -108,55 +108,6 @@ def test_topk_ratio_one_keeps_every_key():
     assert sel.keys_per_query == 12
 
 
-def _attention_inputs(bad: str, value: float):
-    gen = torch.Generator().manual_seed(0)
-    q, k, v = (torch.randn(2, 20, 16, generator=gen) for _ in range(3))
-    {"q": q, "k": k, "v": v}[bad][:, 3] = value
-    cells = torch.tensor([0, 8, 20])
-    kv_offsets = torch.tensor([0, 10, 20])
-    kv_indices = torch.cat([torch.arange(10), torch.arange(10, 20)])
-    return q, k, v, cells, kv_offsets, kv_indices
-
-
-@pytest.mark.parametrize("backend", ["torch", "triton"])
-@pytest.mark.parametrize("bad", ["q", "k", "v"])
-@pytest.mark.parametrize("value", [NAN, INF])
-def test_sparse_attention_refuses_non_finite_inputs_on_both_backends(backend, bad, value):
-    # Before: all-NaN keys gave 0.0 on the torch path and NaN on the Triton path.
-    with pytest.raises(FloatingPointError, match=f"packed_sparse_attention: {bad} contains NaN or inf"):
-        packed_sparse_attention(*_attention_inputs(bad, value), backend=backend)
-
-
-@pytest.mark.parametrize("backend", ["torch", "triton"])
-def test_sparse_attention_on_finite_inputs_agrees_across_backends(backend):
-    q, k, v, cells, kvo, kvi = _attention_inputs("q", 0.5)
-    ref = packed_sparse_attention(q, k, v, cells, kvo, kvi, backend="torch")
-    out = packed_sparse_attention(q, k, v, cells, kvo, kvi, backend=backend)
-    assert torch.allclose(out, ref, atol=1e-5) and torch.isfinite(out).all()
-
-
-def test_scatter_max_refuses_nan_and_a_non_number_empty_value():
-    src = torch.tensor([[1.0], [NAN]])
-    with pytest.raises(ValueError, match="src contains NaN"):
-        scatter_max_rows(src, torch.tensor([0, 0]), 1)
-    with pytest.raises(ValueError, match="empty_value"):
-        scatter_max_rows(torch.ones(2, 1), torch.tensor([0, 0]), 1, empty_value=math.nan)
-
-
-def test_surface_extraction_refuses_a_nan_level_instead_of_returning_an_empty_mesh():
-    from accel3d.geometry.surface import extract_mesh
-
-    grid = DenseVolumeDecoder(progress=False).decode(truncated(shapes.sphere(0.5)), 16)
-    for level in (NAN, INF, "0"):
-        with pytest.raises((ValueError, TypeError), match="^level: expected a finite number"):
-            extract_mesh(grid, level=level)
-    with pytest.raises(ValueError, match="^inside: expected one of"):
-        extract_mesh(grid, inside="in")
-    grid.values[0, 0, 0] = INF
-    with pytest.raises(ValueError, match="^grid: 1 NaN or inf values"):
-        extract_mesh(grid)
-
-
 def test_cell_planning_and_selection_check_their_arguments():
     from accel3d.decoding import plan_cells
 
@@ -206,21 +157,67 @@ def test_hierarchical_refuses_an_object_whose_decode_is_not_a_volume_decoder(tin
         HierarchicalDecoding().attach(VecsetVAE(tiny_config))  # its decode(latents) is not one
 
 
-@pytest.mark.parametrize("scale", ["0.5", True, torch.tensor([0.5]), 0.0, NAN])
-def test_attention_scale_must_be_a_positive_number(scale):
-    with pytest.raises(ValueError, match="scale must be None or a positive finite number"):
-        packed_sparse_attention(*_attention_inputs("q", 0.5), scale=scale)
+def test_two_adaptive_kv_on_one_geo_decoder_is_refused(tiny_config):
+    torch.manual_seed(0)
+    vae = VecsetVAE(tiny_config).eval()
+    gen = torch.Generator().manual_seed(3)
+    points = torch.rand(1, 64, 3, generator=gen) - 0.5
+    normals = torch.nn.functional.normalize(torch.randn(1, 64, 3, generator=gen), dim=-1)
+    decode = lambda: DenseVolumeDecoder(progress=False).decode(vae.field(vae.encode(points, normals)), 16).values
+    plain = decode()
+    first = AdaptiveKVSelection(topk=4, cells=2)
+    first.attach(vae.geo_decoder)
+    accelerated = decode()
+    with pytest.raises(PatchConflictError, match="adaptive_kv: CrossAttentionDecoder.query is already patched by adaptive_kv"):
+        AdaptiveKVSelection(topk=8).attach(vae.geo_decoder)
+    assert torch.equal(decode(), accelerated)
+    first.detach()
+    assert torch.equal(decode(), plain)
 
 
-@pytest.mark.parametrize("backend", ["torch", "triton"])
-def test_attention_overflow_is_an_error_not_a_nan_output(backend):
-    with pytest.raises(FloatingPointError, match="the output overflowed"):
-        packed_sparse_attention(*_attention_inputs("q", 0.5), scale=1e308, backend=backend)
+DECODERS = [DenseVolumeDecoder(progress=False), HierarchicalVolumeDecoder(min_resolution=8, progress=False)]
 
 
-def test_attention_head_dim_and_backend_type():
-    q, k, v, cells, kvo, kvi = _attention_inputs("q", 0.5)
-    with pytest.raises(ValueError, match=r"head dim must be in \[1, 256\]"):
-        packed_sparse_attention(q[..., :0], k[..., :0], v[..., :0], cells, kvo, kvi)
-    with pytest.raises(ValueError, match="backend must be one of"):
-        packed_sparse_attention(q, k, v, cells, kvo, kvi, backend=123)
+@pytest.mark.parametrize("decoder", DECODERS, ids=["dense", "hierarchical"])
+@pytest.mark.parametrize(
+    ("field", "error", "match"),
+    [
+        (lambda p: torch.zeros(len(p), 1), ValueError, r"shape \(\d+,\)"),
+        (lambda p: torch.zeros(len(p), dtype=torch.long), TypeError, "floating-point"),
+        (lambda p: p.norm(dim=-1).numpy(), TypeError, "return a Tensor"),
+        (lambda p: torch.where(p[:, 0] > 0.5, float("nan"), 1.0), ValueError, "NaN"),
+    ],
+    ids=["shape", "dtype", "type", "nan"],
+)
+def test_bad_query_functions_are_named(decoder, field, error, match):
+    with pytest.raises(error, match=f"field: .*{match}"):
+        decoder.decode(field, 16)
+
+
+def test_nan_appearing_only_at_fine_levels_is_caught():
+    # NaN only near z = 0.016: no sample of the 16^3..64^3 levels lies there, but the 128^3 grid has z = 0.0158.
+    sdf = truncated(shapes.sphere(0.5))
+    field = lambda p: torch.where((p[:, 2] - 0.016).abs() < 0.012, float("nan"), sdf(p))
+    coarse = DenseVolumeDecoder(progress=False).decode(field, 64)  # the coarser levels are clean
+    assert torch.isfinite(coarse.values).all()
+    with pytest.raises(ValueError, match="field: .*NaN"):
+        HierarchicalVolumeDecoder(min_resolution=16, progress=False).decode(field, 128)
+
+
+def test_single_level_resolution_warns_that_it_decodes_densely():
+    with pytest.warns(UserWarning, match="decodes densely"):
+        grid = HierarchicalVolumeDecoder(min_resolution=63, progress=False).decode(truncated(shapes.sphere()), 65)
+    assert grid.query_fraction == 1.0
+
+
+def test_resolution_below_minimum():
+    with pytest.raises(ValueError, match="resolution: expected an integer >= 63, got 32"):
+        HierarchicalVolumeDecoder(min_resolution=63, progress=False).decode(truncated(shapes.sphere()), 32)
+    with pytest.raises(TypeError, match="resolution"):
+        DenseVolumeDecoder(progress=False).decode(truncated(shapes.sphere()), 32.0)
+
+
+@pytest.mark.parametrize("kwargs", [{"min_resolution": 1}, {"band": -1.0}, {"dilation": -1}, {"inside": "up"}])
+def test_bad_decoder_arguments(kwargs):
+    with pytest.raises(ValueError, match=next(iter(kwargs))):
+        HierarchicalVolumeDecoder(**kwargs)

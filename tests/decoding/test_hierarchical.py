@@ -1,11 +1,11 @@
 import pytest
 import torch
-from tests.fields import offset_thin_plate, truncated
 
 from accel3d.decoding import DenseVolumeDecoder, HierarchicalDecoding, HierarchicalVolumeDecoder, coarse_to_fine_levels
 from accel3d.decoding.hierarchical import upsample
 from accel3d.geometry import shapes
 from accel3d.geometry.metrics import volume_iou
+from tests.fields import offset_thin_plate, truncated
 
 RES = 128
 

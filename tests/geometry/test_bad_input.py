@@ -1,57 +1,28 @@
+"""Bad fields, grids, meshes and metric arguments for the geometry package: each error names the
+argument, a grid too large for memory is refused before any query, and Ctrl-C during the metrics exits cleanly."""
+
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
 import pytest
 import torch
-from tests.fields import truncated
+import trimesh
 
-from accel3d.decoding import DenseVolumeDecoder, HierarchicalVolumeDecoder
 from accel3d.geometry import shapes
 from accel3d.geometry.meshes import load_mesh
-from accel3d.geometry.volume import check_resolution
+from accel3d.geometry.metrics import chamfer_and_fscore
+from accel3d.geometry.volume import DenseVolumeDecoder, check_resolution
+from tests.fields import truncated
 
-DECODERS = [DenseVolumeDecoder(progress=False), HierarchicalVolumeDecoder(min_resolution=8, progress=False)]
-
-
-@pytest.mark.parametrize("decoder", DECODERS, ids=["dense", "hierarchical"])
-@pytest.mark.parametrize(
-    ("field", "error", "match"),
-    [
-        (lambda p: torch.zeros(len(p), 1), ValueError, r"shape \(\d+,\)"),
-        (lambda p: torch.zeros(len(p), dtype=torch.long), TypeError, "floating-point"),
-        (lambda p: p.norm(dim=-1).numpy(), TypeError, "return a Tensor"),
-        (lambda p: torch.where(p[:, 0] > 0.5, float("nan"), 1.0), ValueError, "NaN"),
-    ],
-    ids=["shape", "dtype", "type", "nan"],
-)
-def test_bad_query_functions_are_named(decoder, field, error, match):
-    with pytest.raises(error, match=f"field: .*{match}"):
-        decoder.decode(field, 16)
-
-
-def test_nan_appearing_only_at_fine_levels_is_caught():
-    # NaN only near z = 0.016: no sample of the 16^3..64^3 levels lies there, but the 128^3 grid has z = 0.0158.
-    sdf = truncated(shapes.sphere(0.5))
-    field = lambda p: torch.where((p[:, 2] - 0.016).abs() < 0.012, float("nan"), sdf(p))
-    coarse = DenseVolumeDecoder(progress=False).decode(field, 64)  # the coarser levels are clean
-    assert torch.isfinite(coarse.values).all()
-    with pytest.raises(ValueError, match="field: .*NaN"):
-        HierarchicalVolumeDecoder(min_resolution=16, progress=False).decode(field, 128)
+NAN, INF = float("nan"), float("inf")
 
 
 def test_inf_is_refused_like_nan():
     with pytest.raises(ValueError, match="NaN or inf"):
         DenseVolumeDecoder(progress=False).decode(lambda p: torch.full((len(p),), float("inf")), 8)
-
-
-def test_single_level_resolution_warns_that_it_decodes_densely():
-    with pytest.warns(UserWarning, match="decodes densely"):
-        grid = HierarchicalVolumeDecoder(min_resolution=63, progress=False).decode(truncated(shapes.sphere()), 65)
-    assert grid.query_fraction == 1.0
-
-
-def test_resolution_below_minimum():
-    with pytest.raises(ValueError, match="resolution: expected an integer >= 63, got 32"):
-        HierarchicalVolumeDecoder(min_resolution=63, progress=False).decode(truncated(shapes.sphere()), 32)
-    with pytest.raises(TypeError, match="resolution"):
-        DenseVolumeDecoder(progress=False).decode(truncated(shapes.sphere()), 32.0)
 
 
 def test_grid_too_large_for_memory_is_refused_up_front():
@@ -63,12 +34,6 @@ def test_grid_too_large_for_memory_is_refused_up_front():
     assert calls == []
 
 
-@pytest.mark.parametrize("kwargs", [{"min_resolution": 1}, {"band": -1.0}, {"dilation": -1}, {"inside": "up"}])
-def test_bad_decoder_arguments(kwargs):
-    with pytest.raises(ValueError, match=next(iter(kwargs))):
-        HierarchicalVolumeDecoder(**kwargs)
-
-
 def test_unreadable_mesh_files(tmp_path):
     with pytest.raises(FileNotFoundError, match="no file"):
         load_mesh(tmp_path / "missing.ply")
@@ -78,27 +43,67 @@ def test_unreadable_mesh_files(tmp_path):
         load_mesh(garbage)
 
 
-def test_point_cloud_inputs(tmp_path):
-    import numpy as np
+def test_surface_extraction_refuses_a_nan_level_instead_of_returning_an_empty_mesh():
+    from accel3d.geometry.surface import extract_mesh
 
-    from accel3d.pipelines.vecset_shape import load_shape_inputs
+    grid = DenseVolumeDecoder(progress=False).decode(truncated(shapes.sphere(0.5)), 16)
+    for level in (NAN, INF, "0"):
+        with pytest.raises((ValueError, TypeError), match="^level: expected a finite number"):
+            extract_mesh(grid, level=level)
+    with pytest.raises(ValueError, match="^inside: expected one of"):
+        extract_mesh(grid, inside="in")
+    grid.values[0, 0, 0] = INF
+    with pytest.raises(ValueError, match="^grid: 1 NaN or inf values"):
+        extract_mesh(grid)
 
-    rng = np.random.default_rng(0)
-    pts = rng.uniform(-0.5, 0.5, (300, 3))
-    nrm = rng.normal(size=(300, 3))
-    np.savez(tmp_path / "ok.npz", points=pts, normals=nrm)
-    loaded = load_shape_inputs(tmp_path / "ok.npz", 200)
-    assert loaded.points.shape == (200, 3) and torch.allclose(loaded.normals.norm(dim=-1), torch.ones(200))
-    np.save(tmp_path / "ok.npy", np.concatenate([pts, nrm], 1))
-    assert load_shape_inputs(tmp_path / "ok.npy", 300).points.shape == (300, 3)
-    np.savez(tmp_path / "nonormals.npz", points=pts)
-    with pytest.raises(ValueError, match="lacks arrays \\['normals'\\]"):
-        load_shape_inputs(tmp_path / "nonormals.npz", 100)
-    with pytest.raises(ValueError, match="num_points: 400"):
-        load_shape_inputs(tmp_path / "ok.npz", 400)
-    np.save(tmp_path / "big.npy", np.concatenate([pts * 5, nrm], 1))
-    with pytest.raises(ValueError, match=r"inside \[-1, 1\]"):
-        load_shape_inputs(tmp_path / "big.npy", 100)
-    with pytest.raises(ValueError, match=r"\(P, 6\)"):
-        np.save(tmp_path / "bad.npy", pts)
-        load_shape_inputs(tmp_path / "bad.npy", 100)
+
+@pytest.mark.parametrize("threshold", [-0.01, 0.0, float("nan"), float("inf")])
+def test_fscore_threshold_must_be_positive_and_finite(threshold):
+    box = trimesh.creation.box()
+    with pytest.raises(ValueError, match="^fscore_threshold: expected a finite number > 0"):
+        chamfer_and_fscore(box, box, threshold)
+
+
+INTERRUPTED = """
+import signal, sys, trimesh
+signal.signal(signal.SIGINT, signal.default_int_handler)
+from accel3d.geometry.metrics import chamfer_and_fscore
+a, b = trimesh.creation.icosphere(5), trimesh.creation.icosphere(5, radius=1.01)
+print("ready", flush=True)
+while True:
+    chamfer_and_fscore(a, b, 0.01, samples=400_000)
+"""
+
+
+def test_ctrl_c_during_the_metrics_exits_with_keyboard_interrupt_not_a_segfault():
+    # scipy's threaded KD-tree query (workers=-1) segfaulted (-11) when SIGINT arrived mid-query.
+    proc = subprocess.Popen([sys.executable, "-c", INTERRUPTED], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    time.sleep(1.5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode in (-signal.SIGINT, 1), (proc.returncode, err[-500:])
+    assert "KeyboardInterrupt" in err
+
+
+def test_surface_and_export_arguments(tmp_path):
+    from accel3d.geometry.surface import export_mesh, extract_mesh
+    from accel3d.geometry.volume import VolumeGrid
+
+    with pytest.raises(TypeError, match="^grid: expected a VolumeGrid"):
+        extract_mesh(torch.zeros(9, 9, 9))
+    values = torch.linspace(-1, 1, 9)[:, None, None].expand(9, 9, 9).clone()
+    with pytest.raises(ValueError, match="^bound: expected a finite number > 0"):
+        extract_mesh(VolumeGrid(values, 8, float("nan"), queries=729))
+    box = trimesh.creation.box()
+    with pytest.raises(TypeError, match="^path: expected a file path"):
+        export_mesh(box, None)
+    with pytest.raises(TypeError, match="^mesh: expected a trimesh.Trimesh"):
+        export_mesh(None, tmp_path / "m.glb")
+    with pytest.raises(IsADirectoryError, match="is a folder"):
+        export_mesh(box, tmp_path)
+    bad = box.copy()
+    bad.vertices[0] = np.nan
+    with pytest.raises(ValueError, match="NaN or inf vertices"):
+        export_mesh(bad, tmp_path / "nan.glb")
+    assert not list(tmp_path.glob("*.glb*"))

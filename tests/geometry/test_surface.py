@@ -2,7 +2,6 @@ import numpy as np
 import pytest
 import torch
 import trimesh
-from tests.fields import truncated
 
 from accel3d.core.io import atomic_write
 from accel3d.decoding import DenseVolumeDecoder
@@ -10,6 +9,7 @@ from accel3d.geometry import shapes
 from accel3d.geometry.metrics import chamfer_and_fscore, volume_iou
 from accel3d.geometry.surface import export_mesh, extract_mesh, render_preview
 from accel3d.geometry.volume import VolumeGrid
+from tests.fields import truncated
 
 
 @pytest.fixture(scope="module")

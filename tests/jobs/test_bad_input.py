@@ -1,6 +1,5 @@
 """Bad job configurations and sweeps: the whole configuration is checked before the first model
-call, sweeps summarise exactly their own jobs and keep the results of the jobs that did not fail,
-and benchmarks never overwrite committed results unasked."""
+call, and sweeps summarise exactly their own jobs and keep the results of the jobs that did not fail."""
 
 import csv
 import json
@@ -10,8 +9,6 @@ import sys
 import pytest
 from hydra import compose, initialize_config_dir
 
-from accel3d.bench.caching import merge_sections
-from accel3d.bench.decoding import merge_results
 from accel3d.cli import config_dir
 from accel3d.geometry.volume import DenseVolumeDecoder
 from accel3d.jobs.run import check_job_config, prepare_job, run_job
@@ -90,13 +87,6 @@ def accel3d(*args, cwd, ok=True):
     return proc
 
 
-def test_a_nan_knob_on_the_command_line_names_it(tmp_path):
-    proc = accel3d("run", "pipeline=sds", "stack=hash3d", "pipeline.guidance_scale=nan", cwd=tmp_path, ok=False)
-    assert "guidance_scale: expected a finite number >= 0, got nan" in proc.stderr
-    records = [json.loads(p.read_text()) for p in tmp_path.rglob("record.json")]
-    assert [r["status"] for r in records] == ["failed"] and "guidance_scale" in records[0]["error"]
-
-
 def _rows(sweep):
     with open(sweep / "report.csv") as fh:
         return list(csv.DictReader(fh))
@@ -138,57 +128,9 @@ def test_a_failed_job_is_listed_and_the_others_are_summarised(tmp_path, tiny_wei
     assert record["status"] == "failed" and "Traceback" in record["traceback"] and record["job"] == 1
 
 
-def test_bench_writes_to_an_output_folder_by_default(tmp_path):
-    accel3d("bench", "kernels", "--queries", "256", "--keys", "32", "--rows", "64", "--channels", "4", "--repeats", "1", cwd=tmp_path)
-    written = list((tmp_path / "outputs" / "bench").rglob("kernels.json"))
-    assert len(written) == 1 and json.loads(written[0].read_text())["results"]
-
-
-def test_saving_one_section_keeps_the_other_committed_sections():
-    saved = {"created": "old", "args": {"sections": ["tiny", "sd21"]}, "tiny": {"x": 1}, "sd21": {"y": 2}}
-    new = {"created": "new", "args": {"sections": ["tiny"]}, "tiny": {"x": 3}}
-    merged = merge_sections(saved, new)
-    assert merged["tiny"] == {"x": 3} and merged["sd21"] == {"y": 2} and merged["created"] == "new"
-    rows = merge_results(
-        {"results": [{"subject": "model", "resolution": 128, "v": 1}, {"subject": "model", "resolution": 256, "v": 2}]},
-        {"meta": {}, "results": [{"subject": "model", "resolution": 256, "v": 3}]},
-    )["results"]
-    assert sorted((r["resolution"], r["v"]) for r in rows) == [(128, 1), (256, 3)]
-
-
 def test_a_stack_for_another_pipeline_is_an_argument_error_so_a_sweep_goes_on(tiny_weights):
     with pytest.raises(ValueError, match=r"^stack: 'hash3d' targets stage\(s\) \['denoiser'\], which pipeline 'vecset_shape'"):
         prepare_job(config(f"pipeline.weights={tiny_weights}", "stack=hash3d"))
-
-
-def test_bench_options_are_checked_before_any_work(tmp_path):
-    for args, match in [
-        (["kernels", "--repeats", "0"], "--repeats: expected an integer >= 1"),
-        (["decoding", "--fscore-threshold", "nan"], "--fscore-threshold: expected a finite number > 0"),
-        (["kernels", "--heads", "0"], "--heads: expected an integer >= 1"),
-    ]:
-        proc = accel3d("bench", *args, cwd=tmp_path, ok=False)
-        assert match in proc.stderr, proc.stderr[-500:]
-    (tmp_path / "folder").mkdir()
-    proc = accel3d("bench", "kernels", "--out", str(tmp_path / "folder"), cwd=tmp_path, ok=False)
-    assert "is a folder" in proc.stderr and not list(tmp_path.rglob("*.json"))
-
-
-@pytest.mark.parametrize(
-    ("override", "valid"),
-    [
-        ("stack.accelerators.hierarchical.bandd=0.3", "band, dilation, enabled, inside, level, min_resolution"),
-        ("pipeline.resolutoin=64", "chunk_size, fscore_threshold, input"),
-    ],
-)
-def test_a_misspelled_knob_fails_at_once_naming_the_valid_ones(tmp_path, override, valid):
-    import time
-
-    start = time.perf_counter()
-    proc = accel3d("run", "-m", "stack=hierarchical,flashvdm", override, cwd=tmp_path, ok=False)
-    assert time.perf_counter() - start < 5
-    assert "has no knob" in proc.stderr and valid in proc.stderr
-    assert not list(tmp_path.rglob("record.json"))
 
 
 def test_an_override_of_the_wrong_type_names_the_knob_and_the_type():
@@ -213,13 +155,6 @@ def test_the_on_off_experiment_builds_all_four_subsets():
         ("flashvdm[adaptive_kv]", ("adaptive_kv",)),
         ("flashvdm[none]", ()),
     }
-
-
-def test_an_experiment_picks_the_pipeline_whose_knobs_are_checked(tmp_path):
-    from accel3d.cli import _chosen_pipeline
-
-    assert _chosen_pipeline(["+experiment=caching_ablation"]) == "sds"
-    assert _chosen_pipeline([]) == "vecset_shape" and _chosen_pipeline(["pipeline=sds"]) == "sds"
 
 
 def test_a_top_level_accelerator_config_is_refused(tiny_weights):

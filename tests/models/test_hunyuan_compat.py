@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from tests.hy3dgen_import import INSTALL_HINT, import_hy3dgen_autoencoders
 from safetensors.torch import save_file
 
 from accel3d.decoding import AdaptiveKVSelection
 from accel3d.models import VecsetVAE, config_from_hunyuan, load_hunyuan_vae, load_vae
+from tests.hy3dgen_import import INSTALL_HINT, import_hy3dgen_autoencoders
 
 autoencoders = import_hy3dgen_autoencoders()
 needs_hy3dgen = pytest.mark.skipif(autoencoders is None, reason=f"hy3dgen 2.0.2 is not installed; {INSTALL_HINT}")

@@ -86,22 +86,6 @@ def test_accel3d_run_sds_writes_renders_meshes_and_a_report(tmp_path):
     assert not list(out.glob("*.part"))
 
 
-def test_bench_caching_smoke(tmp_path):
-    out = tmp_path / "bench.json"
-    args = ["bench", "caching", "--sections", "tiny", "--tiny-iterations", "8", "--repeats", "1", "--calibration-repeats", "1"]
-    args += ["--check-every", "1", "--out", str(out)]
-    proc = subprocess.run([sys.executable, "-m", "accel3d.cli", *args], cwd=tmp_path, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    report = json.loads(out.read_text())
-    rows = {r["method"]: r for r in report["tiny"]["rows"]}
-    assert {"hash3d (paper settings)", "fixed grid 10", "noise caching", "temporal only (DeepCache-style)"} <= set(rows)
-    assert report["tiny"]["calibration"]["full_s"] > 0 and report["tiny"]["calibration"]["partial_s"] > 0
-    for r in rows.values():
-        assert r["speedup_total"] > 0 and 0.0 <= r["hit_rate"] <= 1.0 and 0.0 <= r["hash_overhead"] < 1.0
-    assert rows["exact cells"]["cross_cell_share"] == 0.0
-    assert "| method | end-to-end | U-Net only |" in proc.stdout
-
-
 def test_a_stack_for_another_pipeline_is_refused_with_a_hint(tmp_path):
     args = ["run", "pipeline=sds", "stack=hierarchical", "pipeline.iterations=1", f"hydra.run.dir={tmp_path / 'run'}"]
     proc = subprocess.run([sys.executable, "-m", "accel3d.cli", *args], cwd=tmp_path, capture_output=True, text=True, timeout=300)
