@@ -1,30 +1,115 @@
-"""The package's import graph: no cycles (counting imports inside functions too), and the strategies
-(caching, decoding, pruning) never import one another."""
+"""The package's architecture, read from its source with ``ast``: no import cycles, and the strategies
+never import one another, nor do the shared layers below them (``core``, ``geometry``, ``kernels``) import
+any strategy.
+
+A strategy is a subpackage that registers an accelerator (a ``register_accelerator(...)`` call, as a
+decorator or not), so a new strategy folder is checked without editing this file. Every form of import
+counts: ``import a.b``, ``from a import b``, relative imports resolved against the importing module's
+package, imports inside functions, and ``importlib.import_module("...")`` with a literal name.
+"""
+
+from __future__ import annotations
 
 import ast
+import textwrap
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1] / "accel3d"
+SHARED = ("core", "geometry", "kernels")  # what the strategies build on: may import no strategy
 
 
-def _module_name(path: Path) -> str:
-    parts = path.relative_to(ROOT.parent).with_suffix("").parts
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+def modules(root: Path) -> dict[str, Path]:
+    """Dotted module name -> file, for every ``.py`` file of the package at ``root``."""
+    found = {}
+    for path in sorted(root.rglob("*.py")):
+        parts = path.relative_to(root.parent).with_suffix("").parts
+        found[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return found
 
 
-def import_graph() -> dict[str, set[str]]:
-    modules = {_module_name(p): p for p in ROOT.rglob("*.py")}
-    graph: dict[str, set[str]] = {m: set() for m in modules}
-    for name, path in modules.items():
-        for node in ast.walk(ast.parse(path.read_text())):
-            targets = []
-            if isinstance(node, ast.Import):
-                targets = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                targets = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
-            for target in targets:
-                if target in modules and target != name and not name.startswith(target + "."):
-                    graph[name].add(target)
+def imported_names(module: str, path: Path) -> set[str]:
+    """Every dotted name that ``module`` (the file at ``path``) imports, relative imports made absolute.
+
+    ``from p import x`` yields both ``p`` and ``p.x`` (x may be a submodule); names outside the package are
+    kept too, the callers filter.
+    """
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                parts = package.split(".")
+                if node.level - 1 >= len(parts):
+                    raise ValueError(f"{path}:{node.lineno}: relative import beyond the top-level package")
+                base = ".".join(parts[: len(parts) - (node.level - 1)])
+                source = f"{base}.{node.module}" if node.module else base
+            else:
+                source = node.module
+            names.add(source)
+            names.update(f"{source}.{alias.name}" for alias in node.names if alias.name != "*")
+        elif isinstance(node, ast.Call) and _called_name(node.func) in ("import_module", "__import__"):
+            if node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
+                names.add(node.args[0].value)
+    return names
+
+
+def _called_name(func: ast.expr) -> str | None:
+    if isinstance(func, ast.Name):
+        return func.id
+    if isinstance(func, ast.Attribute):
+        return func.attr
+    return None
+
+
+def subpackage_of(name: str, top: str) -> str | None:
+    """``caching`` for ``accel3d.caching.hash_table`` (top ``accel3d``); None outside a subpackage."""
+    parts = name.split(".")
+    return parts[1] if len(parts) > 1 and parts[0] == top else None
+
+
+def strategies(root: Path) -> set[str]:
+    """The subpackages of the package at ``root`` that call ``register_accelerator``."""
+    found = set()
+    for module, path in modules(root).items():
+        sub = subpackage_of(module, root.name)
+        if sub is None or not (root / sub).is_dir():
+            continue
+        tree = ast.parse(path.read_text(), filename=str(path))
+        if any(isinstance(n, ast.Call) and _called_name(n.func) == "register_accelerator" for n in ast.walk(tree)):
+            found.add(sub)
+    return found
+
+
+def layering_violations(root: Path, shared: tuple[str, ...] = SHARED) -> list[str]:
+    """One line per import that breaks the rules: a strategy importing another strategy, or a shared
+    subpackage importing any strategy."""
+    strategy_names = strategies(root)
+    violations = []
+    for module, path in modules(root).items():
+        own = subpackage_of(module, root.name)
+        if own in strategy_names:
+            forbidden, why = strategy_names - {own}, f"strategy '{own}' imports another strategy"
+        elif own in shared:
+            forbidden, why = strategy_names, f"shared '{own}' imports a strategy"
+        else:
+            continue
+        names = {n for n in imported_names(module, path) if subpackage_of(n, root.name) in forbidden}
+        for name in sorted(names):
+            if not any(name.startswith(other + ".") for other in names):  # `from a.b import c`: report a.b once
+                violations.append(f"{module} imports {name}: {why}")
+    return violations
+
+
+def import_graph(root: Path = ROOT) -> dict[str, set[str]]:
+    """Module -> the package's modules it imports (a module's own parent packages left out)."""
+    known = modules(root)
+    graph: dict[str, set[str]] = {m: set() for m in known}
+    for name, path in known.items():
+        for target in imported_names(name, path):
+            if target in known and target != name and not name.startswith(target + "."):
+                graph[name].add(target)
     return graph
 
 
@@ -50,24 +135,104 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
+# ---------------------------------------------------------------- the checker on packages made for it
+
+
+def _write_package(root: Path, files: dict[str, str]) -> Path:
+    for rel, source in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(source))
+    return root
+
+
+REGISTERS = """
+from fakepkg.core import register_accelerator
+
+
+@register_accelerator("{name}")
+class Accelerator:
+    pass
+"""
+
+
+def _fake_package(tmp_path: Path, **extra: str) -> Path:
+    files = {
+        "fakepkg/__init__.py": "",
+        "fakepkg/core/__init__.py": "def register_accelerator(name):\n    return lambda cls: cls\n",
+        "fakepkg/core/stats.py": "from . import register_accelerator  # inside core: fine\n",
+        "fakepkg/geometry/__init__.py": "from ..core import stats\n",
+        "fakepkg/alpha/__init__.py": "from .accelerator import Accelerator\n",
+        "fakepkg/alpha/accelerator.py": REGISTERS.format(name="alpha"),
+        "fakepkg/beta/__init__.py": "",
+        "fakepkg/beta/accelerator.py": REGISTERS.format(name="beta") + "\nfrom ..core import stats\nfrom ..geometry import grid\n",
+        "fakepkg/jobs/__init__.py": "from fakepkg import alpha, beta  # not shared, not a strategy: may use both\n",
+    }
+    return _write_package(tmp_path, {**files, **extra}) / "fakepkg"
+
+
+def test_the_checker_finds_strategies_by_their_registrations(tmp_path):
+    root = _fake_package(tmp_path)
+    assert strategies(root) == {"alpha", "beta"}
+    assert layering_violations(root) == []
+
+
+def test_the_checker_reports_a_relative_cross_strategy_import(tmp_path):
+    root = _fake_package(tmp_path, **{"fakepkg/beta/helpers.py": "from ..alpha.accelerator import Accelerator\n"})
+    assert layering_violations(root) == ["fakepkg.beta.helpers imports fakepkg.alpha.accelerator: strategy 'beta' imports another strategy"]
+
+
+def test_the_checker_reports_imports_inside_functions_and_from_the_parent_package(tmp_path):
+    late = """
+    def later():
+        from .. import alpha
+        return alpha
+    """
+    dynamic = """
+    import importlib
+
+
+    def load():
+        return importlib.import_module("fakepkg.beta.accelerator")
+    """
+    extra = {"fakepkg/beta/late.py": late, "fakepkg/alpha/dynamic.py": dynamic, "fakepkg/kernels/__init__.py": "from fakepkg import beta\n"}
+    assert layering_violations(_fake_package(tmp_path, **extra)) == [
+        "fakepkg.alpha.dynamic imports fakepkg.beta.accelerator: strategy 'alpha' imports another strategy",
+        "fakepkg.beta.late imports fakepkg.alpha: strategy 'beta' imports another strategy",
+        "fakepkg.kernels imports fakepkg.beta: shared 'kernels' imports a strategy",
+    ]
+
+
+def test_relative_imports_resolve_against_the_package_of_the_module(tmp_path):
+    root = _fake_package(tmp_path, **{"fakepkg/alpha/deep/__init__.py": "from . import x\nfrom ...beta import y\n"})
+    init = root / "alpha" / "deep" / "__init__.py"
+    assert imported_names("fakepkg.alpha.deep", init) == {"fakepkg.alpha.deep", "fakepkg.alpha.deep.x", "fakepkg.beta", "fakepkg.beta.y"}
+    module = root / "alpha" / "accelerator.py"
+    assert "fakepkg.core" in imported_names("fakepkg.alpha.accelerator", module)
+
+
 def test_find_cycle_finds_one():
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None
 
 
+# ---------------------------------------------------------------- accel3d itself
+
+
+def test_the_strategies_of_accel3d_are_found():
+    found = strategies(ROOT)
+    assert {"caching", "decoding"} <= found  # discovery cannot silently find nothing
+    assert not found & set(SHARED)
+
+
+def test_no_strategy_imports_another_and_the_shared_layers_import_none():
+    assert layering_violations(ROOT) == []
+
+
 def test_no_import_cycles_in_the_package():
     graph = import_graph()
-    assert len(graph) > 40
+    assert {"accel3d.core.stack", "accel3d.caching.accelerator", "accel3d.decoding.accelerator"} <= set(graph)
+    assert "accel3d.core.registry" in graph["accel3d.caching.accelerator"]  # the graph has edges, not only nodes
     # a package __init__ re-exporting its submodules is not a cycle; drop edges from a module to its own package
     cleaned = {m: {t for t in deps if not (t == m.rsplit(".", 1)[0])} for m, deps in graph.items()}
     assert find_cycle(cleaned) is None, " -> ".join(find_cycle(cleaned))
-
-
-def test_strategies_never_import_one_another():
-    graph = import_graph()
-    strategies = ("accel3d.caching", "accel3d.decoding", "accel3d.pruning")
-    for module, deps in graph.items():
-        own = next((s for s in strategies if module == s or module.startswith(s + ".")), None)
-        if own:
-            others = [d for d in deps if any(d == s or d.startswith(s + ".") for s in strategies if s != own)]
-            assert not others, f"{module} imports {others}"

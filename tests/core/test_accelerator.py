@@ -92,26 +92,6 @@ def test_registry_finds_strategies_and_names_unknown():
         create_accelerator("nope")
 
 
-def test_strategies_do_not_import_each_other():
-    import ast
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[2] / "accel3d"
-    strategies = {"caching", "decoding", "pruning"}
-    for strategy in strategies:
-        for path in (root / strategy).rglob("*.py"):
-            for node in ast.walk(ast.parse(path.read_text())):
-                names = []
-                if isinstance(node, ast.Import):
-                    names = [a.name for a in node.names]
-                elif isinstance(node, ast.ImportFrom) and node.module:
-                    names = [node.module]
-                for name in names:
-                    parts = name.split(".")
-                    if parts[0] == "accel3d" and len(parts) > 1:
-                        assert parts[1] not in strategies - {strategy}, f"{path} imports {name}"
-
-
 def test_patchset_restores_module_children_and_parameters():
     net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.ReLU())
     child, weight = net[0], net[0].weight
