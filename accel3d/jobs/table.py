@@ -63,10 +63,12 @@ def format_table(pipeline: Any, rows: dict[str, dict[str, Any]], parallel_jobs: 
 
 
 def captions(pipeline: Any, rows: dict[str, dict[str, Any]]) -> dict[str, str]:
-    """One line per run for the pictures a job writes: its headline time, its speedup and its fidelity.
+    """One line per run for the pictures a job writes: its headline time, its speedup, its fidelity and its
+    accelerators' headline figures.
 
-    The pipeline's ``caption_metrics`` (default: every fidelity figure) choose what follows the time.
-    Example: ``{"baseline": "decode 46.24 s", "hierarchical": "decode 3.58 s (12.90x) · iou 1 · chamfer 0 · fscore 1"}``.
+    The pipeline's ``caption_metrics`` (default: every fidelity figure) choose the fidelity figures shown.
+    Example: ``{"baseline": "decode 46.24 s", "hierarchical": "decode 3.58 s (12.90x) · iou 1 · chamfer 0 · fscore 1
+    · hierarchical query_fraction 0.08397"}``.
     """
     key = pipeline.headline_timing
     shown = getattr(pipeline, "caption_metrics", None)
@@ -78,5 +80,6 @@ def captions(pipeline: Any, rows: dict[str, dict[str, Any]]) -> dict[str, str]:
             parts[0] += f" ({r['speedups'][key]:.2f}x)"
         fidelity = r.get("fidelity", {})
         parts += [f"{k} {number(fidelity[k])}" for k in (shown or fidelity) if k in fidelity]
+        parts += [f"{acc} {k} {number(v)}" for acc, figures in r.get("summary", {}).items() for k, v in figures.items()]
         out[name] = " · ".join(parts)
     return out

@@ -78,6 +78,7 @@ class SDSPipeline(Pipeline):
     stage_names = ("denoiser",)
     headline_timing = "total_s"
     fidelity_metric = "psnr_db"
+    caption_metrics = ("psnr_db",)  # identical_renders is the same fact as a PSNR of 100 dB
     stage_timings = {"denoiser": "unet_s"}
     table_timings = ("unet_s",)
 
@@ -251,11 +252,21 @@ class SDSPipeline(Pipeline):
         return {"backbone": self.backbone, "iterations": self.iterations, "latent_size": self.latent_size}
 
     def write_artefacts(self, result: SDSResult, baseline: SDSResult | None, out_dir: Path, options: dict[str, Any]) -> dict[str, str]:
-        """Turntable renders (baseline row above the accelerated row), a GIF, and density meshes."""
+        """Turntable renders (unaccelerated row above the accelerated row, each labelled with its numbers),
+        a GIF of both side by side, and density meshes."""
         files = {}
-        frames = result.renders if baseline is None else torch.cat([baseline.renders, result.renders])
-        files["turntable"] = save_turntable(frames, out_dir / "turntable.png", columns=len(result.renders)).name
-        files["turntable_gif"] = save_gif(result.renders, out_dir / "turntable.gif").name
+        captions = options.get("captions", {})
+        stack = f"stack: {options.get('stack', 'accelerated')}"
+        accelerated = " · ".join([stack, captions["accelerated"]]) if captions.get("accelerated") else stack
+        if baseline is None:
+            frames, labels = result.renders, [accelerated]
+        else:
+            frames = torch.cat([baseline.renders, result.renders])
+            labels = [" · ".join(["unaccelerated", captions.get("baseline", "")]).rstrip(" ·"), accelerated]
+        files["turntable"] = save_turntable(frames, out_dir / "turntable.png", columns=len(result.renders), row_labels=labels).name
+        gif_labels = ("unaccelerated", stack) if baseline is not None else ("", stack)
+        beside = baseline.renders if baseline is not None else None
+        files["turntable_gif"] = save_gif(result.renders, out_dir / "turntable.gif", beside=beside, labels=gif_labels).name
         for tag, run in (("mesh", result), ("mesh_baseline", baseline)):
             if run is None:
                 continue

@@ -299,6 +299,6 @@ def test_save_turntable_and_gif_write_files(tmp_path):
     with Image.open(png) as im:
         assert im.format == "PNG" and im.width > im.height  # 3 columns by 2 rows
     with Image.open(gif) as im:
-        assert im.format == "GIF" and im.n_frames == 5 and im.size == (16, 16)
+        assert im.format == "GIF" and im.n_frames == 5 and im.size == (256, 256)  # 16 px enlarged 16x (nearest)
     leftovers = [p.name for p in tmp_path.rglob("*.part")]
     assert leftovers == []
