@@ -76,7 +76,7 @@ def test_stack_with_unknown_stage_patches_nothing():
     before = pipe.net(x)
     stack = Stack([Scale(composable=True), Elsewhere()])
     with pytest.raises(KeyError, match="no stage 'mesh_decoder'.*denoiser"):
-        stack.apply(pipe)
+        stack.attach(pipe)
     assert torch.equal(pipe.net(x), before)
 
 
@@ -126,6 +126,6 @@ def test_stack_rolls_back_when_a_later_attach_fails():
     first = Scale(composable=True)
     stack = Stack([first, Broken(composable=True)])
     with pytest.raises(RuntimeError, match="cannot attach"):
-        stack.apply(pipe)
+        stack.attach(pipe)
     assert not first.attached and "forward" not in vars(pipe.net)
     assert torch.equal(pipe.net(x), before)

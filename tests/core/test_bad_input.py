@@ -161,9 +161,9 @@ def test_stacks_on_one_pipeline_remove_in_every_order(vae, count):
         for detach_order in itertools.permutations(range(count)):
             stacks = _stacks()[:count]
             for i in attach_order:
-                stacks[i].apply(pipe)
+                stacks[i].attach(pipe)
             for i in detach_order:
-                stacks[i].remove()
+                stacks[i].detach()
             assert torch.equal(pipe.run(), plain), (attach_order, detach_order)
             assert patch_owners(pipe) == []
 
@@ -173,12 +173,12 @@ def test_two_stacks_with_the_same_accelerator_conflict_and_leave_the_first_appli
     plain = pipe.run()
     first = Stack([HierarchicalDecoding(min_resolution=8, progress=False)], name="first")
     second = Stack([AdaptiveKVSelection(topk=4), HierarchicalDecoding(min_resolution=8, progress=False)], name="second")
-    first.apply(pipe)
+    first.attach(pipe)
     with pytest.raises(PatchConflictError, match="hierarchical: DenseVolumeDecoder.decode is already patched by hierarchical"):
-        second.apply(pipe)
+        second.attach(pipe)
     assert not second.attached and first.attached  # the second's adaptive_kv was rolled back
     assert [type(o).__name__ for o in patch_owners(pipe)] == ["HierarchicalDecoding"]
-    first.remove()
+    first.detach()
     assert torch.equal(pipe.run(), plain)
 
 
@@ -187,12 +187,12 @@ def test_detach_all_on_a_pipeline_detaches_every_stage(vae):
     plain = pipe.run()
     stacks = _stacks()
     for s in stacks:
-        s.apply(pipe)
+        s.attach(pipe)
     assert detach_all(pipe) == 3
     assert not any(s.attached for s in stacks)
     assert torch.equal(pipe.run(), plain)
-    stacks[0].apply(pipe)  # a stack detached behind its back can be applied again
-    stacks[0].remove()
+    stacks[0].attach(pipe)  # a stack detached behind its back can be applied again
+    stacks[0].detach()
 
 
 # ---------------------------------------------------------------- argument checks
