@@ -108,17 +108,25 @@ def test_a_hit_reuses_the_pair_of_cfg_halves(unet):
     x = torch.randn(2, 4, 16, 16, generator=gen)
     text = torch.randn(2, 5, 64, generator=gen)
     full = plain(unet, x, 250, text)
-    hash3d = Hash3D(retrieve_prob=1.0)
+    hash3d = Hash3D(retrieve_prob=1.0, check_every=1)  # every hit is also checked against the full forward
     with hash3d.applied(unet), torch.no_grad():
         first = unet(x, 250, encoder_hidden_states=text, camera=(30.0, 10.0, 1.7)).sample  # miss: stored
         again = unet(x, 250, encoder_hidden_states=text, camera=(30.0, 10.0, 1.7)).sample  # hit
+        exact = hash3d.stats()
         nearby = unet(x, 252, encoder_hidden_states=text, camera=(31.0, 11.0, 1.71)).sample  # hit
     assert torch.equal(first, full) and torch.equal(again, full)
+    # the check of the exact hit compares identical outputs (both CFG halves): cosine 1, no error
+    assert exact["checks"] == 2 and exact["check_cosine"] == pytest.approx(1.0, abs=1e-12) and exact["check_rel_l2"] == 0.0
     stats = hash3d.stats()
     assert stats["hits"] == 2 and stats["partial_elements"] == 2 and stats["full_elements"] == 1
     # t 252 vs 250 only changes the shallow path's time embedding: close, not equal
     reference = plain(unet, x, 252, text)
     assert not torch.equal(nearby, full) and (nearby - reference).norm() < 0.1 * reference.norm()
+    # the fidelity figures average over every checked half: the two exact ones and the two nearby ones
+    a, b = nearby.flatten(1).double(), reference.flatten(1).double()
+    cosine = torch.nn.functional.cosine_similarity(a, b, dim=1)
+    assert stats["checks"] == 4 and stats["check_cosine"] == pytest.approx((2 + cosine.sum().item()) / 4)
+    assert stats["check_rel_l2"] == pytest.approx(((a - b).norm(dim=1) / b.norm(dim=1)).sum().item() / 4)
     stored = hash3d.table._values[0]  # (2, C, H, W): [uncond, cond] features of that element
     assert not torch.equal(stored[0], stored[1])
 

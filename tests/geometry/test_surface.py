@@ -20,7 +20,7 @@ def sphere_mesh():
 
 def test_marching_cubes_maps_bounds_and_winds_outward(sphere_mesh):
     assert sphere_mesh.is_watertight
-    assert sphere_mesh.volume > 0  # outward normals
+    assert sphere_mesh.volume == pytest.approx(4 / 3 * np.pi * 0.5**3, rel=0.02)  # positive: the faces wind outward
     assert np.allclose(sphere_mesh.vertices.mean(0), [0.2, 0, 0], atol=5e-3)
     radii = np.linalg.norm(sphere_mesh.vertices - [0.2, 0, 0], axis=1)
     assert np.allclose(radii, 0.5, atol=0.01)
@@ -30,7 +30,8 @@ def test_inside_negative_flips_nothing_but_the_sign_convention():
     field = truncated(shapes.sphere(0.5))
     grid = DenseVolumeDecoder(progress=False).decode(lambda p: -field(p), 32)
     mesh = extract_mesh(grid, inside="negative")
-    assert mesh.volume > 0 and abs(np.linalg.norm(mesh.vertices, axis=1).mean() - 0.5) < 0.01
+    assert mesh.volume == pytest.approx(4 / 3 * np.pi * 0.5**3, rel=0.05)  # positive: still wound outward
+    assert abs(np.linalg.norm(mesh.vertices, axis=1).mean() - 0.5) < 0.01
 
 
 def test_empty_field_gives_empty_mesh_and_warning():

@@ -122,7 +122,7 @@ def test_a_failed_job_is_listed_and_the_others_are_summarised(tmp_path, tiny_wei
     assert [r["job"] for r in rows] == ["0", "2"] and all(r["iou"] for r in rows)
     md = (sweep / "report.md").read_text()
     assert "## 1 job(s) failed" in md and "band: expected a finite number >= 0 or None, got -1" in md
-    assert (sweep / "speed_vs_fidelity.png").stat().st_size > 0
+    assert (sweep / "speed_vs_fidelity.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "1 sweep job(s) did not complete" in proc.stderr
     record = json.loads((sweep / "1_hierarchical" / "record.json").read_text())
     assert record["status"] == "failed" and "Traceback" in record["traceback"] and record["job"] == 1

@@ -45,7 +45,11 @@ def test_hunyuan3d2_sized_model_builds_with_its_parameter_names():
         assert name in names
     assert vae.geo_decoder.query_proj.in_features == 51  # 8 frequencies: [x, sin, cos]
     decoder = sum(p.numel() for n, p in vae.named_parameters() if not n.startswith("encoder."))
-    assert 210e6 < decoder < 220e6  # 16 x 12.6M self-attention layers + a 12.6M geo decoder
+    w, d = 1024, 1024 // 16  # width, head dim
+    self_attention = 12 * w * w + 13 * w + 4 * d  # qkv, proj and a 4x MLP with biases, 2 layer norms, q/k norms
+    cross_attention = 12 * w * w + 15 * w + 4 * d  # q, kv, proj and a 4x MLP with biases, 3 layer norms, q/k norms
+    # post_kl (64 -> w), the 16 layers, query_proj (51 -> w), the cross-attention layer, ln_post, output_proj (w -> 1)
+    assert decoder == 65 * w + 16 * self_attention + 52 * w + cross_attention + 2 * w + w + 1 == 214_265_089
 
 
 def test_fourier_embedding_layout():

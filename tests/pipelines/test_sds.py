@@ -4,6 +4,7 @@ import sys
 
 import pytest
 import torch
+from PIL import Image
 
 from accel3d.caching import Hash3D
 from accel3d.core import Stack
@@ -32,14 +33,21 @@ def test_a_do_nothing_cache_reproduces_the_baseline_exactly(pipe):
 def test_the_cache_hits_in_an_sds_loop(pipe):
     inputs = pipe.load_inputs()
     base = pipe.run(inputs, iterations=12)
-    hash3d = Hash3D(retrieve_prob=1.0, num_buckets=4, check_every=1)
+    # one bucket, always retrieving: the first step fills the table and every later step reuses it
+    hash3d = Hash3D(retrieve_prob=1.0, num_buckets=1, check_every=1)
     with Stack([hash3d]).applied(pipe):
         cached = pipe.run(inputs, iterations=12)
     stats = hash3d.stats()
-    assert stats["calls"] == 12 and stats["hits"] > 0 and stats["checks"] > 0
-    assert -1.0 <= stats["check_cosine"] <= 1.0 and stats["check_rel_l2"] >= 0
+    assert hash3d.history == [0] + [1] * 11
+    assert stats["calls"] == 12 and stats["hits"] == 11 and stats["full_elements"] == 1 and stats["table_entries"] == 1
+    assert stats["hit_rate"] == 11 / 12 and stats["partial_elements"] == 11
+    assert stats["checks"] == 22  # check_every=1: both CFG halves of every hit are checked against a full forward
+    # a reused prediction is no recomputation, yet stays close to one (cosine measured 0.78 on the random-init
+    # tiny U-Net, reusing across random poses and timesteps; relative L2 0.67)
+    assert stats["check_rel_l2"] > 0.01 and stats["check_cosine"] > 0.7
     assert torch.isfinite(cached.renders).all() and not torch.equal(base.renders, cached.renders)
-    assert cached.timings["unet_s"] > 0 and cached.timings["total_s"] >= cached.timings["unet_s"]
+    assert len(cached.unet_steps) == 12 and cached.timings["unet_s"] == sum(cached.unet_steps)
+    assert cached.timings["total_s"] >= cached.timings["unet_s"]
 
 
 def test_a_local_zero123_style_unet_folder(tmp_path):
@@ -50,7 +58,7 @@ def test_a_local_zero123_style_unet_folder(tmp_path):
     hash3d = Hash3D(retrieve_prob=1.0, num_buckets=1)
     with Stack([hash3d]).applied(pipe):
         result = pipe.run(inputs)
-    assert result.renders.shape[1] == 4 and hash3d.stats()["hits"] >= 1
+    assert result.renders.shape[1] == 4 and hash3d.history == [0, 1, 1]  # one bucket: every call after the first reuses
 
 
 def test_bad_pipeline_arguments(tmp_path):
@@ -69,6 +77,7 @@ def test_bad_pipeline_arguments(tmp_path):
 def test_accel3d_run_sds_writes_renders_meshes_and_a_report(tmp_path):
     out = tmp_path / "run"
     args = ["pipeline=sds", "stack=hash3d", "pipeline.iterations=6", "pipeline.latent_size=16", "pipeline.grid_resolution=16"]
+    args += ["stack.accelerators.hash3d.num_buckets=1", "stack.accelerators.hash3d.retrieve_prob=1.0"]  # steps 2..6 reuse
     args += ["pipeline.progress=false", "repeats=1", f"hydra.run.dir={out}"]
     proc = subprocess.run([sys.executable, "-m", "accel3d.cli", "run", *args], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -76,13 +85,17 @@ def test_accel3d_run_sds_writes_renders_meshes_and_a_report(tmp_path):
     record = json.loads((out / "record.json").read_text())
     assert record["status"] == "completed" and set(record["runs"]) == {"baseline", "hash3d"}
     row = record["runs"]["hash3d"]
-    assert row["stats"]["hash3d"]["calls"] == 6 and set(row["speedups"]) >= {"total_s", "unet_s"}
-    assert row["summary"]["hash3d"]["hit_rate"] == row["stats"]["hash3d"]["hit_rate"]
-    # the ceiling follows from the hit rate and the measured full/partial costs
-    assert (row["ceilings"]["hash3d"]["ceiling"] > 1.0) == (row["stats"]["hash3d"].get("hits", 0) > 0)
-    assert 0 < row["fidelity"]["psnr_db"] <= 100.0  # identical renders are recorded as 100 dB, never as null
-    for name in ("turntable.png", "turntable.gif", "record.json"):
-        assert (out / name).stat().st_size > 0, name
+    stats = row["stats"]["hash3d"]
+    assert stats["calls"] == 6 and stats["hits"] == 5 and stats["full_elements"] == 1 and set(row["speedups"]) >= {"total_s", "unet_s"}
+    assert row["summary"]["hash3d"]["hit_rate"] == stats["hit_rate"] == 5 / 6
+    # the ceiling follows from the hit rate and the measured full/partial costs per element
+    hit, cost = stats["hit_rate"], (stats["partial_s"] / stats["partial_elements"]) / (stats["full_s"] / stats["full_elements"])
+    assert row["ceilings"]["hash3d"]["ceiling"] == pytest.approx(1.0 / ((1.0 - hit) + hit * cost))
+    assert row["work_ratio"] == row["ceilings"]["hash3d"]["ceiling"]  # the stack's only accelerator
+    # the reuse changes the result, and keeps it close (32.4 dB measured)
+    assert row["fidelity"]["identical_renders"] == 0.0 and row["fidelity"]["psnr_db"] > 25.0
+    with Image.open(out / "turntable.png") as png, Image.open(out / "turntable.gif") as gif:
+        assert png.format == "PNG" and gif.format == "GIF" and gif.n_frames == 8  # the pipeline's turntable_views
     assert not list(out.glob("*.part"))
 
 
