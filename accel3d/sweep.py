@@ -33,13 +33,17 @@ last_sweep_failure: SweepFailed | None = None
 
 
 def sweep_jobs(config: DictConfig) -> list[list[str]]:
-    """The override list of every job the basic sweep of ``config`` will launch, in order."""
+    """The override list of every job the basic sweep of ``config`` will launch, in order.
+
+    As in Hydra's basic sweeper, the sweeper's ``params`` (an experiment's sweep) come first and the command
+    line after them, so a command-line value for a swept key replaces that sweep
+    (``+experiment=decoding_ablation pipeline.resolution=64`` runs one resolution).
+    """
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    overrides = list(config.hydra.overrides.task)
     params = config.hydra.sweeper.get("params") or {}
-    overrides += [f"{k}={v}" for k, v in params.items()]
+    overrides = [f"{k}={v}" for k, v in params.items()] + list(config.hydra.overrides.task)
     parsed = OverridesParser.create().parse_overrides(overrides)
     return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
 
