@@ -282,7 +282,9 @@ def make_tree(dest: Path, files: Path) -> Path:
 
 def environment(tree: Path, home: Path) -> dict[str, str]:
     env = dict(os.environ)
+    bin_dir = str(Path(sys.executable).parent)  # this environment's python and accel3d, activated or not
     env.update(
+        PATH=os.pathsep.join([bin_dir, env.get("PATH", "")]),
         HOME=str(home),
         PYTHONPATH=os.pathsep.join([str(tree), *filter(None, [os.environ.get("PYTHONPATH")])]),
         MPLBACKEND="Agg",
@@ -429,7 +431,11 @@ def check(pages: list[Path], work: Path, jobs: int, timeout: float, fork: bool) 
 
     started = time.perf_counter()
     steps = {page: read_page(page) for page in pages}
-    entry = subprocess.run(["accel3d", "--version"], capture_output=True, text=True)  # the console script is installed
+    console = shutil.which("accel3d", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+    if console is None:
+        print("FAILED: no `accel3d` console script beside this python or on PATH; install with pip install -e .")
+        return 1
+    entry = subprocess.run([console, "--version"], capture_output=True, text=True)  # the console script works
     if entry.returncode != 0:
         print(f"FAILED: `accel3d --version` exits {entry.returncode}: {entry.stderr[-2000:]}")
         return 1

@@ -80,3 +80,27 @@ def test_the_command_line_names_the_expanded_path(home, tmp_path):
     )
     assert proc.returncode != 0
     assert f"weights: no weights file at '{home}/models/x.pt' (from '$HOME/models/x.pt')" in proc.stderr, proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize(
+    "how",
+    [
+        ['pipeline.weights="~/models/x.pt"'],  # quoted on the command line: Hydra passes the ~ on
+        ["pipeline.weights=$HOME/models/x.pt"],  # quoted, so the shell left $HOME alone
+        "yaml",  # written in a config file
+    ],
+)
+def test_a_config_value_with_tilde_or_a_variable_fails_with_the_expanded_path(home, how):
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from accel3d.core.validate import ArgumentError
+    from accel3d.jobs.configs import config_dir
+    from accel3d.jobs.run import prepare_job
+
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose("run", overrides=["stack=none"] + ([] if how == "yaml" else how))
+    if how == "yaml":
+        cfg = OmegaConf.merge(cfg, OmegaConf.create("pipeline:\n  weights: ~/models/x.pt\n"))
+    with pytest.raises(ArgumentError, match=f"pipeline: weights: no weights file at '{home}/models/x.pt' \\(from '"):
+        prepare_job(cfg)
