@@ -232,7 +232,7 @@ def test_no_strategy_imports_another_and_the_shared_layers_import_none():
 def test_no_import_cycles_in_the_package():
     graph = import_graph()
     assert {"accel3d.core.stack", "accel3d.caching.accelerator", "accel3d.decoding.accelerator"} <= set(graph)
-    assert "accel3d.core.registry" in graph["accel3d.caching.accelerator"]  # the graph has edges, not only nodes
+    assert any(t.startswith("accel3d.core.") for t in graph["accel3d.caching.accelerator"])  # edges, not only nodes
     # a package __init__ re-exporting its submodules is not a cycle; drop edges from a module to its own package
     cleaned = {m: {t for t in deps if not (t == m.rsplit(".", 1)[0])} for m, deps in graph.items()}
     assert find_cycle(cleaned) is None, " -> ".join(find_cycle(cleaned))
