@@ -63,6 +63,7 @@ def _run(argv: list[str]) -> None:
             else:
                 traceback.print_exc()
 
+    argv = _expand_home(argv)
     _check_knob_names(argv)
     # Hydra names the program in its help and its completion script after argv[0]; completion queries
     # go to `accel3d -sc`, which routes them here.
@@ -72,6 +73,18 @@ def _run(argv: list[str]) -> None:
 
     if sweep.last_sweep_failure is not None:
         sys.exit(f"accel3d run: {sweep.last_sweep_failure}")
+
+
+def _expand_home(argv: list[str]) -> list[str]:
+    """``key=~/path`` as a shell would expand it: Hydra's override parser refuses a bare ``~`` in a value.
+    (A leading ``~`` on the key, ``~key``, is Hydra's delete override and stays as it is.)"""
+    out = []
+    for arg in argv:
+        key, eq, value = arg.partition("=")
+        if eq and not key.startswith("~") and value.startswith("~"):
+            arg = f"{key}={os.path.expanduser(value)}"
+        out.append(arg)
+    return out
 
 
 def _check_knob_names(argv: list[str]) -> None:

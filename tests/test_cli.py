@@ -104,3 +104,20 @@ def test_an_experiment_picks_the_pipeline_whose_knobs_are_checked(tmp_path):
 
     assert _chosen_pipeline(["+experiment=caching_ablation"]) == "sds"
     assert _chosen_pipeline([]) == "vecset_shape" and _chosen_pipeline(["pipeline=sds"]) == "sds"
+
+
+def test_a_bare_tilde_in_a_path_value_is_expanded_before_hydra_sees_it(tmp_path):
+    # Hydra's override parser refuses `~` in an unquoted value; accel3d run expands it as a shell would
+    env_home = tmp_path / "home"
+    env_home.mkdir()
+    proc = subprocess.run(
+        [sys.executable, "-m", "accel3d.cli", "run", "pipeline.weights=~/models/missing.pt", f"hydra.run.dir={tmp_path / 'out'}"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HOME": str(env_home)},
+    )
+    assert proc.returncode != 0
+    assert f"weights: no weights file at '{env_home}/models/missing.pt'" in proc.stderr, proc.stderr[-2000:]
+    assert "LexerNoViableAlt" not in proc.stderr
