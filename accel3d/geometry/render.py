@@ -40,6 +40,7 @@ x, so canonical ``+y`` is image-up and canonical ``+z`` faces the camera).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -246,35 +247,40 @@ def _check_pose(pose: Pose | tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     return rot, trans, np.broadcast_to(sc.reshape(-1), (3,)).copy()
 
 
-def _rasterize(tri: np.ndarray, camera: Camera, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Nearest triangle per pixel: ``face`` (size*size,) int, -1 on the background, and ``inv_depth`` (1/z, 0 there).
+def covered_pixels(
+    uv: np.ndarray, width: int, height: int, max_pairs: int = MAX_PAIRS_PER_CHUNK
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """Every (triangle, pixel) pair whose pixel centre lies in the 2D triangle, in chunks of at most ``max_pairs`` candidates.
 
-    ``tri`` (F, 3, 3) camera-frame triangles, all with z > 0.
+    ``uv`` (F, 3, 2): triangles in pixel-edge coordinates (column, row), so pixel
+    ``(px, py)`` has its centre at ``(px + 0.5, py + 0.5)``, on a ``width`` x ``height``
+    grid. Each triangle is expanded to the pixels of its bounding box, which are then
+    tested with edge functions. Yields ``(face, px, py, weights)`` with ``weights`` (n, 3)
+    the centre's barycentric coordinates (the same for either winding); degenerate
+    triangles yield nothing. A centre on an edge shared by two triangles goes to both.
+
+    >>> tri = np.array([[[0.0, 0.0], [4.0, 0.0], [0.0, 4.0]]])
+    >>> [len(face) for face, px, py, w in covered_pixels(tri, 8, 8)]  # the centres with x + y <= 4
+    [10]
     """
-    focal = (size / 2) / math.tan(math.radians(camera.fov_degrees) / 2)
-    z = tri[..., 2]
-    uv = focal * tri[..., :2] / z[..., None] + size / 2  # (F, 3, 2), pixel-edge coordinates
     a, b, c = uv[:, 0], uv[:, 1], uv[:, 2]
     area = (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0])
-    lo = np.ceil(uv.min(axis=1) - 0.5).astype(np.int64).clip(0, size)  # first pixel whose centre is >= the min
-    hi = np.floor(uv.max(axis=1) - 0.5).astype(np.int64).clip(-1, size - 1)
-    width, height = hi[:, 0] - lo[:, 0] + 1, hi[:, 1] - lo[:, 1] + 1
-    keep = np.flatnonzero((width > 0) & (height > 0) & (np.abs(area) > 1e-12))
-    counts = width[keep] * height[keep]
-
-    best_inv = np.zeros(size * size)
-    best_face = np.full(size * size, -1, dtype=np.int64)
+    lo = np.ceil(uv.min(axis=1) - 0.5).clip(0, [width, height]).astype(np.int64)  # first pixel whose centre is >= the min
+    hi = np.floor(uv.max(axis=1) - 0.5).clip(-1, [width - 1, height - 1]).astype(np.int64)
+    span_x, span_y = hi[:, 0] - lo[:, 0] + 1, hi[:, 1] - lo[:, 1] + 1
+    keep = np.flatnonzero((span_x > 0) & (span_y > 0) & (np.abs(area) > 1e-12))
+    counts = span_x[keep] * span_y[keep]
     ends = np.cumsum(counts)
     start = 0
     while start < len(keep):
-        # the largest run of triangles whose pixel candidates fit in one chunk (at least one triangle)
+        # the longest run of triangles whose candidates fit in one chunk (at least one triangle)
         base = ends[start - 1] if start else 0
-        stop = max(start + 1, int(np.searchsorted(ends, base + MAX_PAIRS_PER_CHUNK, side="right")))
+        stop = max(start + 1, int(np.searchsorted(ends, base + max_pairs, side="right")))
         faces, n = keep[start:stop], counts[start:stop]
         start = stop
         face = np.repeat(faces, n)
         local = np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n)
-        w = width[face]
+        w = span_x[face]
         px = lo[face, 0] + local % w
         py = lo[face, 1] + local // w
         x, y = px + 0.5, py + 0.5
@@ -285,9 +291,21 @@ def _rasterize(tri: np.ndarray, camera: Camera, size: int) -> tuple[np.ndarray, 
         l1 = ((fc[:, 0] - x) * (fa[:, 1] - y) - (fc[:, 1] - y) * (fa[:, 0] - x)) * inv_area
         l2 = 1.0 - l0 - l1
         inside = (l0 >= 0) & (l1 >= 0) & (l2 >= -1e-12)
-        face, px, py = face[inside], px[inside], py[inside]
-        zf = z[face]
-        inv = l0[inside] / zf[:, 0] + l1[inside] / zf[:, 1] + l2[inside] / zf[:, 2]  # 1/z is linear in screen space
+        yield face[inside], px[inside], py[inside], np.stack([l0[inside], l1[inside], l2[inside]], axis=1)
+
+
+def _rasterize(tri: np.ndarray, camera: Camera, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest triangle per pixel: ``face`` (size*size,) int, -1 on the background, and ``inv_depth`` (1/z, 0 there).
+
+    ``tri`` (F, 3, 3) camera-frame triangles, all with z > 0.
+    """
+    focal = (size / 2) / math.tan(math.radians(camera.fov_degrees) / 2)
+    z = tri[..., 2]
+    uv = focal * tri[..., :2] / z[..., None] + size / 2  # (F, 3, 2), pixel-edge coordinates
+    best_inv = np.zeros(size * size)
+    best_face = np.full(size * size, -1, dtype=np.int64)
+    for face, px, py, weights in covered_pixels(uv, size, size):
+        inv = (weights / z[face]).sum(axis=1)  # 1/z is linear in screen space
         pixel = py * size + px
         order = np.lexsort((-inv, pixel))  # by pixel, nearest first; stable, so ties go to the lower face index
         pixel, inv, face = pixel[order], inv[order], face[order]
