@@ -58,7 +58,12 @@ INSTALL = {"pymeshlab": 'pip install -e ".[train]"  (or: pip install pymeshlab)'
 
 @dataclass(frozen=True)
 class MeshEntry:
-    """One mesh of the set: its ``name``, ``source`` (see :data:`SOURCES`), ``split`` ("train" or "eval") and normalised ``mesh``."""
+    """One mesh of the set: its ``name``, ``source`` (see :data:`SOURCES`), ``split`` ("train" or "eval") and normalised ``mesh``.
+
+    >>> entry = mesh_set(sources=("bundled",))["bunny"]
+    >>> entry.source, entry.split, len(entry.mesh.faces)
+    ('bundled', 'eval', 5000)
+    """
 
     name: str
     source: str

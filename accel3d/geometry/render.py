@@ -116,7 +116,12 @@ class Pose(NamedTuple):
 
 
 class Render(NamedTuple):
-    """A rendered view: ``rgb`` float32 (3, H, W) in [0, 1], ``mask`` bool (H, W), ``depth`` float32 (H, W), +inf off the object."""
+    """A rendered view: ``rgb`` float32 (3, H, W) in [0, 1], ``mask`` bool (H, W), ``depth`` float32 (H, W), +inf off the object.
+
+    >>> rgb, mask, depth = render(trimesh.creation.box(), default_pose(), Camera(size=32))
+    >>> bool(torch.isinf(depth[~mask]).all()), bool((depth[mask] > 2).all())
+    (True, True)
+    """
 
     rgb: torch.Tensor
     mask: torch.Tensor
@@ -130,6 +135,11 @@ class Crop(NamedTuple):
     reach past the image, where the crop shows the background). Crop pixel ``(i, j)``
     shows the full image's point ``(x0 + (j + 0.5) * (x1 - x0) / S, y0 + (i + 0.5) * (y1 - y0) / S)``;
     :func:`crop_intrinsics` gives the camera matrix of the crop itself.
+
+    >>> view = render(trimesh.creation.box(), default_pose(), Camera(size=64))
+    >>> rgb, mask, (x0, y0, x1, y1) = crop_to_mask(view.rgb, view.mask, size=32)
+    >>> rgb.shape, x1 - x0 == y1 - y0
+    (torch.Size([3, 32, 32]), True)
     """
 
     rgb: torch.Tensor

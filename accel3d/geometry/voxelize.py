@@ -59,7 +59,12 @@ CANDIDATES = 8  # nearest surface samples whose faces are searched for the exact
 
 
 class VoxelTargets(NamedTuple):
-    """``occupancy`` bool (R, R, R); ``sdf`` float32 (S+1, S+1, S+1), positive inside, within +-``truncation``."""
+    """``occupancy`` bool (R, R, R); ``sdf`` float32 (S+1, S+1, S+1), positive inside, within +-``truncation``.
+
+    >>> occupancy, sdf, bound, truncation = voxelize(trimesh.creation.icosphere(radius=0.5), 8)
+    >>> occupancy.shape, sdf.shape, bool(sdf[8, 8, 8] == truncation)
+    (torch.Size([8, 8, 8]), torch.Size([17, 17, 17]), True)
+    """
 
     occupancy: torch.Tensor
     sdf: torch.Tensor
