@@ -155,22 +155,62 @@ def _list() -> None:
     def configs(group: str) -> dict[str, Any]:
         return {p.stem: OmegaConf.load(p) for p in sorted((config_dir() / group).glob("*.yaml"))}
 
-    from hydra.utils import get_class
-
     print("pipelines (pipeline=NAME):")
     for name, cfg in configs("pipeline").items():
-        cls = get_class(cfg["_target_"])
-        print(f"  {name:<22} {cls.__name__}; stages: {', '.join(getattr(cls, 'stage_names', ())) or '?'}")
+        stages = _class_attribute(cfg["_target_"], "stage_names") or ()
+        print(f"  {name:<22} {cfg['_target_'].rsplit('.', 1)[-1]}; stages: {', '.join(stages) or '?'}")
     print("stacks (stack=NAME):")
     for name, cfg in configs("stack").items():
         accs = [next(iter(d)).split("@")[-1].removeprefix("accelerators.") for d in cfg.get("defaults", []) if hasattr(d, "keys")]
         print(f"  {name:<22} {', '.join(accs) or '(no accelerator)'}")
     print("accelerators (stack.accelerators.NAME.KNOB=VALUE):")
     for name, cfg in configs("accelerator").items():
-        cls = get_class(cfg["_target_"])
         raw = OmegaConf.to_container(cfg, resolve=False)
         knobs = ", ".join(f"{k}={v}" for k, v in raw.items() if not str(k).startswith("_"))
-        print(f"  {name:<22} stage {cls.stage}; {knobs}")
+        print(f"  {name:<22} stage {_class_attribute(cfg['_target_'], 'stage')}; {knobs}")
+
+
+def _class_attribute(target: str, attr: str) -> Any:
+    """A class attribute of ``module.Class`` read from its source (a literal assignment in the class body), so that
+    listing does not import torch and every model; imports the class only where the source does not say."""
+    import ast
+
+    module, _, cls_name = target.rpartition(".")
+    source = _module_source(module)
+    if source is not None:
+        with open(source, encoding="utf-8") as f:
+            tree = ast.parse(f.read())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ClassDef) and node.name == cls_name:
+                for stmt in node.body:
+                    targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target] if isinstance(stmt, ast.AnnAssign) else []
+                    for t in targets:
+                        names = [e.id for e in t.elts] if isinstance(t, ast.Tuple) else [getattr(t, "id", None)]
+                        if attr in names and stmt.value is not None:
+                            try:
+                                value = ast.literal_eval(stmt.value)
+                            except ValueError:
+                                break
+                            return value[names.index(attr)] if isinstance(t, ast.Tuple) else value
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and any(a.name == cls_name and not a.asname for a in node.names):
+                return _class_attribute(f"{node.module}.{cls_name}", attr)  # a re-export: read the defining module
+    from hydra.utils import get_class  # inherited or computed: import it
+
+    return getattr(get_class(target), attr, None)
+
+
+def _module_source(module: str) -> Path | None:
+    """The source file of a module, found without importing it or its packages (whose ``__init__`` may import torch)."""
+    import importlib.util
+
+    if module == "accel3d" or module.startswith("accel3d."):
+        base = Path(__file__).resolve().parent.joinpath(*module.split(".")[1:])
+        for path in (base.with_suffix(".py"), base / "__init__.py"):
+            if path.is_file():
+                return path
+        return None
+    spec = importlib.util.find_spec(module)
+    return Path(spec.origin) if spec is not None and spec.origin and spec.origin.endswith(".py") else None
 
 
 def _report(argv: list[str]) -> None:

@@ -101,3 +101,22 @@ def test_bash_completion_through_hydras_own_script():
     assert lines[1].split() == ["pipeline.resolution="]
     assert lines[2].split() == ["bench"]
     assert lines[3].split() == ["caching", "decoding", "kernels"]
+
+
+def test_list_reads_stages_from_source_without_importing_torch_and_matches_the_classes():
+    code = "import sys\nfrom accel3d.cli import main\nmain(['list'])\nassert 'torch' not in sys.modules, 'accel3d list imported torch'\n"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    from hydra.utils import get_class
+    from omegaconf import OmegaConf
+
+    from accel3d.jobs.configs import config_dir
+
+    for group, attr, fmt in (
+        ("pipeline", "stage_names", lambda v: "stages: " + ", ".join(v)),
+        ("accelerator", "stage", lambda v: f"stage {v};"),
+    ):
+        for path in sorted((config_dir() / group).glob("*.yaml")):
+            value = getattr(get_class(OmegaConf.load(path)["_target_"]), attr)  # what importing the class says
+            line = next(ln for ln in out.stdout.splitlines() if ln.split()[:1] == [path.stem])
+            assert fmt(value) in line, (path.stem, line)
