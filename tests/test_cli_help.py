@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -112,11 +113,13 @@ def test_list_reads_stages_from_source_without_importing_torch_and_matches_the_c
 
     from accel3d.jobs.configs import config_dir
 
+    parts = re.split(r"^(pipelines|stacks|accelerators) \(.*\):$", out.stdout, flags=re.M)  # heading, its lines, ...
+    sections = {heading.removesuffix("s"): body for heading, body in zip(parts[1::2], parts[2::2])}
     for group, attr, fmt in (
         ("pipeline", "stage_names", lambda v: "stages: " + ", ".join(v)),
         ("accelerator", "stage", lambda v: f"stage {v};"),
     ):
         for path in sorted((config_dir() / group).glob("*.yaml")):
             value = getattr(get_class(OmegaConf.load(path)["_target_"]), attr)  # what importing the class says
-            line = next(ln for ln in out.stdout.splitlines() if ln.split()[:1] == [path.stem])
+            line = next(ln for ln in sections[group].splitlines() if ln.split()[:1] == [path.stem])
             assert fmt(value) in line, (path.stem, line)
