@@ -1,0 +1,158 @@
+"""Inputs of the ``image_to_3d`` pipeline: an object crop and its mask, from an image or a rendered mesh.
+
+Sources (``input``):
+
+- ``None``: the bundled bunny (``accel3d/assets/bunny.ply``) rendered at
+  :func:`~accel3d.geometry.render.default_pose`;
+- a mesh file (PLY/OBJ/GLB/STL/OFF): normalised (:func:`~accel3d.geometry.meshes.normalize_mesh`)
+  and rendered the same way;
+- an image (PNG/JPEG/WebP/BMP/TIFF): its alpha channel is the mask, or ``mask`` names a
+  mask image of the same size (its alpha where it has transparent pixels, else its
+  grey level above one half). Transparent pixels are composited on white, the
+  background of the rendered training views.
+
+Either way the object is cropped to a square around the mask (``margin`` of its side
+added on each side) and resized to the model's ``image_size``.
+
+Refused, each naming the argument: a missing or unreadable file (``input``, ``mask``);
+an image without alpha and no ``mask`` (``mask``); a mask of another size than the
+image (``mask``); an empty mask (``mask``); an image with no object in the mask,
+meaning that every masked pixel has the same colour (within 2/255 on each channel), so
+there is no shading, edge or texture of an object to see (``image``); and a mask so thin
+that nothing of it is left in the resized crop (``mask``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from accel3d.core.io import expand_path, path_origin
+from accel3d.geometry.meshes import BUNDLED_MESH, load_mesh, normalize_mesh
+from accel3d.geometry.render import Camera, crop_to_mask, default_pose, render_crop
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+CONSTANT_COLOUR = 2.0 / 255.0  # masked pixels all within this of each other, per channel: no object to see
+
+
+@dataclass
+class ImageTo3DInputs:
+    """One object crop: ``image`` float32 ``(3, S, S)`` in [0, 1], ``mask`` bool ``(S, S)``, and where it came from.
+
+    Example::
+
+        inputs = load_image_to_3d_inputs(None, image_size=64)   # the bundled bunny at the default pose
+        inputs.image.shape, inputs.mask.shape                    # (3, 64, 64), (64, 64)
+    """
+
+    image: torch.Tensor
+    mask: torch.Tensor
+    source: str
+
+
+def _file(path: str | Path, name: str) -> Path:
+    if not isinstance(path, str | Path) or not str(path).strip():
+        raise ValueError(f"{name}: expected a file path, got {path!r}")
+    expanded = expand_path(path, name)
+    if expanded.is_dir():
+        raise ValueError(f"{name}: '{expanded}' is a folder; expected a file")
+    if not expanded.is_file():
+        raise FileNotFoundError(f"{name}: no file at '{expanded}'{path_origin(path)}")
+    return expanded
+
+
+def _read_image(path: Path, name: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(rgb (H, W, 3) float in [0, 1], alpha (H, W) float or None)`` of an image file."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            img.load()
+            has_alpha = "A" in img.getbands() or (img.mode == "P" and "transparency" in img.info)
+            rgba = np.asarray(img.convert("RGBA"), dtype=np.float64) / 255.0
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise ValueError(f"{name}: could not read '{path}' as an image ({type(exc).__name__}: {exc})") from None
+    return rgba[..., :3], rgba[..., 3] if has_alpha else None
+
+
+def _read_mask(path: Path) -> np.ndarray:
+    """A mask image as bool (H, W): its alpha where any pixel is transparent, else its grey level > 1/2."""
+    rgb, alpha = _read_image(path, "mask")
+    if alpha is not None and (alpha < 1.0).any():
+        return alpha > 0.5
+    return rgb @ np.array([0.299, 0.587, 0.114]) > 0.5
+
+
+def check_object(image: torch.Tensor, mask: torch.Tensor, image_name: str, mask_name: str) -> None:
+    """Refuse a mask of another size than the image, an empty mask, and a mask over one flat colour."""
+    if tuple(mask.shape) != tuple(image.shape[1:]):
+        (h, w), (mh, mw) = image.shape[1:], mask.shape
+        raise ValueError(f"mask: {mask_name} is {mw}x{mh} pixels but the image {image_name} is {w}x{h}; expected the same size")
+    count = int(mask.sum())
+    if count == 0:
+        raise ValueError(f"mask: {mask_name} is empty (no pixel is set); expected the object's pixels set")
+    masked = image[:, mask]  # (3, count)
+    spread = (masked.max(dim=1).values - masked.min(dim=1).values).max()
+    if float(spread) < CONSTANT_COLOUR:
+        colour = [round(float(c), 3) for c in masked[:, 0]]
+        raise ValueError(
+            f"image: {image_name} shows no object inside the mask: all {count} masked pixels have the same colour {colour}, "
+            "so there is no shading, edge or texture to reconstruct; check that the mask belongs to this image"
+        )
+
+
+def load_image_inputs(image_path: str | Path, mask_path: str | Path | None, image_size: int, margin: float = 0.1) -> ImageTo3DInputs:
+    """An image and its mask (the image's alpha, or ``mask_path``) -> the model's object crop."""
+    path = _file(image_path, "input")
+    rgb, alpha = _read_image(path, "input")
+    if mask_path is not None:
+        mpath = _file(mask_path, "mask")
+        mask, mask_name = _read_mask(mpath), f"'{mpath}'"
+    elif alpha is None:
+        raise ValueError(f"mask: '{path}' has no alpha channel; pass mask=<a mask image of the same size> (object pixels white)")
+    else:
+        mask, mask_name = alpha > 0.5, f"the alpha channel of '{path}'"
+    if alpha is not None:  # composite transparent pixels on the white background of the training views
+        rgb = rgb * alpha[..., None] + (1.0 - alpha[..., None])
+    image = torch.as_tensor(rgb.transpose(2, 0, 1).copy(), dtype=torch.float32)
+    mask_t = torch.as_tensor(np.ascontiguousarray(mask))
+    check_object(image, mask_t, f"'{path}'", mask_name)
+    crop = crop_to_mask(image, mask_t, size=image_size, margin=margin, background=1.0)
+    if not crop.mask.any():
+        raise ValueError(f"mask: {mask_name} is too thin: nothing of it is left in the {image_size}x{image_size} crop")
+    source = str(path) + (f" (mask {mpath})" if mask_path is not None else "")
+    return ImageTo3DInputs(crop.rgb, crop.mask, source)
+
+
+def render_mesh_inputs(mesh_path: str | Path | None, image_size: int, render_size: int = 128, margin: float = 0.1) -> ImageTo3DInputs:
+    """A mesh (None: the bundled bunny), normalised and rendered at the default pose -> the object crop."""
+    path = BUNDLED_MESH if mesh_path is None else _file(mesh_path, "input")
+    mesh = normalize_mesh(load_mesh(path, name="input"))
+    crop = render_crop(mesh, default_pose(), Camera(size=render_size), size=image_size, margin=margin)
+    where = "the bundled bunny" if mesh_path is None else f"'{path}'"
+    return ImageTo3DInputs(crop.rgb, crop.mask, f"{where} rendered at the default pose ({render_size} px)")
+
+
+def load_image_to_3d_inputs(
+    input: str | Path | None,
+    image_size: int,
+    mask: str | Path | None = None,
+    render_size: int = 128,
+    margin: float = 0.1,
+) -> ImageTo3DInputs:
+    """Dispatch on ``input``: None or a mesh file is rendered; an image file (by suffix) is read with its mask.
+
+    Example::
+
+        load_image_to_3d_inputs("chair.png", image_size=64)                   # RGBA: alpha is the mask
+        load_image_to_3d_inputs("photo.jpg", image_size=64, mask="photo_mask.png")
+        load_image_to_3d_inputs("cow.obj", image_size=64)                     # rendered at the default pose
+    """
+    if input is not None and Path(str(input)).suffix.lower() in IMAGE_SUFFIXES:
+        return load_image_inputs(input, mask, image_size, margin)
+    if mask is not None:
+        raise ValueError(f"mask: a mask goes with an image input ({', '.join(IMAGE_SUFFIXES)}); input is {input or 'the bundled bunny'}")
+    return render_mesh_inputs(input, image_size, render_size, margin)
