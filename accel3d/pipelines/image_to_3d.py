@@ -35,6 +35,7 @@ from accel3d.core.io import expand_path, write_json
 from accel3d.core.pipeline import Pipeline
 from accel3d.core.validate import check_bool, check_float, check_int, check_pair, check_seed
 from accel3d.geometry.metrics import chamfer_and_fscore, volume_iou
+from accel3d.geometry.render import DEFAULT_FOV_DEGREES
 from accel3d.geometry.surface import export_mesh
 from accel3d.models.image_to_3d import ImageTo3DModels
 from accel3d.pipelines.image_to_3d_fidelity import layout_errors, slat_velocity_error, ss_velocity_errors
@@ -104,7 +105,8 @@ class ImageTo3DPipeline(Pipeline):
         weights: str | Path | None = None,
         input: str | Path | None = None,
         mask: str | Path | None = None,
-        render_size: int = 128,
+        render_size: int | None = None,
+        fov_degrees: float | None = None,
         margin: float = 0.1,
         ss_steps: int = 25,
         ss_cfg: float = 7.0,
@@ -124,7 +126,8 @@ class ImageTo3DPipeline(Pipeline):
                 raise ValueError(f"{name}: expected null ({what}) or a path, got {value!r}")
         if mask is not None and (not isinstance(mask, str | Path) or not str(mask).strip()):
             raise ValueError(f"mask: expected null (the image's alpha channel) or a mask image path, got {mask!r}")
-        check_int("render_size", render_size, low=8)
+        check_int("render_size", render_size, low=8, allow_none=True)
+        check_float("fov_degrees", fov_degrees, low=1.0, high=179.0, allow_none=True)
         self.margin = check_float("margin", margin, low=0.0, high=10.0)
         self.fscore_threshold = check_float("fscore_threshold", fscore_threshold, low=0.0, low_open=True)
         check_int("max_tokens", max_tokens, low=1, allow_none=True)
@@ -148,7 +151,11 @@ class ImageTo3DPipeline(Pipeline):
         self.sparse_structure = SparseStructure(self.models.ss_vae, self.max_tokens, seed)
         self.mesh_decoder = MeshDecoder(self.models.slat_decoder)
         self.weights, self.input, self.mask = weights, input, mask
-        self.render_size, self.seed = render_size, seed
+        camera = self.models.metadata.get("camera", {}) if isinstance(self.models.metadata.get("camera"), dict) else {}
+        # null: the training views' camera, where the checkpoint records it
+        self.render_size = render_size if render_size is not None else int(camera.get("size", 128))
+        self.fov_degrees = fov_degrees if fov_degrees is not None else float(camera.get("fov_degrees", DEFAULT_FOV_DEGREES))
+        self.seed = seed
         self.stages = {
             "ss_sampler": self.ss_sampler,
             "slat_sampler": self.slat_sampler,
@@ -168,7 +175,8 @@ class ImageTo3DPipeline(Pipeline):
 
     # ------------------------------------------------------------------ a run
     def load_inputs(self) -> ImageTo3DInputs:
-        return load_image_to_3d_inputs(self.input, self.models.config.image_size, self.mask, self.render_size, self.margin)
+        size = self.models.config.image_size
+        return load_image_to_3d_inputs(self.input, size, self.mask, self.render_size, self.margin, self.fov_degrees)
 
     @contextlib.contextmanager
     def _steps(self, ss_steps: int | None, slat_steps: int | None) -> Iterator[None]:
@@ -202,7 +210,7 @@ class ImageTo3DPipeline(Pipeline):
                 bar.update()
 
             x = self.ss_sampler.sample(cond, torch.Generator().manual_seed(self.seed), callback=record_ss)
-        layout = self.space.layout(x)
+        layout = self.space.layout(x, inputs.crop_intrinsics, cfg.image_size)
         timings["ss_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         logits = self.sparse_structure.decode(self.space.ss_latent_grid(x["shape"], cfg.ss_latent_resolution))
@@ -310,5 +318,6 @@ class ImageTo3DPipeline(Pipeline):
             title = f"stack: {options.get('stack', 'accelerated')}"
             meshes[title], lines[title] = result.mesh, captions.get("accelerated", "")
             inputs = result.inputs if result.inputs is not None else self.load_inputs()
-            files["preview"] = save_preview(inputs.image, inputs.mask, meshes, out_dir / "preview.png", captions=lines).name
+            path = out_dir / "preview.png"
+            files["preview"] = save_preview(inputs.image, inputs.mask, meshes, path, captions=lines, intrinsics=inputs.crop_intrinsics).name
         return files

@@ -12,7 +12,10 @@ Sources (``input``):
   background of the rendered training views.
 
 Either way the object is cropped to a square around the mask (``margin`` of its side
-added on each side) and resized to the model's ``image_size``.
+added on each side) and resized to the model's ``image_size``; the inputs keep the crop's
+box and the full image's camera matrix (an image is taken to come from a pinhole camera
+with ``fov_degrees`` across its width), from which a crop-relative layout translation
+is mapped back into the camera frame.
 
 Refused, each naming the argument: a missing or unreadable file (``input``, ``mask``);
 an image without alpha and no ``mask`` (``mask``); a mask of another size than the
@@ -24,6 +27,7 @@ that nothing of it is left in the resized crop (``mask``).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +36,7 @@ import torch
 
 from accel3d.core.io import expand_path, path_origin
 from accel3d.geometry.meshes import BUNDLED_MESH, load_mesh, normalize_mesh
-from accel3d.geometry.render import Camera, crop_to_mask, default_pose, render_crop
+from accel3d.geometry.render import DEFAULT_FOV_DEGREES, Camera, crop_to_mask, default_pose, render_crop
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 CONSTANT_COLOUR = 2.0 / 255.0  # masked pixels all within this of each other, per channel: no object to see
@@ -51,6 +55,20 @@ class ImageTo3DInputs:
     image: torch.Tensor
     mask: torch.Tensor
     source: str
+    box: tuple[int, int, int, int] | None = None  # the square (x0, y0, x1, y1) of the full image the crop shows
+    intrinsics: np.ndarray | None = None  # 3x3 camera matrix of the full image (pixel-edge coordinates)
+
+    @property
+    def crop_intrinsics(self) -> np.ndarray | None:
+        """The 3x3 camera matrix of the crop itself (as :func:`accel3d.geometry.render.crop_intrinsics` gives it)."""
+        if self.box is None or self.intrinsics is None:
+            return None
+        x0, y0, x1, _ = self.box
+        k = self.image.shape[-1] / (x1 - x0)
+        K = np.array(self.intrinsics, dtype=np.float64)
+        K[0, 0], K[1, 1] = K[0, 0] * k, K[1, 1] * k
+        K[0, 2], K[1, 2] = (K[0, 2] - x0) * k, (K[1, 2] - y0) * k
+        return K
 
 
 def _file(path: str | Path, name: str) -> Path:
@@ -104,8 +122,19 @@ def check_object(image: torch.Tensor, mask: torch.Tensor, image_name: str, mask_
         )
 
 
-def load_image_inputs(image_path: str | Path, mask_path: str | Path | None, image_size: int, margin: float = 0.1) -> ImageTo3DInputs:
-    """An image and its mask (the image's alpha, or ``mask_path``) -> the model's object crop."""
+def image_intrinsics(width: int, height: int, fov_degrees: float = DEFAULT_FOV_DEGREES) -> np.ndarray:
+    """The 3x3 camera matrix of a ``width`` x ``height`` image: square pixels, ``fov_degrees`` across its width, centred."""
+    focal = (width / 2) / math.tan(math.radians(fov_degrees) / 2)
+    return np.array([[focal, 0.0, width / 2], [0.0, focal, height / 2], [0.0, 0.0, 1.0]])
+
+
+def load_image_inputs(
+    image_path: str | Path, mask_path: str | Path | None, image_size: int, margin: float = 0.1, fov_degrees: float = DEFAULT_FOV_DEGREES
+) -> ImageTo3DInputs:
+    """An image and its mask (the image's alpha, or ``mask_path``) -> the model's object crop.
+
+    The image is taken to come from a pinhole camera with ``fov_degrees`` across its width and
+    the principal point at its centre (the training views' camera), for the layout's translation."""
     path = _file(image_path, "input")
     rgb, alpha = _read_image(path, "input")
     if mask_path is not None:
@@ -124,16 +153,25 @@ def load_image_inputs(image_path: str | Path, mask_path: str | Path | None, imag
     if not crop.mask.any():
         raise ValueError(f"mask: {mask_name} is too thin: nothing of it is left in the {image_size}x{image_size} crop")
     source = str(path) + (f" (mask {mpath})" if mask_path is not None else "")
-    return ImageTo3DInputs(crop.rgb, crop.mask, source)
+    intrinsics = image_intrinsics(image.shape[2], image.shape[1], fov_degrees)
+    return ImageTo3DInputs(crop.rgb, crop.mask, source, tuple(crop.box), intrinsics)
 
 
-def render_mesh_inputs(mesh_path: str | Path | None, image_size: int, render_size: int = 128, margin: float = 0.1) -> ImageTo3DInputs:
+def render_mesh_inputs(
+    mesh_path: str | Path | None,
+    image_size: int,
+    render_size: int = 128,
+    margin: float = 0.1,
+    fov_degrees: float = DEFAULT_FOV_DEGREES,
+) -> ImageTo3DInputs:
     """A mesh (None: the bundled bunny), normalised and rendered at the default pose -> the object crop."""
     path = BUNDLED_MESH if mesh_path is None else _file(mesh_path, "input")
     mesh = normalize_mesh(load_mesh(path, name="input"))
-    crop = render_crop(mesh, default_pose(), Camera(size=render_size), size=image_size, margin=margin)
+    camera = Camera(size=render_size, fov_degrees=fov_degrees)
+    crop = render_crop(mesh, default_pose(), camera, size=image_size, margin=margin)
     where = "the bundled bunny" if mesh_path is None else f"'{path}'"
-    return ImageTo3DInputs(crop.rgb, crop.mask, f"{where} rendered at the default pose ({render_size} px)")
+    source = f"{where} rendered at the default pose ({render_size} px)"
+    return ImageTo3DInputs(crop.rgb, crop.mask, source, tuple(crop.box), camera.intrinsics)
 
 
 def load_image_to_3d_inputs(
@@ -142,6 +180,7 @@ def load_image_to_3d_inputs(
     mask: str | Path | None = None,
     render_size: int = 128,
     margin: float = 0.1,
+    fov_degrees: float = DEFAULT_FOV_DEGREES,
 ) -> ImageTo3DInputs:
     """Dispatch on ``input``: None or a mesh file is rendered; an image file (by suffix) is read with its mask.
 
@@ -152,7 +191,7 @@ def load_image_to_3d_inputs(
         load_image_to_3d_inputs("cow.obj", image_size=64)                     # rendered at the default pose
     """
     if input is not None and Path(str(input)).suffix.lower() in IMAGE_SUFFIXES:
-        return load_image_inputs(input, mask, image_size, margin)
+        return load_image_inputs(input, mask, image_size, margin, fov_degrees)
     if mask is not None:
         raise ValueError(f"mask: a mask goes with an image input ({', '.join(IMAGE_SUFFIXES)}); input is {input or 'the bundled bunny'}")
-    return render_mesh_inputs(input, image_size, render_size, margin)
+    return render_mesh_inputs(input, image_size, render_size, margin, fov_degrees)

@@ -79,8 +79,10 @@ def _affine(spec: Any, what: str, channels: int) -> tuple[Tensor, Tensor]:
     """``(mean, std)`` tensors of one ``metadata["normalization"]`` entry (scalars or per-channel lists)."""
     if spec is None:
         return torch.zeros(channels), torch.ones(channels)
-    if not isinstance(spec, Mapping) or not set(spec) <= {"mean", "std", "log"}:
-        raise ValueError(f"weights: metadata normalization[{what!r}] must be a dict with 'mean' and 'std' (and 'log'), got {spec!r}")
+    if not isinstance(spec, Mapping) or not set(spec) <= {"mean", "std", "log", "frame"}:
+        raise ValueError(
+            f"weights: metadata normalization[{what!r}] must be a dict with 'mean' and 'std' (and 'log' or 'frame'), got {spec!r}"
+        )
     out = []
     for key, default in (("mean", 0.0), ("std", 1.0)):
         value = torch.as_tensor(spec.get(key, default), dtype=torch.float32).reshape(-1)
@@ -99,11 +101,18 @@ class FlowSpace:
 
         {"ss_latent": {"mean": m, "std": s},            # SS flow "shape" tokens -> SS VAE latent (per channel or scalar)
          "slat": {"mean": m, "std": s},                 # SLaT flow tokens -> mesh decoder tokens
-         "translation": {"mean": [3], "std": [3]},
+         "translation": {"mean": [3], "std": [3], "frame": "crop"},
          "scale": {"mean": [3], "std": [3], "log": true}}   # log: scale = exp(x * std + mean)
 
     Absent entries are the identity; the scale is in log space unless ``"log": false`` (SAM 3D
     Objects predicts log scale, and a log scale can never come out negative).
+
+    Translation frames: ``"camera"`` (the default): the camera-frame translation itself;
+    ``"crop"`` (what ``scripts/train_image_to_3d.py`` trains, and assumed when the checkpoint's
+    ``metadata["conventions"]["translation"]`` starts with ``(a, b, log d)``): ``(a, b, log d)``,
+    the object origin's projection into the ``S``-pixel crop in units of its half-side and the
+    depth seen by a crop camera of focal ``S/2``, mapped back with the crop's intrinsics ``K``:
+    ``z = d f / (S/2)``, ``x = (a S/2 + S/2 - c_x) z / f``, ``y = (b S/2 + S/2 - c_y) z / f``.
 
     Example::
 
@@ -123,6 +132,11 @@ class FlowSpace:
         self.translation = _affine(spec.get("translation"), "translation", 3)
         self.scale = _affine(spec.get("scale"), "scale", 3)
         self.log_scale = bool((spec.get("scale") or {}).get("log", True))
+        convention = str(((metadata or {}).get("conventions") or {}).get("translation", ""))
+        frame = (spec.get("translation") or {}).get("frame", "crop" if convention.startswith("(a, b, log d)") else "camera")
+        if frame not in ("camera", "crop"):
+            raise ValueError(f"weights: metadata normalization['translation']['frame'] must be 'camera' or 'crop', got {frame!r}")
+        self.translation_frame = frame
 
     @staticmethod
     def _apply(x: Tensor, affine: tuple[Tensor, Tensor]) -> Tensor:
@@ -137,10 +151,16 @@ class FlowSpace:
         """SLaT flow output ``[N, C]`` -> the mesh decoder's tokens."""
         return self._apply(tokens, self.slat)
 
-    def layout(self, x: Mapping[str, Tensor]) -> Layout:
-        """The SS flow's layout tokens (``[1, 1, c]`` each) -> a :class:`Layout` (float64, object 0)."""
+    def layout(self, x: Mapping[str, Tensor], crop_intrinsics: np.ndarray | None = None, size: int | None = None) -> Layout:
+        """The SS flow's layout tokens (``[1, 1, c]`` each) -> a :class:`Layout` (float64, object 0).
+
+        ``crop_intrinsics`` (3x3) and ``size`` (pixels) of the input crop are needed in the ``"crop"`` frame."""
         rotation = x["rotation"].reshape(6).double()
         translation = self._apply(x["translation"].reshape(3).double(), self.translation)
+        if self.translation_frame == "crop":
+            if crop_intrinsics is None or size is None:
+                raise ValueError("inputs: this checkpoint predicts crop-relative translations; pass the crop's intrinsics and size")
+            translation = crop_to_camera(translation, np.asarray(crop_intrinsics, dtype=np.float64), size)
         raw = self._apply(x["scale"].reshape(3).double(), self.scale)
         scale = raw.clamp(-30, 30).exp() if self.log_scale else raw
         if (scale <= MIN_SCALE).any():
@@ -152,6 +172,16 @@ class FlowSpace:
         if float(rotation.norm()) == 0.0:
             rotation = torch.tensor([1.0, 0, 0, 0, 1, 0], dtype=torch.float64)  # no direction at all: identity
         return Layout(rotation, translation, scale)
+
+
+def crop_to_camera(token: Tensor, intrinsics: np.ndarray, size: int) -> Tensor:
+    """``(a, b, log d)`` of an ``size``-pixel crop with intrinsics ``K`` -> the camera-frame translation (see :class:`FlowSpace`)."""
+    f, half = float(intrinsics[0, 0]), size / 2
+    a, b, log_d = (float(v) for v in token.reshape(3))
+    z = float(np.exp(np.clip(log_d, -30, 30))) * f / half
+    x = (a * half + half - float(intrinsics[0, 2])) * z / f
+    y = (b * half + half - float(intrinsics[1, 2])) * z / f
+    return torch.tensor([x, y, z], dtype=torch.float64)
 
 
 @dataclass

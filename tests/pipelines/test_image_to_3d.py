@@ -17,6 +17,7 @@ from PIL import Image
 from accel3d.core import BaseAccelerator
 from accel3d.core.hooks import PatchSet
 from accel3d.core.stack import Stack
+from accel3d.geometry.render import Camera, crop_intrinsics
 from accel3d.jobs.compare import compare
 from accel3d.jobs.configs import config_dir
 from accel3d.jobs.run import prepare_job, run_job
@@ -188,6 +189,32 @@ def test_flow_space_reads_the_checkpoint_normalization():
         FlowSpace({"normalization": {"scale": {"std": 0}}}, 4, 4)
     with pytest.raises(ValueError, match=r"^weights: metadata normalization has unknown entries \['shift'\]"):
         FlowSpace({"normalization": {"shift": {}}}, 4, 4)
+
+
+def test_crop_relative_translations_map_back_to_the_camera_frame():
+    """The trainer's convention: (a, b, log d) of the object origin in the crop, mapped back with the crop's intrinsics."""
+    inputs = render_mesh_inputs(None, image_size=32, render_size=96)
+    K, half = inputs.crop_intrinsics, 16.0
+    assert np.allclose(K, crop_intrinsics(Camera(size=96), inputs.box, 32))
+    x, y, z = 0.2, -0.1, 3.5
+    a, b = (K[0, 0] * x / z + K[0, 2] - half) / half, (K[1, 1] * y / z + K[1, 2] - half) / half
+    token = torch.tensor([a, b, math.log(z * half / K[0, 0])])
+    metadata = {"conventions": {"translation": "(a, b, log d), standardised: ..."}, "normalization": {"translation": {"std": 2.0}}}
+    space = FlowSpace(metadata, 4, 4)
+    assert space.translation_frame == "crop"
+    x6 = {"rotation": torch.tensor([[[1.0, 0, 0, 0, 1, 0]]]), "translation": (token / 2)[None, None], "scale": torch.zeros(1, 1, 3)}
+    assert space.layout(x6, K, 32).translation.tolist() == pytest.approx([x, y, z])
+    with pytest.raises(ValueError, match="^inputs: this checkpoint predicts crop-relative translations"):
+        space.layout(x6)
+
+
+def test_the_checkpoints_camera_is_the_default_render_camera(tmp_path, tiny_image_to_3d_models):
+    tiny_image_to_3d_models.save(tmp_path / "cam.pt", metadata={"camera": {"size": 48, "fov_degrees": 40.0}})
+    pipe = _pipe(tmp_path / "cam.pt")
+    assert (pipe.render_size, pipe.fov_degrees) == (48, 40.0)
+    inputs = pipe.load_inputs()
+    assert inputs.source.endswith("(48 px)") and inputs.intrinsics[0, 2] == 24.0
+    assert _pipe(tmp_path / "cam.pt", render_size=64, fov_degrees=50.0).render_size == 64
 
 
 # ---------------------------------------------------------------------- stages
