@@ -53,6 +53,13 @@ class ImageTo3DResult:
     pose (before that factor); ``ss_velocities`` (per step, a dict of token groups' tensors) and
     ``slat_velocities`` (per step, ``[N, C]``) are what the samplers' ``velocity`` returned.
     ``notes`` says what was unusual (an empty structure, a shrunk one).
+
+    Example::
+
+        result = pipe.run(pipe.load_inputs())
+        result.mesh.export("mesh.glb")                       # trimesh.Trimesh in the predicted pose
+        result.structure.tokens, result.layout.translation   # SLaT tokens sampled, camera-frame translation
+        result.timings["slat_s"], len(result.ss_velocities)  # seconds; one velocity per SS step
     """
 
     mesh: trimesh.Trimesh

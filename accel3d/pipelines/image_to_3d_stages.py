@@ -187,7 +187,13 @@ def crop_to_camera(token: Tensor, intrinsics: np.ndarray, size: int) -> Tensor:
 @dataclass
 class SparseCoords:
     """The voxels the SLaT flow samples over: ``coords`` ``[N, 3]`` (int64, C order), the ``factor`` by which
-    the structure was shrunk (the layout scale is multiplied by it), and ``occupied``, the count before any cap."""
+    the structure was shrunk (the layout scale is multiplied by it), and ``occupied``, the count before any cap.
+
+    Example::
+
+        found = SparseCoords(torch.tensor([[3, 4, 5], [3, 4, 6]]), factor=1.0, occupied=2)
+        found.tokens   # 2
+    """
 
     coords: Tensor
     factor: float = 1.0

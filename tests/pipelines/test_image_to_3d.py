@@ -81,7 +81,7 @@ def _save_rgba(path, rgb: torch.Tensor, alpha: np.ndarray):
 
 # ---------------------------------------------------------------------- the job layer
 def test_default_shaped_run_writes_mesh_record_and_preview(tmp_path, tiny_image_to_3d_weights, capsys):
-    cfg = _compose(f"pipeline.weights={tiny_image_to_3d_weights}", *FAST_OVERRIDES, "repeats=1", "export_formats=[glb]")
+    cfg = _compose(f"pipeline.weights={tiny_image_to_3d_weights}", *FAST_OVERRIDES, "repeats=1", "threads=1", "export_formats=[glb]")
     record = run_job(cfg, tmp_path)
     assert record["status"] == "completed" and record["pipeline"] == "image_to_3d" and record["stack"] == "none"
     assert record["headline"] == {"timing": "total_s", "fidelity_metric": "fscore", "higher_is_better": True}
@@ -329,7 +329,9 @@ def test_a_mesh_file_that_cannot_be_read_is_refused(tmp_path):
 
 # ---------------------------------------------------------------------- structures
 def test_zero_occupied_voxels_give_an_empty_mesh_and_a_warning(tmp_path, empty_structure_weights, capsys):
-    cfg = _compose(f"pipeline.weights={empty_structure_weights}", *FAST_OVERRIDES, "repeats=1", "warmup=false", "export_formats=[glb]")
+    cfg = _compose(
+        f"pipeline.weights={empty_structure_weights}", *FAST_OVERRIDES, "repeats=1", "warmup=false", "threads=1", "export_formats=[glb]"
+    )
     with pytest.warns(UserWarning, match="zero occupied voxels"):
         record = run_job(cfg, tmp_path)
     base = record["runs"]["baseline"]
