@@ -72,7 +72,8 @@ def _small_resolutions(match: re.Match) -> str:
 
 RUN = r"^accel3d run\b"
 SDS = r"^accel3d run\b.*(pipeline=sds|\+experiment=caching_ablation)"
-SHAPE = r"^accel3d run\b(?!.*(pipeline=sds|\+experiment=caching_ablation))"
+SHAPE = r"^accel3d run\b(?!.*(pipeline=sds|pipeline=image_to_3d|\+experiment=caching_ablation))"
+IMAGE_TO_3D = r"^accel3d run\b.*pipeline=image_to_3d"
 SWEEP = r"^accel3d run\b.*( -m |--multirun|\+experiment=)"
 FLASHVDM_BAND = r"^accel3d run\b.*(hierarchical_flashvdm|\+experiment=decoding_ablation)"
 BENCH_DECODING, BENCH_CACHING, BENCH_KERNELS = (rf"^accel3d bench {name}\b" for name in ("decoding", "caching", "kernels"))
@@ -98,6 +99,9 @@ REDUCTIONS = [
     Reduction(SDS, r"pipeline\.iterations=[\d,]+", "pipeline.iterations=3", "pipeline.iterations=3", "each step calls the U-Net"),
     Reduction(SDS, r"pipeline\.latent_size=\d+", "pipeline.latent_size=16", "pipeline.latent_size=16", "the U-Net input is latent^2"),
     Reduction(SDS, r"pipeline\.backbone=sd21_base", "pipeline.backbone=tiny", None, "866M parameters: ~25 s to build and run"),
+    # accel3d run on the image_to_3d pipeline: 3 flow steps per stage
+    Reduction(IMAGE_TO_3D, r"pipeline\.ss_steps=\d+", "pipeline.ss_steps=3", "pipeline.ss_steps=3", "25 SS steps with CFG"),
+    Reduction(IMAGE_TO_3D, r"pipeline\.slat_steps=\d+", "pipeline.slat_steps=3", "pipeline.slat_steps=3", "25 SLaT steps"),
     # every accel3d run: one timed run of each side, one torch thread (two pages run at once)
     Reduction(RUN, r"\brepeats=\d+", "repeats=1", "repeats=1", "the timings are not what is checked"),
     Reduction(RUN, r"\bthreads=\w+", f"threads={THREADS}", f"threads={THREADS}", "two lanes share the cores"),
