@@ -170,3 +170,24 @@ class FlowStageAdapter:
     def __repr__(self) -> str:
         state = "attached" if self.attached else "detached"
         return f"{type(self).__name__}({type(self.target).__name__}, groups={self.token_groups}, {state})"
+
+
+def pipeline_models(pipeline: Any, family: str) -> Any:
+    """The ``.models`` mapping of a TRELLIS or SAM3D pipeline (a dict, or an ``nn.ModuleDict``), or a TypeError."""
+    models = getattr(pipeline, "models", None)
+    if not (hasattr(models, "__getitem__") and hasattr(models, "__contains__")):
+        raise TypeError(f"pipeline: expected a {family} pipeline with a .models dict, got {type(pipeline).__name__}")
+    return models
+
+
+def attach_all(makers: Mapping[str, Callable[[], FlowStageAdapter]]) -> dict[str, FlowStageAdapter]:
+    """Call every maker (each attaches one stage); if one fails, the stages attached so far are detached again."""
+    stages: dict[str, FlowStageAdapter] = {}
+    try:
+        for name, make in makers.items():
+            stages[name] = make()
+    except BaseException:
+        for stage in stages.values():
+            stage.detach()
+        raise
+    return stages

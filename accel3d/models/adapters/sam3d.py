@@ -31,7 +31,7 @@ import inspect
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from accel3d.models.adapters.base import FlowStageAdapter
+from accel3d.models.adapters.base import FlowStageAdapter, attach_all, pipeline_models
 
 SAM3D_SLAT_TOKEN_GROUPS: dict[str, tuple[str, ...]] = {"slat": ()}
 
@@ -209,17 +209,8 @@ def attach_pipeline(pipeline: Any) -> dict[str, Sam3DFlowStage]:
         for stage in stages.values():
             stage.detach()
     """
-    models = getattr(pipeline, "models", None)
-    if not (hasattr(models, "__getitem__") and hasattr(models, "__contains__")):  # a dict, or SAM3D's nn.ModuleDict
-        raise TypeError(f"pipeline: expected a SAM3D pipeline with a .models dict, got {type(pipeline).__name__}")
-    stages: dict[str, Sam3DFlowStage] = {}
-    try:
-        for name, key in PIPELINE_STAGES.items():
-            if key not in models:
-                raise ValueError(f"pipeline: {type(pipeline).__name__}.models has no {key!r}")
-            stages[name] = attach_stage(models[key])
-    except BaseException:
-        for stage in stages.values():
-            stage.detach()
-        raise
-    return stages
+    models = pipeline_models(pipeline, "SAM3D")
+    for key in PIPELINE_STAGES.values():
+        if key not in models:
+            raise ValueError(f"pipeline: {type(pipeline).__name__}.models has no {key!r}")
+    return attach_all({name: (lambda key=key: attach_stage(models[key])) for name, key in PIPELINE_STAGES.items()})

@@ -29,7 +29,7 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from accel3d.models.adapters.base import FlowStageAdapter
+from accel3d.models.adapters.base import FlowStageAdapter, attach_all, pipeline_models
 
 TRELLIS_SS_TOKEN_GROUPS: dict[str, tuple[str, ...]] = {"shape": ()}
 TRELLIS_SLAT_TOKEN_GROUPS: dict[str, tuple[str, ...]] = {"slat": ()}
@@ -172,17 +172,9 @@ def attach_pipeline(pipeline: Any) -> dict[str, TrellisFlowStage]:
         for stage in stages.values():
             stage.detach()
     """
-    models = getattr(pipeline, "models", None)
-    if not (hasattr(models, "__getitem__") and hasattr(models, "__contains__")):  # a dict, or SAM3D's nn.ModuleDict
-        raise TypeError(f"pipeline: expected a TRELLIS pipeline with a .models dict, got {type(pipeline).__name__}")
-    stages: dict[str, TrellisFlowStage] = {}
-    try:
-        for name, (sampler_attr, model_key) in PIPELINE_STAGES.items():
-            if getattr(pipeline, sampler_attr, None) is None or model_key not in models:
-                raise ValueError(f"pipeline: {type(pipeline).__name__} has no {sampler_attr} with models[{model_key!r}]")
-            stages[name] = attach_stage(getattr(pipeline, sampler_attr), models[model_key])
-    except BaseException:
-        for stage in stages.values():
-            stage.detach()
-        raise
-    return stages
+    models = pipeline_models(pipeline, "TRELLIS")
+    for sampler_attr, model_key in PIPELINE_STAGES.values():
+        if getattr(pipeline, sampler_attr, None) is None or model_key not in models:
+            raise ValueError(f"pipeline: {type(pipeline).__name__} has no {sampler_attr} with models[{model_key!r}]")
+    makers = {name: (lambda a=a, k=k: attach_stage(getattr(pipeline, a), models[k])) for name, (a, k) in PIPELINE_STAGES.items()}
+    return attach_all(makers)
