@@ -89,3 +89,21 @@ class Pipeline:
     def describe(self) -> dict[str, Any]:
         """A few facts for the record and the report table (resolution, backbone, ...)."""
         return {}
+
+
+def picture_panels(result: Any, baseline: Any | None, options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The panels of a job's picture: ``{title: run}`` and ``{title: caption}``, the unaccelerated run first
+    ("unaccelerated", then "stack: NAME"), with the captions the job passed in ``options["captions"]``.
+
+    Example::
+
+        runs, captions = picture_panels(result.mesh, baseline.mesh, options)
+        render_preview(runs, out_dir / "preview.png", captions=captions)
+    """
+    given = options.get("captions", {})
+    runs, captions = {}, {}
+    if baseline is not None:
+        runs["unaccelerated"], captions["unaccelerated"] = baseline, given.get("baseline", "")
+    title = f"stack: {options.get('stack', 'accelerated')}"
+    runs[title], captions[title] = result, given.get("accelerated", "")
+    return runs, captions

@@ -32,7 +32,7 @@ import trimesh
 from tqdm.auto import tqdm
 
 from accel3d.core.io import expand_path, write_json
-from accel3d.core.pipeline import Pipeline
+from accel3d.core.pipeline import Pipeline, picture_panels
 from accel3d.core.validate import check_bool, check_float, check_int, check_pair, check_seed
 from accel3d.geometry.metrics import chamfer_and_fscore, volume_iou
 from accel3d.geometry.render import DEFAULT_FOV_DEGREES
@@ -318,12 +318,7 @@ class ImageTo3DPipeline(Pipeline):
         layout = {**result.layout.as_dict(), "structure_factor": result.structure.factor, "tokens": result.structure.tokens}
         files["layout"] = write_json(out_dir / "layout.json", layout).name
         if options.get("preview", True):
-            captions = options.get("captions", {})
-            meshes, lines = {}, {}
-            if baseline is not None:
-                meshes["unaccelerated"], lines["unaccelerated"] = baseline.mesh, captions.get("baseline", "")
-            title = f"stack: {options.get('stack', 'accelerated')}"
-            meshes[title], lines[title] = result.mesh, captions.get("accelerated", "")
+            meshes, lines = picture_panels(result.mesh, baseline.mesh if baseline is not None else None, options)
             inputs = result.inputs if result.inputs is not None else self.load_inputs()
             path = out_dir / "preview.png"
             files["preview"] = save_preview(inputs.image, inputs.mask, meshes, path, captions=lines, intrinsics=inputs.crop_intrinsics).name

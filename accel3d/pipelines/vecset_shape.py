@@ -19,7 +19,7 @@ import torch
 import trimesh
 
 from accel3d.core.io import expand_path, load_torch_file, path_origin
-from accel3d.core.pipeline import Pipeline
+from accel3d.core.pipeline import Pipeline, picture_panels
 from accel3d.core.validate import check_choice, check_float, check_int, check_seed
 from accel3d.geometry.meshes import BUNDLED_MESH, load_mesh, normalize_mesh, sample_surface
 from accel3d.geometry.metrics import chamfer_and_fscore, volume_iou
@@ -242,12 +242,7 @@ class VecsetShapePipeline(Pipeline):
         if baseline is not None and options.get("export_formats"):
             files["baseline_mesh"] = export_mesh(baseline.mesh, out_dir / "mesh_baseline.glb").name
         if options.get("preview", True):
-            captions = options.get("captions", {})
-            views, lines = {}, {}
-            if baseline is not None:
-                views["unaccelerated"], lines["unaccelerated"] = baseline.mesh, captions.get("baseline", "")
-            title = f"stack: {options.get('stack', 'accelerated')}"
-            views[title], lines[title] = result.mesh, captions.get("accelerated", "")
+            views, lines = picture_panels(result.mesh, baseline.mesh if baseline is not None else None, options)
             files["preview"] = render_preview(views, out_dir / "preview.png", captions=lines).name
         return files
 
