@@ -1,1 +1,19 @@
-"""Fast-SAM3D step caching and token pruning for two-stage flow pipelines (see the Fast-SAM3D issue)."""
+"""Fast-SAM3D for two-stage flow pipelines (sparse structure -> structured latent -> mesh).
+
+- :class:`ModalityStepCache` (stage ``ss_sampler``): full steps on a schedule, Taylor
+  extrapolation of shape tokens and an anchored blend of layout tokens in between;
+- :class:`TokenCarving` (stage ``slat_sampler``): the least salient tokens keep their velocity,
+  the rest go through the model as a smaller set; whole steps are skipped while the
+  accumulated relative change stays under a threshold.
+
+Example::
+
+    from accel3d.pruning import ModalityStepCache
+    with ModalityStepCache(stride=3, beta=0.7).applied(pipeline.stage("ss_sampler")):
+        result = pipeline.run(inputs)
+"""
+
+from accel3d.pruning.step_cache import ModalityStepCache
+from accel3d.pruning.token_carving import TokenCarving
+
+__all__ = ["ModalityStepCache", "TokenCarving"]

@@ -1,0 +1,246 @@
+"""Spatiotemporal token carving with adaptive step skipping (Fast-SAM3D, SLaT stage).
+
+Attaches to a flow sampler stage (``slat_sampler``) whose state is one token tensor
+``[1, N, C]`` (or a sparse tensor with ``.feats``) and whose ``velocity`` takes the tokens'
+per-token arguments (``coords`` ``[1, N, 3]``, ``mask``) as keywords. Each step is one of:
+
+- **skipped** (after ``warmup``, while the accumulated relative change ``E`` stays below
+  ``skip_threshold``): ``v = x_t + (v_last - x_last)`` from the last computed step, no model call;
+  ``E += eps``, ``eps = k mean|x_t - x_prev| / mean|v_prev|``, ``k`` the trajectory's rate
+  ``|dv| / |dx|`` between computed steps (an EMA 0.7/0.3, or the latest, the paper's curvature);
+- **computed**, ``E`` reset: from ``warmup`` on, the ``ratio`` of tokens with the lowest saliency
+  (:func:`~accel3d.pruning.saliency.token_saliency`) keep their previous velocity and the rest go
+  through the model as a smaller token set, gathered and scattered back with
+  :func:`accel3d.kernels.gather_rows` / :func:`accel3d.kernels.scatter_add_rows`; a token cached
+  ``max_stale`` steps in a row is forced to update.
+
+``ratio=0`` and ``skip_threshold=0`` compute every step in full, bit for bit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from accel3d.core.accelerator import BaseAccelerator
+from accel3d.core.registry import register_accelerator
+from accel3d.core.validate import check_bool, check_choice, check_float, check_int
+from accel3d.kernels import gather_rows, scatter_add_rows
+from accel3d.pruning.saliency import WEIGHTINGS, carve, frequency_score, grid_side, token_saliency
+from accel3d.pruning.state import leaf, target_steps, token_groups_of, with_leaf
+
+RATES = ("ema", "curvature")
+
+
+class SlatTrajectory:
+    """What one SLaT trajectory has seen so far (cleared at its step 0)."""
+
+    def __init__(self) -> None:
+        self.last_step = -1
+        self.shape: tuple | None = None
+        self.prev_x: Tensor | None = None  # the state at the last step (computed or skipped)
+        self.prev_v: Tensor | None = None  # the velocity returned at the last step
+        self.prev_prev_v: Tensor | None = None
+        self.computed_x: Tensor | None = None  # the state and velocity at the last computed step
+        self.computed_v: Tensor | None = None
+        self.rate: float | None = None  # k: |dv| / |dx| between computed steps
+        self.error = 0.0  # E: accumulated relative change since the last computed step
+        self.stale: Tensor | None = None  # per token: steps cached in a row
+        self.freq: Tensor | None = None  # per token: S_freq (the coordinates do not change in a trajectory)
+
+
+def _mean_abs(x: Tensor) -> float:
+    return float(x.abs().float().mean())
+
+
+@register_accelerator("token_carving")
+class TokenCarving(BaseAccelerator):
+    """Fast-SAM3D's spatiotemporal token carving with adaptive step skipping on the ``slat_sampler`` stage.
+
+    Args:
+        warmup: steps computed in full first (3); carving and skipping start after them.
+        ratio: share of tokens carved (keeping their previous velocity) on computed steps (0.1), in [0, 1).
+        max_stale: a token cached this many steps in a row is forced to update (4; the public code 5).
+        gamma: weight of the abrupt change ``A`` in the paper's saliency.
+        weighting: ``paper`` (``(M + gamma A)/2 + S_freq/2``) or ``code`` (``0.3 S_freq + 0.7 (0.7 A + 0.3 M)``).
+        freq_radius: the low-frequency sphere's radius as a share of the grid side (8 of 64).
+        resolution: the structure grid's side for ``S_freq`` (None: the smallest power of two holding the coordinates).
+        skip_threshold: ``E`` at which a step is computed again (1.5, as in the public code); 0 never skips.
+        rate: ``ema`` (``k <- 0.7 k + 0.3 kappa``) or ``curvature`` (``k = kappa``, the latest, the paper's option).
+        force_last: compute the last step (the public code may skip it).
+        token_kwargs: the velocity's keyword arguments that hold one row per token (gathered with the tokens).
+
+    Example::
+
+        carving = TokenCarving(ratio=0.1, skip_threshold=1.5)
+        with carving.applied(pipeline.stage("slat_sampler")):
+            result = pipeline.run(inputs)
+        carving.stats()   # model_calls, skipped_steps, tokens_computed, tokens_dense, ...
+    """
+
+    name = "token_carving"
+    stage = "slat_sampler"
+
+    def __init__(
+        self,
+        warmup: int = 3,
+        ratio: float = 0.1,
+        max_stale: int = 4,
+        gamma: float = 1.0,
+        weighting: str = "paper",
+        freq_radius: float = 8 / 64,
+        resolution: int | None = None,
+        skip_threshold: float = 1.5,
+        rate: str = "ema",
+        force_last: bool = True,
+        token_kwargs: tuple[str, ...] = ("coords", "mask"),
+    ) -> None:
+        super().__init__()
+        self.warmup = check_int("warmup", warmup, low=0)
+        self.ratio = check_float("ratio", ratio, low=0.0, high=1.0, high_open=True)
+        self.max_stale = check_int("max_stale", max_stale, low=1)
+        self.gamma = check_float("gamma", gamma, low=0.0)
+        self.weighting = check_choice("weighting", weighting, WEIGHTINGS)
+        self.freq_radius = check_float("freq_radius", freq_radius, low=0.0, high=1.0)
+        self.resolution = check_int("resolution", resolution, low=2, allow_none=True)
+        self.skip_threshold = check_float("skip_threshold", skip_threshold, low=0.0)
+        self.rate = check_choice("rate", rate, RATES)
+        self.force_last = check_bool("force_last", force_last)
+        self.token_kwargs = tuple(token_kwargs)
+        self.trajectory = SlatTrajectory()
+        self._steps: Callable[[], int | None] = lambda: None
+
+    def _attach(self, target: Any) -> None:
+        token_groups_of(target, self.name)
+        self._steps = lambda: target_steps(target)
+        self.trajectory = SlatTrajectory()
+        self.patches.wrap(target, "velocity", self._wrap)
+
+    def reset(self) -> None:
+        super().reset()
+        self.trajectory = SlatTrajectory()
+
+    # ------------------------------------------------------------------ one step
+    def _wrap(self, original: Callable[..., Any]) -> Callable[..., Any]:
+        def velocity(x: Any, t: Any, cond: Any, step: int, **kwargs: Any) -> Any:
+            tokens = leaf(x)
+            tr = self._trajectory_for(step, tokens)
+            self.statistics.add("steps")
+            self.statistics.add("tokens_dense", tokens.shape[0] * tokens.shape[1])
+            if self._skips(step, tokens, tr):
+                out = tokens + (tr.computed_v - tr.computed_x)  # v = x_t + (v_last - x_last)
+                self._remember(tr, tokens, out, computed=False)
+                self.statistics.add("skipped_steps")
+                return with_leaf(x, out)
+            return self._compute(original, x, tokens, t, cond, step, kwargs, tr)
+
+        return velocity
+
+    def _trajectory_for(self, step: int, tokens: Tensor) -> SlatTrajectory:
+        tr = self.trajectory
+        if step == 0 or step <= tr.last_step or tuple(tokens.shape) != tr.shape:
+            tr = self.trajectory = SlatTrajectory()
+            tr.shape = tuple(tokens.shape)
+            self.statistics.add("trajectories")
+        tr.last_step = step
+        return tr
+
+    def _is_last(self, step: int) -> bool:
+        steps = self._steps()
+        return steps is not None and step >= steps - 1
+
+    def _skips(self, step: int, tokens: Tensor, tr: SlatTrajectory) -> bool:
+        if self.skip_threshold == 0 or step < self.warmup or tr.computed_v is None or tr.rate is None:
+            return False
+        if self.force_last and self._is_last(step):
+            return False
+        eps = tr.rate * _mean_abs(tokens - tr.prev_x) / (_mean_abs(tr.prev_v) + 1e-6)
+        if tr.error + eps < self.skip_threshold:
+            tr.error += eps
+            return True
+        return False
+
+    def _compute(self, original, x, tokens, t, cond, step, kwargs, tr: SlatTrajectory) -> Any:
+        carved = self._carved(step, x, tokens, kwargs, tr)
+        if carved is not None and bool(carved.any()):
+            v_tokens = self._partial(original, x, tokens, t, cond, step, kwargs, carved, tr)
+            if v_tokens is not None:
+                tr.stale = torch.where(carved, tr.stale + 1, torch.zeros_like(tr.stale))
+                self._remember(tr, tokens, v_tokens, computed=True)
+                return with_leaf(x, v_tokens)
+        v = original(x, t, cond, step, **kwargs)
+        self.statistics.add("model_calls")
+        self.statistics.add("tokens_computed", tokens.shape[0] * tokens.shape[1])
+        v_tokens = leaf(v)
+        if not bool(torch.isfinite(v_tokens).all()):
+            self.statistics.add("nan_steps")  # never cached: the trajectory's memory starts again
+            self.trajectory = SlatTrajectory()
+            self.trajectory.shape, self.trajectory.last_step = tuple(tokens.shape), step
+            return v
+        if tr.stale is not None:
+            tr.stale.zero_()
+        self._remember(tr, tokens, v_tokens, computed=True)
+        return v
+
+    def _carved(self, step: int, x: Any, tokens: Tensor, kwargs: dict, tr: SlatTrajectory) -> Tensor | None:
+        """The tokens to carve this step, or None (carving off, warm-up, no history, a batch of several)."""
+        if self.ratio == 0 or step < self.warmup or tr.prev_prev_v is None:
+            return None
+        if not isinstance(x, Tensor) or tokens.shape[0] != 1 or not isinstance(kwargs.get("coords"), Tensor):
+            # carving needs one object as a plain token tensor and its coordinates; a sparse tensor's
+            # subset would have to be rebuilt by its own library, so such stages are only step-skipped
+            self.statistics.add("uncarved_steps")
+            return None
+        n = tokens.shape[1]
+        if tr.stale is None:
+            tr.stale = torch.zeros(n, dtype=torch.long, device=tokens.device)
+        if tr.freq is None:
+            coords = kwargs["coords"][0].long()
+            tr.freq = frequency_score(coords, self.resolution or grid_side(coords), self.freq_radius).to(tokens.device)
+        score = token_saliency(tr.prev_v[0], tr.prev_prev_v[0], tr.freq, self.gamma, self.weighting)
+        return carve(score, tr.stale, self.ratio, self.max_stale)
+
+    def _partial(self, original, x, tokens, t, cond, step, kwargs, carved: Tensor, tr: SlatTrajectory) -> Tensor | None:
+        """The velocity with only the uncarved tokens through the model; None if it came out non-finite."""
+        keep = torch.nonzero(~carved, as_tuple=True)[0]
+        n = tokens.shape[1]
+        sub_kwargs = {
+            k: (v.index_select(1, keep) if k in self.token_kwargs and isinstance(v, Tensor) and v.shape[:2] == (1, n) else v)
+            for k, v in kwargs.items()
+        }
+        sub_x = gather_rows(tokens[0], keep)[None]
+        v_sub = leaf(original(sub_x, t, cond, step, **sub_kwargs))
+        self.statistics.add("model_calls")
+        self.statistics.add("tokens_computed", len(keep))
+        if not bool(torch.isfinite(v_sub).all()):
+            self.statistics.add("nan_steps")
+            return None
+        self.statistics.add("carved_steps")
+        self.statistics.add("tokens_carved", int(carved.sum()))
+        merged = scatter_add_rows(v_sub[0], keep, n).to(v_sub.dtype) + tr.prev_v[0] * carved[:, None].to(v_sub.dtype)
+        return merged[None]
+
+    def _remember(self, tr: SlatTrajectory, tokens: Tensor, v: Tensor, computed: bool) -> None:
+        if computed:
+            if tr.computed_v is not None:
+                dx = _mean_abs(tokens - tr.computed_x)
+                kappa = _mean_abs(v - tr.computed_v) / dx if dx > 0 else None
+                if kappa is not None:
+                    tr.rate = kappa if tr.rate is None or self.rate == "curvature" else 0.7 * tr.rate + 0.3 * kappa
+            tr.computed_x, tr.computed_v = tokens, v
+            tr.error = 0.0
+        tr.prev_prev_v, tr.prev_v, tr.prev_x = tr.prev_v, v, tokens
+
+    # ------------------------------------------------------------------ reports
+    def summary(self) -> dict[str, float]:
+        c = self.statistics.counters
+        if not c.get("tokens_dense"):
+            return {}
+        return {"slat_token_fraction": c.get("tokens_computed", 0) / c["tokens_dense"], "slat_skipped_steps": c.get("skipped_steps", 0)}
+
+    def ceiling(self) -> float | None:
+        c = self.statistics.counters
+        return c["tokens_dense"] / c["tokens_computed"] if c.get("tokens_computed") else None
