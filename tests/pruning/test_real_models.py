@@ -13,13 +13,10 @@ from accel3d.models.adapters import Sam3DFlowStage, TrellisFlowStage
 from accel3d.pruning import ModalityStepCache, TokenCarving
 from accel3d.pruning.extrapolation import full_steps
 from tests.models.real_models import keep_sparse_convs_training
-from tests.models.test_real_model_adapters import (  # noqa: F401 (fixtures)
+from tests.models.test_real_model_adapters import (
     count_forwards,
-    one_thread,
     randomized,
-    sam3d,
     sam3d_ss_backbone,
-    trellis,
     trellis_slat_model,
     trellis_ss_model,
     voxel_coords,

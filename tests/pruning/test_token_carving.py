@@ -38,7 +38,7 @@ def test_carving_sends_the_kept_tokens_with_their_coordinates_and_keeps_the_rest
         _, seen = stage.sample()
     sizes = [size for _, size, _ in stage.calls]
     assert sizes[:4] == [n, n, n, n - n // 4]  # warm-up 0-2 in full, carving from step 3 on (history of two)
-    for step, size, coords in stage.calls[3:]:
+    for _, size, coords in stage.calls[3:]:
         kept = torch.nonzero((coords[:, None] == stage.coords[0][None]).all(-1))[:, 1]
         assert size == len(kept) == len(coords)  # every row the model saw is one of the structure's voxels, in order
         assert torch.equal(kept, kept.sort().values)
