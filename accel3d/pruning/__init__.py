@@ -4,7 +4,10 @@
   extrapolation of shape tokens and an anchored blend of layout tokens in between;
 - :class:`TokenCarving` (stage ``slat_sampler``): the least salient tokens keep their velocity,
   the rest go through the model as a smaller set; whole steps are skipped while the
-  accumulated relative change stays under a threshold.
+  accumulated relative change stays under a threshold;
+- :class:`SpectralAggregation` (stage ``sparse_structure``): a 2D/3D high-frequency energy score
+  picks a factor; the structure is shrunk by it, merged voxels max-pooled, the layout scale compensated;
+- the baselines (:mod:`accel3d.pruning.baselines`): ``taylorseer``, ``easycache``, ``random_drop``, ``uniform_merge``.
 
 Example::
 
@@ -13,7 +16,17 @@ Example::
         result = pipeline.run(inputs)
 """
 
+from accel3d.pruning.aggregation import SpectralAggregation
+from accel3d.pruning.baselines import EasyCacheSkip, RandomTokenDrop, UniformTaylorCache, UniformTokenMerge
 from accel3d.pruning.step_cache import ModalityStepCache
 from accel3d.pruning.token_carving import TokenCarving
 
-__all__ = ["ModalityStepCache", "TokenCarving"]
+__all__ = [
+    "EasyCacheSkip",
+    "ModalityStepCache",
+    "RandomTokenDrop",
+    "SpectralAggregation",
+    "TokenCarving",
+    "UniformTaylorCache",
+    "UniformTokenMerge",
+]

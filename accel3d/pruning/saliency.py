@@ -7,7 +7,8 @@
 - ``S_freq(i)``, the voxel's high-frequency structure: the 3D FFT of the occupancy with the
   low-frequency sphere zeroed, ``|ifft|`` read at the voxel.
 
-The public code weighs them ``0.3 S_freq + 0.7 (0.7 A + 0.3 M)`` instead (``weighting="code"``).
+The public code weighs them ``0.3 S_freq + 0.7 (0.7 A + 0.3 M)`` instead (``weighting="code"``);
+``weighting="random"`` scores every token uniformly at random (the random-drop baseline).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-WEIGHTINGS = ("paper", "code")
+WEIGHTINGS = ("paper", "code", "random")
 
 
 def minmax(x: Tensor) -> Tensor:
@@ -52,8 +53,12 @@ def frequency_score(coords: Tensor, resolution: int, radius_fraction: float = 8 
     return minmax(high[coords[:, 0], coords[:, 1], coords[:, 2]].float())
 
 
-def token_saliency(v: Tensor, v_prev: Tensor, freq: Tensor, gamma: float = 1.0, weighting: str = "paper") -> Tensor:
+def token_saliency(
+    v: Tensor, v_prev: Tensor, freq: Tensor, gamma: float = 1.0, weighting: str = "paper", generator: torch.Generator | None = None
+) -> Tensor:
     """``J`` per token from the latest velocity ``v`` ``[N, C]``, the one before it and ``S_freq`` ``[N]``."""
+    if weighting == "random":
+        return torch.rand(v.shape[0], generator=generator).to(v.device)
     magnitude = minmax(v.float().norm(dim=-1))
     change = minmax((v - v_prev).float().norm(dim=-1))
     if weighting == "paper":

@@ -65,13 +65,15 @@ class TokenCarving(BaseAccelerator):
         ratio: share of tokens carved (keeping their previous velocity) on computed steps (0.1), in [0, 1).
         max_stale: a token cached this many steps in a row is forced to update (4; the public code 5).
         gamma: weight of the abrupt change ``A`` in the paper's saliency.
-        weighting: ``paper`` (``(M + gamma A)/2 + S_freq/2``) or ``code`` (``0.3 S_freq + 0.7 (0.7 A + 0.3 M)``).
+        weighting: ``paper`` (``(M + gamma A)/2 + S_freq/2``), ``code`` (``0.3 S_freq + 0.7 (0.7 A + 0.3 M)``)
+            or ``random`` (the random-drop baseline, drawn from ``seed``).
         freq_radius: the low-frequency sphere's radius as a share of the grid side (8 of 64).
         resolution: the structure grid's side for ``S_freq`` (None: the smallest power of two holding the coordinates).
         skip_threshold: ``E`` at which a step is computed again (1.5, as in the public code); 0 never skips.
         rate: ``ema`` (``k <- 0.7 k + 0.3 kappa``) or ``curvature`` (``k = kappa``, the latest, the paper's option).
         force_last: compute the last step (the public code may skip it).
         token_kwargs: the velocity's keyword arguments that hold one row per token (gathered with the tokens).
+        seed: the random scores of ``weighting="random"`` (restarted by ``reset``).
 
     Example::
 
@@ -97,6 +99,7 @@ class TokenCarving(BaseAccelerator):
         rate: str = "ema",
         force_last: bool = True,
         token_kwargs: tuple[str, ...] = ("coords", "mask"),
+        seed: int = 0,
     ) -> None:
         super().__init__()
         self.warmup = check_int("warmup", warmup, low=0)
@@ -110,6 +113,8 @@ class TokenCarving(BaseAccelerator):
         self.rate = check_choice("rate", rate, RATES)
         self.force_last = check_bool("force_last", force_last)
         self.token_kwargs = tuple(token_kwargs)
+        self.seed = check_int("seed", seed, low=0)
+        self._generator = torch.Generator().manual_seed(self.seed)  # the random-drop baseline's scores
         self.trajectory = SlatTrajectory()
         self._steps: Callable[[], int | None] = lambda: None
 
@@ -122,6 +127,7 @@ class TokenCarving(BaseAccelerator):
     def reset(self) -> None:
         super().reset()
         self.trajectory = SlatTrajectory()
+        self._generator = torch.Generator().manual_seed(self.seed)
 
     # ------------------------------------------------------------------ one step
     def _wrap(self, original: Callable[..., Any]) -> Callable[..., Any]:
@@ -187,8 +193,8 @@ class TokenCarving(BaseAccelerator):
 
     def _carved(self, step: int, x: Any, tokens: Tensor, kwargs: dict, tr: SlatTrajectory) -> Tensor | None:
         """The tokens to carve this step, or None (carving off, warm-up, no history, a batch of several)."""
-        if self.ratio == 0 or step < self.warmup or tr.prev_prev_v is None:
-            return None
+        if self.ratio == 0 or step < self.warmup or tr.prev_prev_v is None or tokens.shape[1] < 2:
+            return None  # (0 or 1 tokens: nothing to rank)
         if not isinstance(x, Tensor) or tokens.shape[0] != 1 or not isinstance(kwargs.get("coords"), Tensor):
             # carving needs one object as a plain token tensor and its coordinates; a sparse tensor's
             # subset would have to be rebuilt by its own library, so such stages are only step-skipped
@@ -200,7 +206,7 @@ class TokenCarving(BaseAccelerator):
         if tr.freq is None:
             coords = kwargs["coords"][0].long()
             tr.freq = frequency_score(coords, self.resolution or grid_side(coords), self.freq_radius).to(tokens.device)
-        score = token_saliency(tr.prev_v[0], tr.prev_prev_v[0], tr.freq, self.gamma, self.weighting)
+        score = token_saliency(tr.prev_v[0], tr.prev_prev_v[0], tr.freq, self.gamma, self.weighting, self._generator)
         return carve(score, tr.stale, self.ratio, self.max_stale)
 
     def _partial(self, original, x, tokens, t, cond, step, kwargs, carved: Tensor, tr: SlatTrajectory) -> Tensor | None:

@@ -148,3 +148,15 @@ def test_a_single_group_stage_gets_plain_taylor():
     with ModalityStepCache(stride=3).applied(stage):  # the default layout group is absent: no anchoring
         out = [stage.velocity(torch.zeros(1, 16, 4, dtype=torch.float64), 0.0, None, s) for s in range(25)]
     torch.testing.assert_close(out[7], truth(7)["shape"], rtol=1e-12, atol=1e-12)
+
+
+def test_a_changed_batch_mid_trajectory_restarts_the_history_and_runs_in_full():
+    stage = PolynomialStage(order=1)
+    cache = ModalityStepCache(stride=3)
+    with cache.applied(stage):
+        x = {k: torch.zeros(s, dtype=torch.float64) for k, s in stage.shapes.items()}
+        for step in range(3):
+            stage.velocity(x, 0.0, None, step)
+        bigger = {k: torch.zeros(2, *s[1:], dtype=torch.float64) for k, s in stage.shapes.items()}
+        stage.velocity(bigger, 0.0, None, 3)  # would be extrapolated; with a batch of 2 it is computed
+    assert stage.calls == 2 + 1 and cache.stats()["trajectories"] == 2  # steps 0, 1 (2 extrapolated), then 3

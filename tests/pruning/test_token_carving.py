@@ -143,3 +143,23 @@ def test_bad_knobs_name_the_argument():
         TokenCarving(weighting="mine")
     with pytest.raises(TypeError, match=r"^token_carving: expected a flow sampler stage"):
         TokenCarving().attach(object())
+
+
+def test_zero_or_one_token_and_a_changed_batch_run_in_full():
+    for n in (0, 1):
+        stage = TokenStage(lambda x, c: x.clone() + 1, n=max(n, 1))
+        stage.noise, stage.coords = stage.noise[:, :n], stage.coords[:, :n]
+        carving = TokenCarving(warmup=1, ratio=0.5, skip_threshold=0.0)
+        with carving.applied(stage):
+            _, seen = stage.sample()
+        assert carving.stats()["model_calls"] == 25 and "tokens_carved" not in carving.stats()
+        assert all(v.shape == (1, n, 4) for v in seen)
+    stage = TokenStage(lambda x, c: x.clone())
+    carving = TokenCarving(warmup=2, ratio=0.0, skip_threshold=10.0)
+    with carving.applied(stage):
+        x = stage.noise
+        for step in range(4):
+            x = x + stage.velocity(x, 0.0, None, step, coords=stage.coords) / 25
+        wider = torch.cat([x, x], dim=1)  # a sampler that suddenly sends another token set: a new trajectory
+        stage.velocity(wider, 0.0, None, 4, coords=torch.cat([stage.coords, stage.coords], dim=1))
+    assert [s for s, _, _ in stage.calls] == [0, 1, 4] and carving.stats()["trajectories"] == 2
