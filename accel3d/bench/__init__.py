@@ -11,7 +11,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-BENCHMARKS = {"caching": "accel3d.bench.caching", "decoding": "accel3d.bench.decoding", "kernels": "accel3d.bench.kernels"}
+BENCHMARKS = {
+    "caching": "accel3d.bench.caching",
+    "decoding": "accel3d.bench.decoding",
+    "kernels": "accel3d.bench.kernels",
+    "pruning": "accel3d.bench.pruning",
+}
 
 
 def main(argv: list[str]) -> None:

@@ -25,6 +25,10 @@ DECODING_SUBJECTS = ("model", "sphere", "torus", "box", "thin_plate")
 KV_MODES = ("mean", "merge")
 CACHING_SECTIONS = ("tiny", "sd21")
 KERNEL_DTYPES = ("float32", "float16", "bfloat16")
+# `bench pruning`: Fast-SAM3D's modules alone, in pairs and all three, then the baselines (stack names in configs/stack)
+PRUNING_MODULES = ("modality_cache", "token_carving", "spectral_aggregation")
+PRUNING_BASELINES = ("taylorseer", "easycache", "random_drop", "uniform_merge")
+PRUNING_OBJECTS = ("bunny", "eval_00_box", "eval_01_ellipsoid", "eval_02_capsule", "eval_03_cylinder", "eval_04_cone")
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
@@ -128,10 +132,27 @@ def kernels_parser() -> argparse.ArgumentParser:
     return p
 
 
+def pruning_parser() -> argparse.ArgumentParser:
+    p = _new("pruning")
+    p.add_argument("--objects", nargs="+", default=["bunny", "eval_00_box", "eval_04_cone"], choices=PRUNING_OBJECTS,
+                   help="held-out meshes (the bundled bunny, procedural shapes), each rendered to an image and mask")  # fmt: skip
+    p.add_argument("--poses", type=positive_int, default=2, help="poses per object: the default front view, then random ones")
+    p.add_argument("--repeats", type=positive_int, default=3, help="timed runs of every configuration, alternating")
+    p.add_argument("--no-baselines", action="store_true", help=f"leave out {', '.join(PRUNING_BASELINES)}")
+    p.add_argument("--only", nargs="+", default=None, help="run only these configurations (names as printed, e.g. fastsam3d)")
+    p.add_argument("--ss-steps", type=positive_int, default=25)
+    p.add_argument("--slat-steps", type=positive_int, default=25)
+    p.add_argument("--weights", default=None, help="an image-to-3D checkpoint (default: the shipped accel3d/models/weights/image_to_3d.pt)")
+    p.add_argument("--seed", type=nonnegative_int, default=0)
+    add_output_arguments(p, "pruning")
+    return p
+
+
 PARSERS: dict[str, Callable[[], argparse.ArgumentParser]] = {
     "caching": caching_parser,
     "decoding": decoding_parser,
     "kernels": kernels_parser,
+    "pruning": pruning_parser,
 }
 
 

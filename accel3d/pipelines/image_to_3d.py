@@ -73,6 +73,7 @@ class ImageTo3DResult:
     timings: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     inputs: ImageTo3DInputs | None = None  # the crop and mask it was generated from (for the preview)
+    work: dict[str, int] = field(default_factory=dict)  # model calls and tokens each flow processed (CFG passes counted)
 
 
 def load_image_to_3d_models(weights: str | Path | None) -> ImageTo3DModels:
@@ -205,7 +206,41 @@ class ImageTo3DPipeline(Pipeline):
     def _bar(self, desc: str, total: int) -> tqdm:
         return tqdm(total=total, desc=desc, disable=not self.progress, file=sys.stderr, leave=False)
 
+    @contextlib.contextmanager
+    def _counting(self, work: dict[str, int]) -> Iterator[None]:
+        """Count each flow model's forward calls and the tokens they processed (a padding mask's zeros left out)."""
+
+        def counter(prefix: str) -> Any:
+            def hook(module: Any, args: tuple, kwargs: dict) -> None:
+                x = args[0] if args else kwargs["x"]
+                mask = kwargs.get("mask")
+                if isinstance(x, dict):
+                    tokens = sum(int(v.shape[0] * v.shape[1]) for v in x.values())
+                else:
+                    tokens = int(mask.sum()) if isinstance(mask, torch.Tensor) else int(x.shape[0] * x.shape[1])
+                work[f"{prefix}_model_calls"] = work.get(f"{prefix}_model_calls", 0) + 1
+                work[f"{prefix}_tokens"] = work.get(f"{prefix}_tokens", 0) + tokens
+
+            return hook
+
+        hooks = [
+            self.models.ss_flow.register_forward_pre_hook(counter("ss"), with_kwargs=True),
+            self.models.slat_flow.register_forward_pre_hook(counter("slat"), with_kwargs=True),
+        ]
+        try:
+            yield
+        finally:
+            for h in hooks:
+                h.remove()
+
     def _run(self, inputs: ImageTo3DInputs) -> ImageTo3DResult:
+        work: dict[str, int] = {"ss_model_calls": 0, "ss_tokens": 0, "slat_model_calls": 0, "slat_tokens": 0}
+        with self._counting(work):
+            result = self._generate(inputs)
+        result.work = work
+        return result
+
+    def _generate(self, inputs: ImageTo3DInputs) -> ImageTo3DResult:
         cfg, timings, notes = self.models.config, {}, []
         start = t0 = time.perf_counter()
         cond = self.models.condition(inputs.image[None].float(), inputs.mask[None, None].float())
@@ -244,14 +279,14 @@ class ImageTo3DPipeline(Pipeline):
             notes.append("empty structure")
             warnings.warn(
                 "image_to_3d: the sparse structure decoded to zero occupied voxels (no SS logit > 0); the mesh is empty",
-                stacklevel=3,
+                stacklevel=4,
             )
         timings["slat_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         mesh = self.mesh_decoder.decode(tokens, coords, layout.scaled(structure.factor))
         if len(mesh.faces) == 0 and len(coords):
             notes.append("no surface")
-            warnings.warn(f"image_to_3d: the SDF of the {len(coords)} voxels has no zero crossing; the mesh is empty", stacklevel=3)
+            warnings.warn(f"image_to_3d: the SDF of the {len(coords)} voxels has no zero crossing; the mesh is empty", stacklevel=4)
         timings["decode_s"] = time.perf_counter() - t0
         timings["total_s"] = time.perf_counter() - start
         return ImageTo3DResult(mesh, logits > 0, logits, structure, layout, tokens, ss_v, slat_v, timings, notes, inputs)
@@ -282,6 +317,7 @@ class ImageTo3DPipeline(Pipeline):
     def result_figures(self, result: ImageTo3DResult) -> dict[str, Any]:
         structure = result.structure
         figures: dict[str, Any] = {"occupied": structure.occupied, "tokens": structure.tokens, "faces": len(result.mesh.faces)}
+        figures.update(result.work)
         if structure.factor != 1.0:
             figures["shrunk by"] = structure.factor
         if len(result.mesh.faces) == 0:

@@ -126,3 +126,34 @@ def test_bench_caching_smoke(tmp_path):
         assert (r["psnr_db"] is None) == (hits == 0), name
     assert rows["exact cells"]["cross_cell_share"] == 0.0
     assert "| method | end-to-end | U-Net only |" in proc.stdout
+
+
+def test_bench_pruning_smoke(tmp_path):
+    from accel3d.models.image_to_3d import ImageTo3DConfig, ImageTo3DModels
+    from accel3d.pruning.extrapolation import full_steps
+    from tests.pipelines.conftest import TINY_IMAGE_TO_3D
+
+    torch.manual_seed(0)
+    weights = tmp_path / "tiny.pt"
+    ImageTo3DModels(ImageTo3DConfig(**TINY_IMAGE_TO_3D)).eval().save(weights)
+    out = tmp_path / "bench.json"
+    only = ["modality_cache", "token_carving", "fastsam3d", "taylorseer", "random_drop"]
+    accel3d("bench", "pruning", "--weights", str(weights), "--objects", "bunny", "eval_00_box", "--poses", "1", "--repeats", "1",
+            "--ss-steps", "6", "--slat-steps", "8", "--only", *only, "--out", str(out), cwd=tmp_path)  # fmt: skip
+    report = json.loads(out.read_text())
+    assert [r["input"] for r in report["results"]] == ["bunny/pose0", "eval_00_box/pose0"]
+    for row in report["results"]:
+        base, configs = row["baseline"], row["configs"]
+        assert list(configs) == only
+        assert base["work"]["ss_model_calls"] == 2 * 6  # CFG 7: both passes at every step
+        assert base["work"]["slat_model_calls"] == 8 and base["work"]["slat_tokens"] == 8 * base["tokens"]
+        for name in ("modality_cache", "taylorseer"):
+            assert configs[name]["work"]["ss_model_calls"] == 2 * len(full_steps(6, warmup=2, stride=3))
+            assert configs[name]["work"]["slat_tokens"] == 8 * configs[name]["tokens"]  # the SLaT stage untouched
+        carved = configs["random_drop"]["work"]
+        assert carved["slat_model_calls"] == 8 and carved["slat_tokens"] < 8 * configs["random_drop"]["tokens"]
+        for name, c in configs.items():
+            assert c["speedups"]["total_s"] == pytest.approx(base["timings_s"]["total_s"] / c["timings_s"]["total_s"]), name
+            assert set(c["fidelity"]) >= {"ss_vel_error", "occupancy_iou", "rotation_deg", "fscore"}
+        assert configs["modality_cache"]["fidelity"]["slat_vel_error"] is not None
+    assert set(report["summary"]) == set(only)

@@ -335,7 +335,8 @@ def test_zero_occupied_voxels_give_an_empty_mesh_and_a_warning(tmp_path, empty_s
     with pytest.warns(UserWarning, match="zero occupied voxels"):
         record = run_job(cfg, tmp_path)
     base = record["runs"]["baseline"]
-    assert base["figures"] == {"occupied": 0, "tokens": 0, "faces": 0, "mesh": "empty"}
+    counts = {"ss_model_calls": 2 * 3, "ss_tokens": 2 * 3 * (4**3 + 3), "slat_model_calls": 0, "slat_tokens": 0}  # CFG: 2 passes
+    assert base["figures"] == {"occupied": 0, "tokens": 0, "faces": 0, "mesh": "empty", **counts}
     assert "empty" in capsys.readouterr().out  # the table says so
     assert not (tmp_path / "mesh.glb").exists() and (tmp_path / "preview.png").exists()
     pipe = _pipe(empty_structure_weights)
