@@ -90,7 +90,7 @@ def prepare_job(cfg: DictConfig) -> tuple[Any, Stack, dict[str, Any]]:
         raise ArgumentError(
             f"stack: '{stack.name}' targets stage(s) {missing}, which pipeline '{pipeline.name}' does not have "
             f"(its stages: {sorted(pipeline.stages)}); pick a stack for this pipeline, "
-            "e.g. `pipeline=sds stack=hash3d` or `pipeline=vecset_shape stack=hierarchical`"
+            "e.g. `pipeline=sds stack=hash3d`, `pipeline=vecset_shape stack=hierarchical` or `pipeline=image_to_3d stack=fastsam3d`"
         )
     stack.check(pipeline)
     return pipeline, stack, job

@@ -1,3 +1,5 @@
-"""The real-model fixtures (TRELLIS v1, SAM 3D Objects; skipped with the install line where absent), one thread."""
+"""Fixtures of the pruning tests: the real-model ones (TRELLIS v1, SAM 3D Objects; skipped with the install line
+where absent, one thread) and the tiny random-init image_to_3d checkpoint of the pipeline tests."""
 
 from tests.models.test_real_model_adapters import one_thread, sam3d, trellis  # noqa: F401 (pytest fixtures)
+from tests.pipelines.conftest import tiny_image_to_3d_config, tiny_image_to_3d_models, tiny_image_to_3d_weights  # noqa: F401
