@@ -285,13 +285,17 @@ def test_sam3d_ss_shortcut_generator_with_dict_token_groups_is_bit_identical_thr
     assert_same_instance_dict(generator, before)
 
 
-def test_sam3d_slat_flow_matching_generator_is_bit_identical_through_the_stage(sam3d):
+def sam3d_slat_backbone(sam3d: types.SimpleNamespace) -> torch.nn.Module:
     torch.manual_seed(0)
     backbone = sam3d.SLatFlowModelTdfyWrapper(
         resolution=16, in_channels=8, out_channels=8, model_channels=64, cond_channels=32, num_blocks=2, num_heads=4,
         mlp_ratio=2, patch_size=2, num_io_res_blocks=2, io_block_channels=[16], pe_mode="ape", qk_rms_norm=True,
     )  # fmt: skip
-    randomized(backbone)
+    return randomized(backbone)
+
+
+def test_sam3d_slat_flow_matching_generator_is_bit_identical_through_the_stage(sam3d):
+    backbone = sam3d_slat_backbone(sam3d)
     guided = sam3d.cfg.ClassifierFreeGuidance(backbone=backbone, strength=5.0, interval=[0, 500], unconditional_handling="zeros")
     generator = keep_sparse_convs_training(sam3d.FlowMatching(reverse_fn=guided, inference_steps=3, rescale_t=3.0).eval())
     coords = voxel_coords([50], resolution=16, seed=7).numpy()  # SAM3D's pipeline passes the coordinates last, as numpy

@@ -15,7 +15,7 @@ from accel3d.pruning.extrapolation import full_steps
 from tests.models.real_models import keep_sparse_convs_training
 from tests.models.test_real_model_adapters import (
     count_forwards,
-    randomized,
+    sam3d_slat_backbone,
     sam3d_ss_backbone,
     trellis_slat_model,
     trellis_ss_model,
@@ -102,12 +102,7 @@ def test_token_carving_on_trellis_sparse_slat_sampler_skips_steps(trellis):
 
 
 def test_token_carving_on_sam3d_slat_generator_skips_steps(sam3d):
-    torch.manual_seed(0)
-    backbone = sam3d.SLatFlowModelTdfyWrapper(
-        resolution=16, in_channels=8, out_channels=8, model_channels=64, cond_channels=32, num_blocks=2, num_heads=4,
-        mlp_ratio=2, patch_size=2, num_io_res_blocks=2, io_block_channels=[16], pe_mode="ape", qk_rms_norm=True,
-    )  # fmt: skip
-    randomized(backbone)
+    backbone = sam3d_slat_backbone(sam3d)
     generator = keep_sparse_convs_training(sam3d.FlowMatching(reverse_fn=backbone, inference_steps=8, rescale_t=1.0).eval())
     coords = voxel_coords([50], resolution=16, seed=7).numpy()
     cond = torch.randn(1, 7, 32, generator=torch.Generator().manual_seed(3))
