@@ -72,8 +72,8 @@ def _small_resolutions(match: re.Match) -> str:
 
 RUN = r"^accel3d run\b"
 SDS = r"^accel3d run\b.*(pipeline=sds|\+experiment=caching_ablation)"
-SHAPE = r"^accel3d run\b(?!.*(pipeline=sds|pipeline=image_to_3d|\+experiment=caching_ablation))"
-IMAGE_TO_3D = r"^accel3d run\b.*pipeline=image_to_3d"
+SHAPE = r"^accel3d run\b(?!.*(pipeline=sds|pipeline=image_to_3d|\+experiment=caching_ablation|\+experiment=pruning_ablation))"
+IMAGE_TO_3D = r"^accel3d run\b.*(pipeline=image_to_3d|\+experiment=pruning_ablation)"
 SWEEP = r"^accel3d run\b.*( -m |--multirun|\+experiment=)"
 FLASHVDM_BAND = r"^accel3d run\b.*(hierarchical_flashvdm|\+experiment=decoding_ablation)"
 BENCH_DECODING, BENCH_CACHING, BENCH_KERNELS = (rf"^accel3d bench {name}\b" for name in ("decoding", "caching", "kernels"))
