@@ -119,7 +119,7 @@ class ImageTo3DPipeline(Pipeline):
         ss_steps: int = 25,
         ss_cfg: float = 7.0,
         ss_rescale: float = 3.0,
-        ss_cfg_interval: tuple[float, float] = (0.0, 1.0),
+        ss_cfg_interval: tuple[float, float] = (0.0, 0.5),
         slat_steps: int = 25,
         slat_cfg: float = 0.0,
         slat_rescale: float = 1.0,

@@ -132,6 +132,7 @@ def test_bench_pruning_smoke(tmp_path):
     from accel3d.models.image_to_3d import ImageTo3DConfig, ImageTo3DModels
     from accel3d.pruning.extrapolation import full_steps
     from tests.pipelines.conftest import TINY_IMAGE_TO_3D
+    from tests.pruning.fakes import ss_model_calls
 
     torch.manual_seed(0)
     weights = tmp_path / "tiny.pt"
@@ -145,10 +146,10 @@ def test_bench_pruning_smoke(tmp_path):
     for row in report["results"]:
         base, configs = row["baseline"], row["configs"]
         assert list(configs) == only
-        assert base["work"]["ss_model_calls"] == 2 * 6  # CFG 7: both passes at every step
+        assert base["work"]["ss_model_calls"] == ss_model_calls(6)  # CFG 7: both passes while t <= 0.5
         assert base["work"]["slat_model_calls"] == 8 and base["work"]["slat_tokens"] == 8 * base["tokens"]
         for name in ("modality_cache", "taylorseer"):
-            assert configs[name]["work"]["ss_model_calls"] == 2 * len(full_steps(6, warmup=2, stride=3))
+            assert configs[name]["work"]["ss_model_calls"] == ss_model_calls(6, full_steps(6, warmup=2, stride=3))
             assert configs[name]["work"]["slat_tokens"] == 8 * configs[name]["tokens"]  # the SLaT stage untouched
         carved = configs["random_drop"]["work"]
         assert carved["slat_model_calls"] == 8 and carved["slat_tokens"] < 8 * configs["random_drop"]["tokens"]

@@ -38,6 +38,7 @@ from accel3d.models.image_to_3d import (
     tokens_to_grid,
 )
 from accel3d.models.image_to_3d.config import POSE_CHANNELS
+from accel3d.models.image_to_3d.ss_flow import patchify, unpatchify
 
 
 @pytest.fixture
@@ -132,7 +133,7 @@ def test_cfg_formula_inside_the_interval_and_conditional_outside(config):
 def test_sampler_defaults_knobs_and_token_groups(config):
     model = _ss_flow(config)
     ss, slat = FlowSampler.ss(model), FlowSampler.slat(SLaTFlowTransformer(config))
-    assert (ss.steps, ss.cfg_strength, ss.rescale, ss.cfg_interval) == (25, 7.0, 3.0, (0.0, 1.0))
+    assert (ss.steps, ss.cfg_strength, ss.rescale, ss.cfg_interval) == (25, 7.0, 3.0, (0.0, 0.5))
     assert (slat.steps, slat.cfg_strength, slat.rescale) == (25, 0.0, 1.0)
     assert ss.token_groups == {"shape": ("shape",), "layout": ("rotation", "translation", "scale")} == SS_TOKEN_GROUPS
     assert slat.token_groups == {"slat": ()}
@@ -221,6 +222,33 @@ def test_grid_tokens_are_in_c_order(config):
     tokens = grid_to_tokens(latent)
     assert torch.equal(tokens[0, (1 * r + 2) * r + 3], latent[0, :, 1, 2, 3])
     assert torch.equal(tokens_to_grid(tokens, r), latent)
+
+
+def test_patchify_groups_p_cubed_voxels_per_token_and_inverts():
+    latent = torch.randn(2, 3, 4, 4, 4, generator=_gen(5))
+    patches = patchify(latent, 2)
+    assert patches.shape == (2, 8, 24)
+    # patch (0, 1, 1) in C order over the 2^3 patch grid holds voxels [0:2, 2:4, 2:4], channels last
+    block = latent[:, :, 0:2, 2:4, 2:4].permute(0, 2, 3, 4, 1).reshape(2, 24)
+    assert torch.equal(patches[:, 3], block)
+    assert torch.equal(unpatchify(patches, 2, 3), latent)
+    assert torch.equal(patchify(latent, 1), grid_to_tokens(latent))
+
+
+def test_patched_ss_flow_keeps_latent_tokens_outside_and_patches_inside(config):
+    model = SSFlowTransformer(config)
+    assert model.shape_pos.shape[1] == config.ss_flow_patches**3 == (config.ss_latent_resolution // config.ss_flow_patch) ** 3
+    x = _ss_inputs(model)
+    v = model(x, 0.3, _cond(config))
+    assert v["shape"].shape == x["shape"].shape  # the sampler and accelerators see R^3 latent tokens
+    # one latent voxel changed moves the velocity of every patch (attention), most of all its own patch
+    x2 = {**x, "shape": x["shape"].clone()}
+    x2["shape"][:, 0] += 1.0
+    delta = (model(x2, 0.3, _cond(config))["shape"] - v["shape"]).abs().sum(-1)[0]
+    own = delta[[0, 1, config.ss_latent_resolution, config.ss_latent_resolution + 1]].mean()  # voxels of patch 0 (first layer)
+    assert own > delta.mean()
+    model.zero_outputs()
+    assert all(torch.count_nonzero(t) == 0 for t in model(x, 0.3, _cond(config)).values())
 
 
 # --- pose ---
@@ -400,6 +428,8 @@ def test_config_errors_name_the_field():
         ImageTo3DConfig(ss_flow_depth=0)
     with pytest.raises(ValueError, match=r"^ImageTo3DConfig\.ss_latent_resolution: expected structure_resolution \(32\)"):
         ImageTo3DConfig(ss_latent_resolution=6)
+    with pytest.raises(ValueError, match=r"^ImageTo3DConfig\.ss_flow_patch: expected a divisor of ss_latent_resolution \(8\), got 3"):
+        ImageTo3DConfig(ss_flow_patch=3)
     with pytest.raises(ValueError, match=r"^ImageTo3DConfig\.cond_grid"):
         ImageTo3DConfig(cond_grid=5)
     with pytest.raises(ValueError, match=r"^ImageTo3DConfig\.slat_flow_width: expected a multiple of slat_flow_heads"):
@@ -434,7 +464,7 @@ def test_checkpoint_round_trip_and_wrong_architectures_name_weights(tmp_path, co
         ImageTo3DModels.from_pretrained(tmp_path / "wrong.pt")
     message = str(info.value)
     assert "missing keys (1): slat_flow.output.bias" in message and "unexpected keys (1): extra.weight" in message
-    assert "ss_flow.shape_in.weight (32, 5) in the file vs (32, 4) in the model" in message
+    assert "ss_flow.shape_in.weight (32, 5) in the file vs (32, 32) in the model" in message  # 2^3 voxels x 4 channels per patch
 
     payload = torch.load(path, weights_only=True)
     payload["config"]["ss_flow_depth"] = 0

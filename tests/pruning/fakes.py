@@ -45,7 +45,7 @@ class PolynomialStage:
 
 
 def tiny_ss_sampler(cfg_strength: float = 7.0, steps: int = 25) -> FlowSampler:
-    """The reference SS flow at a tiny random-weight size, with SAM3D's sampler settings."""
+    """The reference SS flow at a tiny random-weight size, with SAM3D's sampler settings but guidance at every step."""
     from accel3d.models.image_to_3d import ImageTo3DConfig, SSFlowTransformer
 
     torch.manual_seed(0)
@@ -53,7 +53,7 @@ def tiny_ss_sampler(cfg_strength: float = 7.0, steps: int = 25) -> FlowSampler:
         image_size=16, cond_grid=4, cond_channels=16, structure_resolution=16, ss_latent_resolution=4,
         ss_latent_channels=4, ss_vae_channels=16, ss_flow_width=32, ss_flow_depth=2, ss_flow_heads=2,
     )  # fmt: skip
-    return FlowSampler.ss(SSFlowTransformer(config).eval(), steps=steps, cfg_strength=cfg_strength)
+    return FlowSampler.ss(SSFlowTransformer(config).eval(), steps=steps, cfg_strength=cfg_strength, cfg_interval=(0.0, 1.0))
 
 
 def cond_tokens(batch: int = 1, seed: int = 1) -> torch.Tensor:
@@ -111,3 +111,11 @@ def tiny_slat_sampler(steps: int = 25):
     idx = torch.randperm(16**3, generator=g)[:40].sort().values
     coords = torch.stack([idx // 256, (idx // 16) % 16, idx % 16], dim=1)
     return sampler, coords
+
+
+def ss_model_calls(steps: int, computed: list[int] | None = None, rescale: float = 3.0, guided_until: float = 0.5) -> int:
+    """SS flow forward calls of the computed steps: two (CFG) while ``t <= guided_until``, else one."""
+    from accel3d.models.image_to_3d import time_schedule
+
+    times = time_schedule(steps, rescale).tolist()[:-1]
+    return sum(2 if times[s] <= guided_until else 1 for s in (range(steps) if computed is None else computed))

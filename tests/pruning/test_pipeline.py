@@ -15,6 +15,7 @@ from accel3d.jobs.configs import config_dir
 from accel3d.jobs.run import prepare_job
 from accel3d.pipelines.image_to_3d import ImageTo3DPipeline
 from accel3d.pruning.extrapolation import full_steps
+from tests.pruning.fakes import ss_model_calls
 
 IDLE = {"modality_cache": {"stride": 1}, "token_carving": {"ratio": 0.0, "skip_threshold": 0.0}, "spectral_aggregation": {"factor": 1.0}}
 
@@ -55,7 +56,8 @@ def test_the_active_stack_cuts_the_model_calls_and_tokens_the_pipeline_counts(pi
     stack = load_stack("fastsam3d", spectral_aggregation={"factor": 1.5, "min_tokens": 0}, token_carving={"skip_threshold": 0.0})
     with stack.applied(pipe):
         result = pipe.run(inputs)
-    assert baseline.work["ss_model_calls"] == 2 * 8 and result.work["ss_model_calls"] == 2 * len(full_steps(8, 2, 3))
+    assert baseline.work["ss_model_calls"] == ss_model_calls(8) == 2 * 8 - 1  # no guidance at t > 0.5: the last step
+    assert result.work["ss_model_calls"] == ss_model_calls(8, full_steps(8, 2, 3))
     assert result.structure.factor == 1.5 and result.structure.tokens < baseline.structure.tokens
     stats = stack.stats()["token_carving"]
     assert result.work["slat_tokens"] == stats["tokens_computed"] < 8 * result.structure.tokens

@@ -51,6 +51,7 @@ class ImageTo3DConfig:
     ss_vae_channels: int = 32  # at the latent resolution; halved at each finer level (at least 8)
     ss_vae_blocks: int = 1  # residual blocks per resolution level
     # SS flow transformer (two streams: shape, layout)
+    ss_flow_patch: int = 2  # shape tokens the transformer sees: (R/patch)^3 patches of patch^3 latent voxels
     ss_flow_width: int = 96
     ss_flow_depth: int = 4
     ss_flow_heads: int = 4
@@ -79,6 +80,11 @@ class ImageTo3DConfig:
                 check_float(f"ImageTo3DConfig.{f.name}", value, low=0.0, low_open=True, high=1e6)
         _power_of_two_ratio("cond_grid", self.image_size, self.cond_grid, "image_size")
         _power_of_two_ratio("ss_latent_resolution", self.structure_resolution, self.ss_latent_resolution, "structure_resolution")
+        if self.ss_latent_resolution % self.ss_flow_patch:
+            raise ArgumentError(
+                f"ImageTo3DConfig.ss_flow_patch: expected a divisor of ss_latent_resolution ({self.ss_latent_resolution}), "
+                f"got {self.ss_flow_patch}"
+            )
         for width, heads in (
             ("ss_flow_width", "ss_flow_heads"),
             ("slat_vae_width", "slat_vae_heads"),
@@ -93,6 +99,11 @@ class ImageTo3DConfig:
     def ss_tokens(self) -> int:
         """Shape tokens of the SS flow: the latent grid flattened."""
         return self.ss_latent_resolution**3
+
+    @property
+    def ss_flow_patches(self) -> int:
+        """Patches per axis inside the SS flow transformer (8 / 2 = 4: 64 attended shape tokens)."""
+        return self.ss_latent_resolution // self.ss_flow_patch
 
     @property
     def ss_levels(self) -> int:

@@ -27,9 +27,10 @@ from accel3d.core.validate import check_float, check_int, check_pair
 
 State = Tensor | dict[str, Tensor]  # one tensor (SLaT) or a dict of token groups (SS)
 
-# SAM3D's own SS settings; the SLaT numbers are the issue's (25 steps, CFG 1 = guidance off,
-# no rescale). SAM3D's released pipeline samples SLaT with strength 5 and rescale 3 instead.
-SS_SAMPLER_DEFAULTS: dict[str, Any] = {"steps": 25, "cfg_strength": 7.0, "rescale": 3.0}
+# SAM3D's own SS settings (its guidance interval [0, 500] in t * 1000 units: the noisy half); the SLaT
+# numbers are the issue's (25 steps, CFG 1 = guidance off, no rescale). SAM3D's released pipeline samples
+# SLaT with strength 5 and rescale 3 instead.
+SS_SAMPLER_DEFAULTS: dict[str, Any] = {"steps": 25, "cfg_strength": 7.0, "rescale": 3.0, "cfg_interval": (0.0, 0.5)}
 SLAT_SAMPLER_DEFAULTS: dict[str, Any] = {"steps": 25, "cfg_strength": 0.0, "rescale": 1.0}
 
 
@@ -106,7 +107,7 @@ class FlowSampler:
 
     @classmethod
     def ss(cls, model: nn.Module, **overrides: Any) -> FlowSampler:
-        """The SS sampler with SAM3D's settings (25 steps, strength 7, rescale 3), ``overrides`` on top."""
+        """The SS sampler with SAM3D's settings (25 steps, strength 7 for t <= 0.5, rescale 3), ``overrides`` on top."""
         return cls(model, **{**SS_SAMPLER_DEFAULTS, **overrides})
 
     @classmethod

@@ -4,7 +4,11 @@ Token groups (a dict of ``[B, tokens, channels]`` tensors):
 
 - ``shape``: the SS latent grid ``[B, C, R, R, R]`` flattened in C order
   (``meshgrid(indexing="ij")``: token ``i*R*R + j*R + k`` is voxel ``(i, j, k)``),
-  ``R^3`` tokens of ``C`` channels, with absolute 3D sinusoidal position embeddings;
+  ``R^3`` tokens of ``C`` channels. Inside the transformer they are patchified
+  as TRELLIS and SAM 3D Objects do (``patch_size``, here ``ss_flow_patch``): each
+  ``p^3`` block of latent voxels is one token of ``p^3 C`` channels, with absolute
+  3D sinusoidal position embeddings on the ``(R/p)^3`` patch grid. Callers (the
+  sampler, accelerators) only ever see the ``R^3`` latent tokens;
 - ``rotation`` (6D, 6 channels), ``translation`` (3) and ``scale`` (3): one token
   each, a ``Linear`` in plus a learned embedding, merged into one ``layout`` stream
   as SAM 3D Objects does.
@@ -30,6 +34,22 @@ SS_TOKEN_GROUPS: dict[str, tuple[str, ...]] = {"shape": ("shape",), "layout": tu
 def grid_to_tokens(latent: Tensor) -> Tensor:
     """``[B, C, R, R, R]`` -> ``[B, R^3, C]`` in C order (the ``shape`` token group)."""
     return latent.flatten(2).transpose(1, 2)
+
+
+def patchify(latent: Tensor, patch: int) -> Tensor:
+    """``[B, C, R, R, R]`` -> ``[B, (R/p)^3, p^3 C]``: patch tokens in C order over the patch grid."""
+    b, c, r = latent.shape[:3]
+    n = r // patch
+    x = latent.reshape(b, c, n, patch, n, patch, n, patch)
+    return x.permute(0, 2, 4, 6, 3, 5, 7, 1).reshape(b, n**3, patch**3 * c)
+
+
+def unpatchify(tokens: Tensor, patch: int, channels: int) -> Tensor:
+    """Inverse of :func:`patchify`: ``[B, (R/p)^3, p^3 C]`` -> ``[B, C, R, R, R]``."""
+    b, count = tokens.shape[:2]
+    n = round(count ** (1 / 3))
+    x = tokens.reshape(b, n, n, n, patch, patch, patch, channels)
+    return x.permute(0, 7, 1, 4, 2, 5, 3, 6).reshape(b, channels, n * patch, n * patch, n * patch)
 
 
 def tokens_to_grid(tokens: Tensor, resolution: int) -> Tensor:
@@ -60,9 +80,10 @@ class SSFlowTransformer(nn.Module):
         super().__init__()
         self.config = config
         width = config.ss_flow_width
-        self.shape_in = nn.Linear(config.ss_latent_channels, width)
+        patch_channels = config.ss_latent_channels * config.ss_flow_patch**3
+        self.shape_in = nn.Linear(patch_channels, width)
         # fixed from the config, so not part of the checkpoint
-        pos = sincos_embedding(grid_positions(config.ss_latent_resolution, 3), width)
+        pos = sincos_embedding(grid_positions(config.ss_flow_patches, 3), width)
         self.register_buffer("shape_pos", pos[None], persistent=False)
         self.layout_in = nn.ModuleDict({k: nn.Linear(c, width) for k, c in POSE_CHANNELS.items()})
         self.layout_embed = nn.ParameterDict({k: nn.Parameter(0.02 * torch.randn(1, 1, width)) for k in POSE_CHANNELS})
@@ -72,8 +93,18 @@ class SSFlowTransformer(nn.Module):
             for _ in range(config.ss_flow_depth)
         )
         self.out_norm = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
-        self.shape_out = nn.Linear(width, config.ss_latent_channels)
+        self.shape_out = nn.Linear(width, patch_channels)
         self.layout_out = nn.ModuleDict({k: nn.Linear(width, c) for k, c in POSE_CHANNELS.items()})
+
+    def zero_outputs(self) -> None:
+        """Zero the output layers, so the velocity starts at 0 (how DiT-style flows begin training).
+
+        Training calls this; a freshly built model keeps random outputs so that tests
+        of random-weight models see velocities that depend on their inputs.
+        """
+        for layer in (self.shape_out, *self.layout_out.values()):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
 
     @property
     def token_shapes(self) -> dict[str, tuple[int, int]]:
@@ -95,14 +126,17 @@ class SSFlowTransformer(nn.Module):
 
     def forward(self, x: Mapping[str, Tensor], t: Tensor | float, cond: Tensor) -> dict[str, Tensor]:
         batch = self.check_inputs(x, cond)
+        config = self.config
         temb = self.t_embed(batch_times(t, batch, cond.device))
+        patches = patchify(tokens_to_grid(x["shape"], config.ss_latent_resolution), config.ss_flow_patch)
         h = {
-            "shape": self.shape_in(x["shape"]) + self.shape_pos,
+            "shape": self.shape_in(patches) + self.shape_pos,
             "layout": torch.cat([self.layout_in[k](x[k]) + self.layout_embed[k] for k in POSE_CHANNELS], dim=1),
         }
         for block in self.blocks:
             h = block(h, temb, cond)
-        out = {"shape": self.shape_out(self.out_norm(h["shape"]))}
+        shape = unpatchify(self.shape_out(self.out_norm(h["shape"])), config.ss_flow_patch, config.ss_latent_channels)
+        out = {"shape": grid_to_tokens(shape)}
         layout = self.out_norm(h["layout"])
         for i, k in enumerate(POSE_CHANNELS):
             out[k] = self.layout_out[k](layout[:, i : i + 1])
