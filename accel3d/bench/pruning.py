@@ -128,7 +128,11 @@ def summarise(rows: list[dict[str, Any]], names: list[str]) -> dict[str, dict[st
 
 
 def _fmt(value: Any, spec: str) -> str:
-    return "—" if value is None else format(value, spec)
+    """``value`` formatted, or a dash of the same width when it is missing."""
+    if value is None:
+        width = "".join(ch for ch in spec.split(".")[0] if ch.isdigit())
+        return "—".rjust(int(width)) if width else "—"
+    return format(value, spec)
 
 
 def main(argv: list[str]) -> None:
