@@ -73,7 +73,7 @@ def test_run_help_shows_the_config_groups_and_the_keys():
     out = _accel3d("run", "--help")
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("accel3d run [OVERRIDES...]")
-    assert "stack: flashvdm, flashvdm_merge" in out.stdout and "pipeline: image_to_3d, sds, vecset_shape" in out.stdout
+    assert "stack: easycache, fastsam3d, flashvdm, flashvdm_merge" in out.stdout and "pipeline: image_to_3d, sds, vecset_shape" in out.stdout
     assert "  resolution: 256" in out.stdout  # the composed config with its keys
 
 
@@ -101,7 +101,7 @@ def test_bash_completion_through_hydras_own_script():
     assert lines[0].split() == ["stack=hierarchical", "stack=hierarchical_flashvdm"]
     assert lines[1].split() == ["pipeline.resolution="]
     assert lines[2].split() == ["bench"]
-    assert lines[3].split() == ["caching", "decoding", "kernels"]
+    assert lines[3].split() == ["caching", "decoding", "kernels", "pruning"]
 
 
 def test_list_reads_stages_from_source_without_importing_torch_and_matches_the_classes():

@@ -36,6 +36,7 @@ class UniformTaylorCache(ModalityStepCache):
     """
 
     name = "taylorseer"
+    stage = "ss_sampler"  # stated here too: `accel3d list` reads stages from the source
 
     def __init__(self, warmup: int = 2, stride: int = 3, order: int = 1) -> None:
         super().__init__(warmup=warmup, stride=stride, beta=1.0, order=order, layout_groups=())
@@ -52,6 +53,7 @@ class EasyCacheSkip(TokenCarving):
     """
 
     name = "easycache"
+    stage = "slat_sampler"
 
     def __init__(self, warmup: int = 3, skip_threshold: float = 1.5, rate: str = "ema", force_last: bool = True) -> None:
         super().__init__(warmup=warmup, ratio=0.0, skip_threshold=skip_threshold, rate=rate, force_last=force_last)
@@ -68,6 +70,7 @@ class RandomTokenDrop(TokenCarving):
     """
 
     name = "random_drop"
+    stage = "slat_sampler"
 
     def __init__(self, warmup: int = 3, ratio: float = 0.1, max_stale: int = 4, seed: int = 0) -> None:
         super().__init__(warmup=warmup, ratio=ratio, max_stale=max_stale, weighting="random", skip_threshold=0.0, seed=seed)
@@ -84,6 +87,7 @@ class UniformTokenMerge(SpectralAggregation):
     """
 
     name = "uniform_merge"
+    stage = "sparse_structure"
 
     def __init__(self, factor: float = 1.5, min_tokens: int = 2048, reference_resolution: int = 64) -> None:
         super().__init__(factor=factor, min_tokens=min_tokens, reference_resolution=reference_resolution)
