@@ -73,7 +73,8 @@ def test_run_help_shows_the_config_groups_and_the_keys():
     out = _accel3d("run", "--help")
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("accel3d run [OVERRIDES...]")
-    assert "stack: easycache, fastsam3d, flashvdm, flashvdm_merge" in out.stdout and "pipeline: image_to_3d, sds, vecset_shape" in out.stdout
+    assert "stack: easycache, fastsam3d, flashvdm, flashvdm_merge" in out.stdout
+    assert "pipeline: image_to_3d, sds, vecset_shape" in out.stdout
     assert "  resolution: 256" in out.stdout  # the composed config with its keys
 
 
