@@ -81,13 +81,12 @@ def trimesh_box():
     return trimesh.creation.box(extents=(0.8, 0.6, 0.5))
 
 
-if __name__ == "__main__":
-    pytest.main([__file__, "-q"])
-
-
 def test_shipped_weights_reproduce_their_documented_held_out_figures(tmp_path):
     """The shipped checkpoint, evaluated as the script evaluated it: the SS figures of every held-out view
-    (IoU, layout) and the mesh F-scores of one view match the JSON shipped with it."""
+    (IoU, layout) and the mesh F-scores of one view match the JSON shipped with it. Without pymeshlab (CI
+    installs no training extra) the held-out pymeshlab meshes are left out and the other rows compared."""
+    import importlib.util
+
     from accel3d.geometry.mesh_sources import eval_meshes
     from accel3d.geometry.render import Camera
     from accel3d.models.image_to_3d.checkpoint import DEFAULT_WEIGHTS
@@ -100,21 +99,31 @@ def test_shipped_weights_reproduce_their_documented_held_out_figures(tmp_path):
     for key in ("views", "camera", "max_degrees", "eval_views", "eval_steps", "eval_samples", "eval_max_tokens"):
         setattr(args, key, saved[key])
     models = ImageTo3DModels.from_pretrained(DEFAULT_WEIGHTS)
-    meshes = eval_meshes(procedural=args.procedural)
-    assert list(meshes) == report["eval_meshes"]
+    held_out = saved.get("held_out")  # None: mesh_sources' default split (older checkpoints)
+    if importlib.util.find_spec("pymeshlab") is not None:
+        meshes = eval_meshes(procedural=args.procedural, held_out=held_out)
+        assert list(meshes) == report["eval_meshes"]
+    else:
+        local = None if held_out is None else [n for n in held_out if n == "bunny"]  # pymeshlab's meshes are absent
+        meshes = eval_meshes(sources=("bundled", "procedural"), procedural=args.procedural, held_out=local)
+        assert set(meshes) <= set(report["eval_meshes"]) and any(n.startswith("eval_") for n in meshes)
     script._MESHES.update(meshes)
     camera = Camera(size=args.camera)
     torch.manual_seed(args.seed)
     data = script.build_data(meshes, models.config, args, camera, "eval", args.eval_views)
-    row = 2  # eval_00_box, view 0
+    rows = [(n, v) for n in data for v in range(args.eval_views)]
+    row = rows.index(("eval_00_box", 0))
     got = script.evaluate(models, data, list(data), args.eval_views, args, camera, "held_out", slat_rows={row})
-    assert len(got["rows"]) == len(documented["rows"])
-    for mine, theirs in zip(got["rows"], documented["rows"]):
-        assert (mine["mesh"], mine["view"]) == (theirs["mesh"], theirs["view"])
+    by_key = {(r["mesh"], r["view"]): r for r in documented["rows"]}
+    assert [(r["mesh"], r["view"]) for r in got["rows"]] == rows and set(rows) <= set(by_key)
+    for mine in got["rows"]:
+        theirs = by_key[(mine["mesh"], mine["view"])]
         assert mine["iou"] == pytest.approx(theirs["iou"], abs=0.02)
         assert mine["rot_deg"] == pytest.approx(theirs["rot_deg"], abs=1.0)
         assert mine["trans_err_rel"] == pytest.approx(theirs["trans_err_rel"], abs=0.02)
         assert mine["scale_ratio"] == pytest.approx(theirs["scale_ratio"], abs=0.02)
-    assert got["rows"][row]["fscore"] == pytest.approx(documented["rows"][row]["fscore"], abs=0.03)
-    assert got["rows"][row]["fscore_object"] == pytest.approx(documented["rows"][row]["fscore_object"], abs=0.03)
-    assert got["smoothness"]["shape"]["mean"] == pytest.approx(documented["smoothness"]["shape"]["mean"], abs=0.01)
+    theirs = by_key[("eval_00_box", 0)]
+    assert got["rows"][row]["fscore"] == pytest.approx(theirs["fscore"], abs=0.03)
+    assert got["rows"][row]["fscore_object"] == pytest.approx(theirs["fscore_object"], abs=0.03)
+    if len(rows) == len(documented["rows"]):  # the same views: the same trajectories
+        assert got["smoothness"]["shape"]["mean"] == pytest.approx(documented["smoothness"]["shape"]["mean"], abs=0.01)
