@@ -15,22 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-
-def leaf(x: Any) -> Tensor:
-    """The tensor of one leaf: a tensor as it is, a sparse tensor as its ``feats``."""
-    if isinstance(x, Tensor):
-        return x
-    feats = getattr(x, "feats", None)
-    if isinstance(feats, Tensor):
-        return feats
-    raise TypeError(f"velocity: expected a torch.Tensor, a dict of them or a sparse tensor with .feats, got {type(x).__name__}")
-
-
-def with_leaf(template: Any, tensor: Tensor) -> Any:
-    """``tensor`` in the place of ``template``'s values (a sparse tensor keeps its coordinates via ``replace``)."""
-    if isinstance(template, Tensor):
-        return tensor
-    return template.replace(tensor)
+from accel3d.core.flow_state import state_tensors, with_tensor
 
 
 def group_leaves(state: Any, token_groups: Mapping[str, tuple[str, ...]]) -> dict[str, dict[str, Tensor]]:
@@ -49,9 +34,9 @@ def group_leaves(state: Any, token_groups: Mapping[str, tuple[str, ...]]) -> dic
             missing = [k for k in keys if k not in state]
             if missing:
                 raise ValueError(f"token_groups: group {group!r} names {missing}, not keys of the state {sorted(state)}")
-            out[group] = {k: leaf(state[k]) for k in keys}
+            out[group] = {k: state_tensors(state[k]) for k in keys}
         else:
-            out[group] = {"": leaf(state)}
+            out[group] = {"": state_tensors(state)}
     return out
 
 
@@ -59,8 +44,8 @@ def rebuild(template: Any, leaves: Mapping[str, Mapping[str, Tensor]]) -> Any:
     """The inverse of :func:`group_leaves`: ``template``'s structure holding the tensors in ``leaves``."""
     flat = {k: t for group in leaves.values() for k, t in group.items()}
     if "" in flat:
-        return with_leaf(template, flat[""])
-    return {k: (with_leaf(v, flat[k]) if k in flat else v) for k, v in template.items()}
+        return with_tensor(template, flat[""])
+    return {k: (with_tensor(v, flat[k]) if k in flat else v) for k, v in template.items()}
 
 
 def signature(leaves: Mapping[str, Mapping[str, Tensor]]) -> tuple:

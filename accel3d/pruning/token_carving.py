@@ -26,11 +26,12 @@ import torch
 from torch import Tensor
 
 from accel3d.core.accelerator import BaseAccelerator
+from accel3d.core.flow_state import state_tensors, with_tensor
 from accel3d.core.registry import register_accelerator
 from accel3d.core.validate import check_bool, check_choice, check_float, check_int
 from accel3d.kernels import gather_rows, scatter_add_rows
 from accel3d.pruning.saliency import WEIGHTINGS, carve, frequency_score, grid_side, token_saliency
-from accel3d.pruning.state import leaf, target_steps, token_groups_of, with_leaf
+from accel3d.pruning.state import target_steps, token_groups_of
 
 RATES = ("ema", "curvature")
 
@@ -132,7 +133,7 @@ class TokenCarving(BaseAccelerator):
     # ------------------------------------------------------------------ one step
     def _wrap(self, original: Callable[..., Any]) -> Callable[..., Any]:
         def velocity(x: Any, t: Any, cond: Any, step: int, **kwargs: Any) -> Any:
-            tokens = leaf(x)
+            tokens = state_tensors(x)
             tr = self._trajectory_for(step, tokens)
             self.statistics.add("steps")
             self.statistics.add("tokens_dense", tokens.shape[0] * tokens.shape[1])
@@ -140,7 +141,7 @@ class TokenCarving(BaseAccelerator):
                 out = tokens + (tr.computed_v - tr.computed_x)  # v = x_t + (v_last - x_last)
                 self._remember(tr, tokens, out, computed=False)
                 self.statistics.add("skipped_steps")
-                return with_leaf(x, out)
+                return with_tensor(x, out)
             return self._compute(original, x, tokens, t, cond, step, kwargs, tr)
 
         return velocity
@@ -176,11 +177,11 @@ class TokenCarving(BaseAccelerator):
             if v_tokens is not None:
                 tr.stale = torch.where(carved, tr.stale + 1, torch.zeros_like(tr.stale))
                 self._remember(tr, tokens, v_tokens, computed=True)
-                return with_leaf(x, v_tokens)
+                return with_tensor(x, v_tokens)
         v = original(x, t, cond, step, **kwargs)
         self.statistics.add("model_calls")
         self.statistics.add("tokens_computed", tokens.shape[0] * tokens.shape[1])
-        v_tokens = leaf(v)
+        v_tokens = state_tensors(v)
         if not bool(torch.isfinite(v_tokens).all()):
             self.statistics.add("nan_steps")  # never cached: the trajectory's memory starts again
             self.trajectory = SlatTrajectory()
@@ -218,7 +219,7 @@ class TokenCarving(BaseAccelerator):
             for k, v in kwargs.items()
         }
         sub_x = gather_rows(tokens[0], keep)[None]
-        v_sub = leaf(original(sub_x, t, cond, step, **sub_kwargs))
+        v_sub = state_tensors(original(sub_x, t, cond, step, **sub_kwargs))
         self.statistics.add("model_calls")
         self.statistics.add("tokens_computed", len(keep))
         if not bool(torch.isfinite(v_sub).all()):

@@ -22,19 +22,10 @@ from typing import Any, TypeVar
 
 from torch import Tensor
 
+from accel3d.core.flow_state import state_tensors
 from accel3d.core.hooks import PatchSet
 
 _Stage = TypeVar("_Stage", bound="FlowStageAdapter")
-
-
-def state_tensors(x: Any) -> Tensor:
-    """The tensor of one state: a ``torch.Tensor`` as it is, a sparse tensor (TRELLIS / SAM3D ``SparseTensor``) as its ``feats``."""
-    if isinstance(x, Tensor):
-        return x
-    feats = getattr(x, "feats", None)
-    if isinstance(feats, Tensor):
-        return feats
-    raise TypeError(f"expected a torch.Tensor or a sparse tensor with .feats, got {type(x).__name__}")
 
 
 class FlowStageAdapter:
