@@ -611,7 +611,13 @@ def parse_args(argv=None):
     p.add_argument("--tiny", action="store_true", help="a tiny config, 2 meshes, 2 steps per stage: end to end in seconds")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--views", type=int, default=12, help="rendered views per training mesh")
+    p.add_argument("--views", type=int, default=48, help="rendered views per training mesh")
+    p.add_argument(
+        "--held-out",
+        nargs="*",
+        default=["bone"],
+        help="meshes kept out of training and evaluated as unseen shapes (with the procedural eval_* shapes)",
+    )
     p.add_argument("--camera", type=int, default=128, help="render size in pixels before the crop")
     p.add_argument("--max-degrees", type=float, default=45.0, help="rotation about the default upright view")
     p.add_argument("--procedural", type=int, default=30)
@@ -657,8 +663,8 @@ def main(argv=None) -> dict:
         train_set = train_meshes(sources=("procedural",), procedural=2, procedural_eval=1)
         eval_set = eval_meshes(sources=("procedural",), procedural=2, procedural_eval=1)
     else:
-        train_set = train_meshes(procedural=args.procedural)
-        eval_set = eval_meshes(procedural=args.procedural)
+        train_set = train_meshes(procedural=args.procedural, held_out=args.held_out)
+        eval_set = eval_meshes(procedural=args.procedural, held_out=args.held_out)
     _MESHES.update(train_set)
     _MESHES.update(eval_set)
     train = build_data(train_set, config, args, camera, "train", args.views)
