@@ -89,8 +89,8 @@ class UniformTokenMerge(SpectralAggregation):
     name = "uniform_merge"
     stage = "sparse_structure"
 
-    def __init__(self, factor: float = 1.5, min_tokens: int = 2048, reference_resolution: int = 64) -> None:
-        super().__init__(factor=factor, min_tokens=min_tokens, reference_resolution=reference_resolution)
+    def __init__(self, factor: float = 1.5, min_tokens: int = 2048, reference_resolution: int = 64, scale_factors: bool = True) -> None:
+        super().__init__(factor=factor, min_tokens=min_tokens, reference_resolution=reference_resolution, scale_factors=scale_factors)
 
 
 BASELINES: Sequence[type] = (UniformTaylorCache, EasyCacheSkip, RandomTokenDrop, UniformTokenMerge)

@@ -8,8 +8,13 @@ energy at low frequencies, a complex one spreads it out. ``HFER = energy outside
   radius ``0.15 * 256``;
 - 3D: the occupancy grid (1 occupied, 0 empty), radius ``8 / 64`` of its side.
 
-The mix ``H = w H_2D + (1 - w) H_3D`` picks the aggregation factor: ``H >= tau_high`` (a
-complex object) -> the gentlest factor, ``H > tau_low`` -> the middle one, else the strongest.
+The mix ``H = w H_2D / s_2D + (1 - w) H_3D / s_3D`` picks the aggregation factor: ``H >= tau_high``
+(a complex object) -> the gentlest factor, ``H > tau_low`` -> the middle one, else the strongest.
+The two ratios live on different scales (a binary mask's is of order 1e-3, a 3D shell's of order
+0.1), so each is divided by its median over a calibration set before mixing, and the thresholds
+are that set's terciles of ``H`` (:func:`calibrate_routing`; the paper calibrates ``w`` and ``tau``
+per dataset). :data:`CALIBRATED_SCALES` and :data:`CALIBRATED_TAU` come from
+``scripts/calibrate_spectral.py`` (``docs/results/spectral_calibration.json``).
 """
 
 from __future__ import annotations
@@ -20,6 +25,33 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+# scripts/calibrate_spectral.py on the reference pipeline's training meshes (docs/results/spectral_calibration.json)
+# (132 renders of the 33 training meshes, 4 views each: the 2D ratio spans 2e-8 (a box) to 8e-4 (a ring))
+CALIBRATED_SCALES: tuple[float, float] = (2.98e-6, 0.651)
+CALIBRATED_TAU: tuple[float, float] = (0.332, 6.63)
+
+
+def calibrate_routing(
+    hfer_2d: Sequence[float], hfer_3d: Sequence[float], mask_weight: float = 0.9, shares: Sequence[float] = (1 / 3, 2 / 3)
+) -> dict[str, tuple[float, float]]:
+    """``{"hfer_scales": (median 2D, median 3D), "tau": (tau_low, tau_high)}`` from a calibration set's ratios.
+
+    ``shares`` are the quantiles of the mixed score the thresholds sit at: by default a third of
+    the set routes to each factor. Example::
+
+        calibrate_routing([1e-3, 2e-3, 4e-3], [0.1, 0.2, 0.3])["tau"]   # the terciles of the mixed score
+    """
+    if len(hfer_2d) != len(hfer_3d) or len(hfer_2d) < 3:
+        raise ValueError(f"hfer_2d, hfer_3d: expected equal lengths of at least 3, got {len(hfer_2d)} and {len(hfer_3d)}")
+    h2 = torch.tensor(list(hfer_2d), dtype=torch.float64)
+    h3 = torch.tensor(list(hfer_3d), dtype=torch.float64)
+    scales = (float(h2.median()), float(h3.median()))
+    if min(scales) <= 0.0:
+        raise ValueError(f"hfer_2d, hfer_3d: expected positive medians, got {scales}")
+    score = mask_weight * h2 / scales[0] + (1 - mask_weight) * h3 / scales[1]
+    low, high = (float(q) for q in torch.quantile(score, torch.tensor(list(shares), dtype=torch.float64)))
+    return {"hfer_scales": scales, "tau": (low, high)}
 
 
 def _outside_radius(shape: Sequence[int], radius: float, device: torch.device) -> Tensor:

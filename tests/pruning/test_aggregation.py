@@ -11,7 +11,7 @@ import torch
 from accel3d.pipelines.image_to_3d_stages import SparseCoords, SparseStructure
 from accel3d.pruning import SpectralAggregation
 from accel3d.pruning.aggregation import merge_voxels
-from accel3d.pruning.spectral import mask_hfer, occupancy_hfer, quantise_about_centre, route_factor
+from accel3d.pruning.spectral import calibrate_routing, mask_hfer, occupancy_hfer, quantise_about_centre, route_factor
 
 
 def _polar_mask(radius_fn, n: int = 128) -> torch.Tensor:
@@ -50,9 +50,32 @@ def test_occupancy_hfer_is_higher_for_a_thin_shell_than_for_a_solid():
 def test_factor_routing_follows_the_thresholds():
     factors = (1.25, 1.5, 2.0)
     assert [route_factor(h, 0.7, 0.5, factors) for h in (0.9, 0.7, 0.6, 0.5, 0.1)] == [1.25, 1.25, 1.5, 2.0, 2.0]
-    aggregation = SpectralAggregation(mask_weight=0.0, tau_high=0.99, tau_low=0.0)
+    aggregation = SpectralAggregation(mask_weight=0.0, hfer_scales=(1.0, 0.5), tau_high=10.0, tau_low=0.0)
     factor, figures = aggregation.choose(_box_logits(), None)
-    assert factor == 1.5 and figures["score"] == pytest.approx(occupancy_hfer(_box_logits() > 0))
+    assert factor == 1.5 and figures["score"] == pytest.approx(occupancy_hfer(_box_logits() > 0) / 0.5)
+
+
+def test_calibration_puts_both_ratios_on_one_scale_and_routes_a_third_of_the_set_to_each_factor():
+    g = torch.Generator().manual_seed(0)
+    h2 = (torch.rand(30, generator=g) * 4e-3).tolist()  # masks: of order 1e-3
+    h3 = (0.1 + torch.rand(30, generator=g) * 0.2).tolist()  # shells: of order 0.1
+    found = calibrate_routing(h2, h3, mask_weight=0.9)
+    assert found["hfer_scales"] == (pytest.approx(float(torch.tensor(h2).median())), pytest.approx(float(torch.tensor(h3).median())))
+    low, high = found["tau"]
+    scores = [0.9 * a / found["hfer_scales"][0] + 0.1 * b / found["hfer_scales"][1] for a, b in zip(h2, h3)]
+    routed = [route_factor(s, high, low, (1.25, 1.5, 2.0)) for s in scores]
+    assert 9 <= routed.count(2.0) <= 11 and 9 <= routed.count(1.25) <= 11
+    with pytest.raises(ValueError, match=r"^hfer_2d, hfer_3d: expected equal lengths"):
+        calibrate_routing([1e-3, 2e-3], [0.1, 0.2])
+
+
+def test_factors_given_at_the_reference_grid_keep_their_coarsening_in_object_units_at_other_sides():
+    aggregation = SpectralAggregation()
+    assert aggregation.factor_at(2.0, 64) == 2.0 and aggregation.factor_at(2.0, 32) == 1.5
+    assert aggregation.factor_at(1.25, 128) == 1.5 and aggregation.factor_at(1.0, 32) == 1.0
+    assert SpectralAggregation(scale_factors=False).factor_at(2.0, 32) == 2.0
+    with SpectralAggregation(factor=2.0, min_tokens=0).applied(stage := _structure(32)):
+        assert stage.coords(_box_logits(32)).factor == 1.5
 
 
 @pytest.mark.parametrize("backend", ["torch", "triton"])
@@ -73,7 +96,7 @@ def test_merge_max_pools_the_logits_of_the_voxels_that_land_together(monkeypatch
 def test_the_scale_compensation_keeps_the_bounding_box_within_one_coarse_voxel(factor):
     resolution = 32
     found = _structure(resolution).coords(_box_logits(resolution))
-    aggregation = SpectralAggregation(factor=factor, min_tokens=0)
+    aggregation = SpectralAggregation(factor=factor, min_tokens=0, scale_factors=False)
     with aggregation.applied(stage := _structure(resolution)):
         shrunk = stage.coords(_box_logits(resolution))
     assert shrunk.factor == factor and shrunk.occupied == found.occupied
@@ -114,6 +137,12 @@ def test_bad_knobs_name_the_argument():
         SpectralAggregation(tau_low=0.8, tau_high=0.7)
     with pytest.raises(ValueError, match=r"^factors: expected three factors"):
         SpectralAggregation(factors=(1.5, 2.0))
+    with pytest.raises(ValueError, match=r"^hfer_scales: expected two positive scales"):
+        SpectralAggregation(hfer_scales=(1.0,))
+    with pytest.raises(ValueError, match=r"^hfer_scales\[1\]: "):
+        SpectralAggregation(hfer_scales=(1.0, 0.0))
+    with pytest.raises(ValueError, match=r"^scale_factors: expected True or False"):
+        SpectralAggregation(scale_factors="yes")
     with pytest.raises(ValueError, match=r"^mask_weight: "):
         SpectralAggregation(mask_weight=math.nan)
     with pytest.raises(TypeError, match=r"^spectral_aggregation: expected a sparse-structure stage"):

