@@ -21,8 +21,9 @@ from collections.abc import Callable
 from accel3d.bench import add_output_arguments, nonnegative_float, nonnegative_int, positive_float, positive_int
 
 # The fields `bench decoding` can decode: the shipped VAE, then accel3d.geometry.shapes.SHAPES (a test keeps them equal).
-DECODING_SUBJECTS = ("model", "sphere", "torus", "box", "thin_plate")
-KV_MODES = ("mean", "merge")
+DECODING_SUBJECTS = ("model", "sphere", "torus", "box", "thin_plate", "fields", "local")
+KV_MODES = ("mass", "mean", "merge")
+FIELD_STACKS = ("hierarchical", "hierarchical_fast", "hierarchical_flashvdm")
 CACHING_SECTIONS = ("tiny", "sd21")
 KERNEL_DTYPES = ("float32", "float16", "bfloat16")
 # `bench pruning`: Fast-SAM3D's modules alone, in pairs and all three, then the baselines (stack names in configs/stack)
@@ -94,11 +95,19 @@ def decoding_parser() -> argparse.ArgumentParser:
     p.add_argument("--subjects", nargs="+", default=["model", "sphere", "torus", "thin_plate"], choices=DECODING_SUBJECTS)
     p.add_argument("--repeats", type=positive_int, default=3, help="timed runs of each method, alternating")
     p.add_argument("--warmup-resolution", type=positive_int, default=64, help="resolution of the untimed warm-up run of each method")
+    p.add_argument("--field-resolution", type=positive_int, default=256, help="subject 'fields': the decoding resolution")
+    p.add_argument("--field-sdf-resolution", type=positive_int, default=128, help="subject 'fields': the SDF grid")
+    p.add_argument("--field-meshes", nargs="+", default=["bunny", "eval_00_box", "eval_04_cone"],
+                   help="subject 'fields': meshes of accel3d.geometry.mesh_sources' eval split")  # fmt: skip
+    p.add_argument("--local-points", type=positive_int, default=65536, help="subject 'local': query points timed")
+    p.add_argument("--field-stacks", nargs="+", default=list(FIELD_STACKS), choices=FIELD_STACKS, help="subject 'fields': stacks compared")
     p.add_argument("--min-resolution", type=positive_int, default=model["min_resolution"], help="coarsest level, shipped model")
     p.add_argument("--sdf-min-resolution", type=positive_int, default=sdf["min_resolution"], help="coarsest level, analytic fields")
     p.add_argument("--band", type=nonnegative_float, default=model["band"], help="tSDF band for the model (stack hierarchical)")
+    p.add_argument("--band-units", choices=("voxels", "field"), default=model["band_units"], help="units of --band")
     p.add_argument("--dilation", type=nonnegative_int, default=model["dilation"], help="dilations for the shipped model")
     p.add_argument("--sdf-band", type=nonnegative_float, default=sdf["band"], help="band for the analytic fields (hierarchical_flashvdm)")
+    p.add_argument("--sdf-band-units", choices=("voxels", "field"), default=sdf["band_units"], help="units of --sdf-band")
     p.add_argument("--sdf-dilation", type=nonnegative_int, default=sdf["dilation"], help="dilations for the analytic fields")
     p.add_argument(
         "--kv-modes", nargs="*", default=list(KV_MODES), choices=KV_MODES, help="adaptive KV modes to add on the VAE (none given: skip)"
@@ -107,6 +116,8 @@ def decoding_parser() -> argparse.ArgumentParser:
     p.add_argument("--topk-ratio", type=positive_float, default=kv["topk_ratio"], help="adaptive KV K as a share of the keys, in (0, 1]")
     p.add_argument("--cells", type=positive_int, default=kv["cells"], help="adaptive KV cells per axis")
     p.add_argument("--threshold", type=positive_float, default=kv["threshold"], help="merge-mode probability threshold")
+    p.add_argument("--mass", type=positive_float, default=kv["mass"], help="mass mode: share of each cell's attention kept")
+    p.add_argument("--tolerance", type=positive_float, default=kv["tolerance"], help="mass mode: the check's relative error tolerance")
     p.add_argument("--chunk-size", type=positive_int, default=65536, help="points per decoder call")
     p.add_argument("--fscore-threshold", type=positive_float, default=0.01, help="F-score distance threshold")
     add_output_arguments(p, "decoding")
@@ -135,7 +146,7 @@ def kernels_parser() -> argparse.ArgumentParser:
 def pruning_parser() -> argparse.ArgumentParser:
     p = _new("pruning")
     p.add_argument("--objects", nargs="+", default=["bunny", "eval_00_box", "eval_04_cone"], choices=PRUNING_OBJECTS,
-                   help="held-out meshes (the bundled bunny, procedural shapes), each rendered to an image and mask")  # fmt: skip
+                   help="meshes (the bunny, a training mesh; held-out procedural shapes), rendered to image and mask")  # fmt: skip
     p.add_argument("--poses", type=positive_int, default=2, help="poses per object: the default front view, then random ones")
     p.add_argument("--repeats", type=positive_int, default=3, help="timed runs of every configuration, alternating")
     p.add_argument("--no-baselines", action="store_true", help=f"leave out {', '.join(PRUNING_BASELINES)}")

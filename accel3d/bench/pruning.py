@@ -1,7 +1,8 @@
 """``accel3d bench pruning``: Fast-SAM3D's modules alone, in pairs and together, and the baselines, on image_to_3d.
 
-Every object (held-out meshes: the bundled bunny and procedural shapes) is rendered to an image
-and mask at ``--poses`` poses (the default front view, then seeded random ones). For each input,
+Every object (the bundled bunny, a training mesh of the shipped weights, and held-out procedural
+shapes) is rendered to an image and mask at ``--poses`` poses (the default front view, then seeded
+random ones). For each input,
 the unaccelerated pipeline and every configuration run from the same seeds, warmed up once, then
 ``--repeats`` times alternating; speed is the median time of each stage over the unaccelerated
 one's. Configurations (the stacks of ``configs/stack/``): ``modality_cache``, ``token_carving``,
