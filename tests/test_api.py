@@ -42,7 +42,7 @@ def test_load_stack_overrides_and_errors():
         accel3d.load_stack("hierarchical", bandd=0.3)
     with pytest.raises(ValueError, match="accelerator 'adaptive_kv' of stack 'flashvdm' has no knob 'top'"):
         accel3d.load_stack("flashvdm", adaptive_kv={"top": 8})
-    with pytest.raises(ValueError, match="band: expected a finite number >= 0"):
+    with pytest.raises(ValueError, match="band: expected a finite number > 0"):
         accel3d.load_stack("hierarchical", band=-1.0)
 
 

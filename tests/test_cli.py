@@ -9,7 +9,15 @@ import sys
 import pytest
 import trimesh
 
-TINY = ["pipeline.resolution=32", "pipeline.num_points=256", "pipeline.progress=false", "stack.accelerators.hierarchical.min_resolution=8"]
+# a random-weight VAE has no ramp between 8^3 samples, so the default rule would decode it densely: the field-unit rule here
+TINY = [
+    "pipeline.resolution=32",
+    "pipeline.num_points=256",
+    "pipeline.progress=false",
+    "stack.accelerators.hierarchical.min_resolution=8",
+    "stack.accelerators.hierarchical.band_units=field",
+    "stack.accelerators.hierarchical.band=0.3",
+]
 
 
 def accel3d(*args, cwd, ok=True):
@@ -49,7 +57,7 @@ def test_flashvdm_stack_reports_keys_per_query(tmp_path, tiny_weights):
     out = tmp_path / "run"
     proc = accel3d(
         "run",
-        "stack=flashvdm",
+        "stack=flashvdm_mean",
         "stack.accelerators.adaptive_kv.topk=4",
         f"pipeline.weights={tiny_weights}",
         *TINY,
@@ -58,7 +66,7 @@ def test_flashvdm_stack_reports_keys_per_query(tmp_path, tiny_weights):
         cwd=tmp_path,
     )
     assert "adaptive_kv.keys_per_query" in proc.stdout
-    stats = json.loads((out / "record.json").read_text())["runs"]["flashvdm"]["stats"]
+    stats = json.loads((out / "record.json").read_text())["runs"]["flashvdm_mean"]["stats"]
     assert stats["adaptive_kv"]["keys_per_query"] == 4 and stats["hierarchical"]["calls"] == 1
 
 
@@ -85,7 +93,7 @@ def test_a_nan_knob_on_the_command_line_names_it(tmp_path):
 @pytest.mark.parametrize(
     ("override", "valid"),
     [
-        ("stack.accelerators.hierarchical.bandd=0.3", "band, dilation, enabled, inside, level, min_resolution"),
+        ("stack.accelerators.hierarchical.bandd=0.3", "band, band_units, dilation, enabled, inside, level, min_resolution"),
         ("pipeline.resolutoin=64", "chunk_size, fscore_threshold, input"),
     ],
 )

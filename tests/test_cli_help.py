@@ -47,7 +47,7 @@ def test_unknown_benchmark_names_the_valid_ones():
 def test_decoding_subject_choices_are_the_shapes_that_exist():
     from accel3d.geometry import shapes
 
-    assert options.DECODING_SUBJECTS == ("model", *shapes.SHAPES)
+    assert options.DECODING_SUBJECTS == ("model", *shapes.SHAPES, "fields", "local")  # plus the mesh-field families and local attention
 
 
 @pytest.mark.parametrize("text,ok", [("16", True), ("64", True), ("256", True), ("17", False), ("8", False), ("512", False)])
@@ -73,7 +73,7 @@ def test_run_help_shows_the_config_groups_and_the_keys():
     out = _accel3d("run", "--help")
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("accel3d run [OVERRIDES...]")
-    assert "stack: easycache, fastsam3d, flashvdm, flashvdm_merge" in out.stdout
+    assert "stack: easycache, fastsam3d, flashvdm, flashvdm_mean, flashvdm_merge" in out.stdout
     assert "pipeline: image_to_3d, sds, vecset_shape" in out.stdout
     assert "  resolution: 256" in out.stdout  # the composed config with its keys
 
@@ -99,7 +99,7 @@ def test_bash_completion_through_hydras_own_script():
     out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()[-4:]
-    assert lines[0].split() == ["stack=hierarchical", "stack=hierarchical_flashvdm"]
+    assert lines[0].split() == ["stack=hierarchical", "stack=hierarchical_fast", "stack=hierarchical_flashvdm"]
     assert lines[1].split() == ["pipeline.resolution="]
     assert lines[2].split() == ["bench"]
     assert lines[3].split() == ["caching", "decoding", "kernels", "pruning"]

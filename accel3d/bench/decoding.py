@@ -38,10 +38,14 @@ SPARSITY: dict[str, dict[str, float]] = {}  # attention sparsity per subject wit
 def subjects(names: list[str], args: argparse.Namespace) -> dict[str, tuple[Callable[[torch.Tensor], torch.Tensor], dict, object]]:
     """Fields to decode, each with its hierarchical settings (the band is in the field's own units)
     and its geo decoder (None for fields without cross-attention)."""
-    model_settings = {"band": args.band, "dilation": args.dilation, "min_resolution": args.min_resolution}
-    sdf_settings = {"band": args.sdf_band, "dilation": args.sdf_dilation, "min_resolution": args.sdf_min_resolution}
+    model_settings = {"band": args.band, "band_units": args.band_units, "dilation": args.dilation, "min_resolution": args.min_resolution}
+    sdf_settings = {
+        "band": args.sdf_band, "band_units": args.sdf_band_units, "dilation": args.sdf_dilation, "min_resolution": args.sdf_min_resolution,
+    }  # fmt: skip
     out = {}
     for name in names:
+        if name in ("fields", "local"):
+            continue  # accel3d.bench.decoding_fields, accel3d.bench.decoding_local
         if name == "model":
             from accel3d.pipelines.vecset_shape import VecsetShapePipeline
 
@@ -66,6 +70,8 @@ def subjects(names: list[str], args: argparse.Namespace) -> dict[str, tuple[Call
 
 
 def kv_accelerator(mode: str, args: argparse.Namespace) -> AdaptiveKVSelection:
+    if mode == "mass":
+        return AdaptiveKVSelection(mode=mode, cells=args.cells, mass=args.mass, tolerance=args.tolerance)
     return AdaptiveKVSelection(mode=mode, topk=args.topk, topk_ratio=args.topk_ratio, cells=args.cells, threshold=args.threshold)
 
 
@@ -154,6 +160,14 @@ def run(args: argparse.Namespace) -> None:
                     f"{m['fscore_vs_dense']:>9.4f}",
                     flush=True,
                 )
+    if "fields" in args.subjects:
+        from accel3d.bench.decoding_fields import run_fields
+
+        results.extend(run_fields(args))
+    if "local" in args.subjects:
+        from accel3d.bench.decoding_local import run_local
+
+        results.append(run_local(args))
     for name, sp in SPARSITY.items():
         print(
             f"\n{name} attention sparsity (4096 points near the surface, {int(sp['num_keys'])} keys): 90% of a query's attention "
@@ -173,6 +187,6 @@ def run(args: argparse.Namespace) -> None:
 
 def merge_results(saved: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     """New (subject, resolution) rows replace the saved ones; the others stay."""
-    key = lambda r: (r["subject"], r["resolution"])
+    key = lambda r: (r["subject"], r.get("resolution", r.get("points")))
     fresh = {key(r) for r in new["results"]}
     return {"meta": new["meta"], "results": [r for r in saved.get("results", []) if key(r) not in fresh] + new["results"]}

@@ -61,6 +61,7 @@ class HierarchicalDecoding(BaseAccelerator):
             raise ArgumentError(f"hierarchical: unknown knob(s) {unknown}; expected some of {sorted(known)}")
         self.decoder_kwargs = decoder_kwargs
         self.decoder = HierarchicalVolumeDecoder(**decoder_kwargs)
+        self.last_levels: list[dict] = []
 
     def _attach(self, target: Any) -> None:
         decode = getattr(target, "decode", None)
@@ -91,14 +92,22 @@ class HierarchicalDecoding(BaseAccelerator):
         return 1.0 / fraction if fraction else None  # decode time follows the queries made
 
     def fell_back(self) -> str | None:
-        if self.statistics.counters.get("calls") and self.statistics.counters.get("query_fraction", 1.0) >= 1.0:
+        counters = self.statistics.counters
+        if counters.get("calls") and counters.get("dense_levels"):
+            return "hierarchical decoding decoded densely: no ramp between the coarse samples (a step, such as a +-1 occupancy)"
+        if counters.get("calls") and counters.get("query_fraction", 1.0) >= 1.0:
             return "hierarchical decoding queried every point (one level, or surface everywhere)"
         return None
 
     def _decode(self, fn: Any, resolution: int, bound: float = DEFAULT_BOUND) -> VolumeGrid:
         with self.statistics.time("decode"):
             grid = self.decoder.decode(fn, resolution, bound)
+        self.last_levels = grid.levels  # what each part of the refinement rule flagged, per level
         self.statistics.add("calls")
+        self.statistics.add("dense_levels", sum(1 for lvl in grid.levels if lvl.get("flagged", {}).get("rule") == "dense"))
+        if grid.verification is not None:
+            self.statistics.add("verify_queries", grid.verification["queries"])
+            self.statistics.add("verify_misses", grid.verification["misses"])
         self.statistics.add("queries", grid.queries)
         self.statistics.add("dense_queries", grid.dense_queries)
         self.statistics.set("query_fraction", self.statistics.counters["queries"] / self.statistics.counters["dense_queries"])
@@ -121,12 +130,21 @@ class AdaptiveKVSelection(BaseAccelerator):
     share in (0, 1]), or with neither Hunyuan3D-2's rule (1024 of 3072, 256 of 512,
     otherwise a third).
 
+    ``mass`` mode (the ``flashvdm`` stack's default) keeps per cell the fewest keys that
+    hold ``mass`` of the sampled queries' attention, checks each cell's output on other
+    queries against all keys and falls back to all keys where the relative error exceeds
+    ``tolerance``; a call that would keep ``dense_above`` of the keys or more runs dense
+    attention instead, so it is never slower than dense in a way that matters. In
+    ``mean`` and ``merge`` modes the same check (``check``) only measures, and warns once
+    when the kept keys move the output.
+
     Example::
 
         acc = AdaptiveKVSelection(mode="mean")           # K: 1024 of 3072, 256 of 512, else N/3
         with acc.applied(vae.geo_decoder):
             grid = DenseVolumeDecoder().decode(vae.field(latents), 256)
         acc.stats()["keys_per_query"]
+        AdaptiveKVSelection(mode="mass", mass=0.995, tolerance=0.01)   # error-bounded: exact within the tolerance
     """
 
     name = "adaptive_kv"
@@ -145,9 +163,16 @@ class AdaptiveKVSelection(BaseAccelerator):
         backend: str | None = None,
         scale: float | None = None,
         topk_ratio: float | None = None,
+        mass: float = 0.995,
+        tolerance: float = 0.01,
+        check: bool = True,
+        dense_above: float = 0.9,
     ) -> None:
         super().__init__()
-        self.selector = KVSelector(mode, topk, per_head, sample_every, threshold, topk_ratio=topk_ratio)
+        self.selector = KVSelector(
+            mode, topk, per_head, sample_every, threshold, topk_ratio=topk_ratio, mass=mass, tolerance=tolerance, check=check
+        )
+        self.dense_above = check_float("dense_above", dense_above, low=0.0, low_open=True, high=1.0)
         check_int("cells", cells, low=1, high=MAX_CELLS)
         bound = check_float("bound", bound, low=0.0, low_open=True)
         if backend is not None:
@@ -198,7 +223,10 @@ class AdaptiveKVSelection(BaseAccelerator):
 
     def summary(self) -> dict[str, float]:
         c = self.statistics.counters
-        return {"keys_per_query": c.get("keys_per_query", 0.0), "key_fraction": c.get("key_fraction", 1.0)}
+        out = {"keys_per_query": c.get("keys_per_query", 0.0), "key_fraction": c.get("key_fraction", 1.0)}
+        if c.get("checked_cells"):
+            out["fallback_cell_share"] = c.get("fallback_cells", 0) / c["checked_cells"]
+        return out
 
     def fell_back(self) -> str | None:
         if self.statistics.counters.get("dense_fallbacks"):
@@ -206,6 +234,22 @@ class AdaptiveKVSelection(BaseAccelerator):
         if self.statistics.counters.get("calls") and self.statistics.counters.get("key_fraction", 1.0) >= 1.0:
             return "adaptive KV kept every key"
         return None
+
+    def _record_check(self, sel: Any) -> None:
+        """Count what the error check found and say so at run time, once per attachment."""
+        stats = self.statistics
+        stats.add("checked_cells", sel.checked_cells)
+        stats.add("fallback_cells", sel.fallback_cells)
+        stats.add("cells_above_tolerance", sel.cells_above_tolerance)
+        stats.set("max_error", max(stats.counters.get("max_error", 0.0), sel.max_error))
+        if sel.cells_above_tolerance and not stats.counters.get("warned_moved"):
+            stats.set("warned_moved", 1)
+            warnings.warn(
+                f"adaptive_kv ({self.selector.mode} mode): in {sel.cells_above_tolerance} of {sel.checked_cells} cells the kept keys "
+                f"move the attention output by more than {self.selector.tolerance:g} (relative), which moves the surface; "
+                f"mode=mass falls back to every key in such cells",
+                stacklevel=3,
+            )
 
     def _count(self, queries: int, keys_per_query: float, num_keys: int) -> None:
         stats = self.statistics
@@ -231,7 +275,13 @@ class AdaptiveKVSelection(BaseAccelerator):
                 return original(q, k, v)
             # Timings are host wall times; on a GPU they include only what the host waits for.
             with self.statistics.time("select"):
-                sel = self.selector.select(q[0], k[0], plan.cell_offsets, self.scale)
+                sel = self.selector.select(q[0], k[0], plan.cell_offsets, self.scale, v=v[0])
+            self._record_check(sel)
+            if self.selector.mode == "mass" and sel.keys_per_query >= self.dense_above * k.shape[2]:
+                # Keeping nearly every key saves nothing over dense attention: compute it densely, exactly.
+                self.statistics.add("dense_calls")
+                self._count(q.shape[2], k.shape[2], k.shape[2])
+                return original(q, k, v)
             with self.statistics.time("attend"):
                 out = packed_sparse_attention(
                     q[0], k[0], v[0], plan.cell_offsets, sel.kv_offsets, sel.kv_indices, scale=self.scale, backend=self.backend

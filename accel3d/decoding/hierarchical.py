@@ -1,11 +1,13 @@
 """Hierarchical (coarse-to-fine) volume decoding, after FlashVDM.
 
 Decode a coarse grid densely, then at each finer level query only the points
-near the surface: where the sign differs from a face neighbour, or where the
-value lies inside the truncated-SDF band (which catches parts thinner than a
-coarse voxel), dilated by a 3x3x3 neighbourhood. Every other point takes the
-value interpolated from the coarser level, so its sign is right and it is never
-NaN; ``VolumeGrid.decoded`` records which points were actually queried.
+near the surface: where the sign differs from a face neighbour, or within a band
+of it (:mod:`accel3d.decoding.refinement`: by default a distance in voxels, read
+through the field's measured slope, so that parts thinner than a coarse voxel are
+caught on any field). Every other point takes the value interpolated from the
+coarser level, so its sign is right and it is never NaN; ``VolumeGrid.decoded``
+records which points were actually queried, ``VolumeGrid.levels`` what each part of
+the rule flagged, and an optional check (``verify``) samples the rest.
 
 Levels are nested: level ``r`` has ``r + 1`` points per axis and point ``i`` of
 level ``r`` is point ``2i`` of level ``2r``, so coarse values are reused exactly
@@ -22,7 +24,16 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from accel3d.core.validate import check_bool, check_choice, check_float, check_int
+from accel3d.core.validate import ArgumentError, check_bool, check_choice, check_float, check_int
+from accel3d.decoding.refinement import (
+    BAND_UNITS,
+    SQRT3,
+    field_band_mask,
+    is_unresolved,
+    largest_step,
+    voxel_band_mask,
+)
+from accel3d.decoding.verification import verify_grid
 from accel3d.geometry.grid import DEFAULT_BOUND
 from accel3d.geometry.volume import (
     DenseVolumeDecoder,
@@ -83,68 +94,78 @@ def interpolate(values: Tensor) -> Tensor:
     return F.interpolate(values[None, None], size=(2 * n - 1,) * 3, mode="trilinear", align_corners=True)[0, 0]
 
 
-def refinement_mask(values: Tensor, level: float, band: float | None, dilation: int) -> Tensor:
-    """Points to refine on a grid: a sign change with a face neighbour, or ``|v - level| < band``."""
-    level = check_float("level", level)
-    band = check_float("band", band, low=0.0, allow_none=True)
-    check_int("dilation", dilation, low=0)
-    inside = values > level
-    mask = torch.zeros_like(inside)
-    for dim in range(3):
-        n = inside.shape[dim]
-        change = inside.narrow(dim, 0, n - 1) != inside.narrow(dim, 1, n - 1)
-        mask.narrow(dim, 0, n - 1).logical_or_(change)
-        mask.narrow(dim, 1, n - 1).logical_or_(change)
-    if band is not None and band > 0:
-        mask |= (values - level).abs() < band
-    for _ in range(dilation):
-        mask = F.max_pool3d(mask[None, None].float(), 3, stride=1, padding=1)[0, 0].bool()
-    return mask
-
-
 class HierarchicalVolumeDecoder:
     """Coarse-to-fine decoding of any field ``f(points[N, 3]) -> values[N]``.
 
     Example::
 
         from accel3d.geometry import shapes
-        dec = HierarchicalVolumeDecoder(min_resolution=32, band=0.05)
+        dec = HierarchicalVolumeDecoder(min_resolution=32)           # band: sqrt(3) voxels, from the field's slope
         grid = dec.decode(shapes.torus(), resolution=128)
         grid.query_fraction      # share of the dense grid's queries actually made
+        grid.levels[1]           # what each part of the rule flagged at that level
 
     Args:
         min_resolution: the coarsest level is the target halved while it stays at
             or above this (FlashVDM: 63). Also the smallest target accepted.
-        band: refine where ``|value - level| < band`` (field units). For the shipped
-            VAE, whose field is a truncated SDF in [-1, 1], FlashVDM's 0.95 applies.
-            ``None`` or 0 turns it off.
+        band: how far from the surface to refine. In ``voxels`` (the default units): that many
+            voxels of each level, converted to field units through the field's measured slope
+            (:mod:`accel3d.decoding.refinement`); ``sqrt(3)`` or more is exact wherever the slope
+            bound holds. In ``field`` units (FlashVDM's): refine where ``|value - level| < band``;
+            ``None`` turns it off there.
+        band_units: ``"voxels"`` or ``"field"``.
+        slope_margin: the measured slope is multiplied by this before use (a finite difference
+            underestimates the steepest slope between samples).
         dilation: how many 3x3x3 dilations grow the refinement mask.
         level: the iso-level of the surface.
         inside: ``"positive"`` if values above ``level`` are inside, else ``"negative"``.
+        verify: decode this share of the never-decoded points afterwards and compare their signs
+            with the interpolated ones (:mod:`accel3d.decoding.verification`); ``None``: no check.
+        verify_tolerance: warn when more than this share of the sample is on the wrong side.
+        verify_refine: decode around each miss the check finds.
+        seed: the verification sample's seed.
     """
 
     def __init__(
         self,
         min_resolution: int = 63,
-        band: float | None = 0.95,
-        dilation: int = 1,
+        band: float | None = SQRT3,
+        band_units: Literal["voxels", "field"] = "voxels",
+        slope_margin: float = 1.25,
+        dilation: int = 0,
         level: float = 0.0,
         inside: Literal["positive", "negative"] = "positive",
         chunk_size: int = 65536,
         progress: bool = True,
         max_memory_bytes: int | None = None,
+        verify: float | None = None,
+        verify_tolerance: float = 1e-3,
+        verify_refine: bool = True,
+        seed: int = 0,
     ) -> None:
         self.min_resolution = check_int("min_resolution", min_resolution, low=2)
-        self.band = check_float("band", band, low=0.0, allow_none=True)
+        self.band_units = check_choice("band_units", band_units, BAND_UNITS)
+        if band is None and self.band_units == "voxels":
+            raise ArgumentError("band: expected a positive number of voxels, got None (None turns the band off only in field units)")
+        self.band = check_float("band", band, low=0.0, low_open=True, allow_none=True)
+        self.slope_margin = check_float("slope_margin", slope_margin, low=1.0)
         self.dilation = check_int("dilation", dilation, low=0)
         self.level = check_float("level", level)
         self.inside = check_choice("inside", inside, ("positive", "negative"))
         self.chunk_size = check_int("chunk_size", chunk_size, low=1)
         self.progress = check_bool("progress", progress)
         self.max_memory_bytes = check_int("max_memory_bytes", max_memory_bytes, low=1, allow_none=True)
+        self.verify = check_float("verify", verify, low=0.0, low_open=True, high=1.0, allow_none=True)
+        self.verify_tolerance = check_float("verify_tolerance", verify_tolerance, low=0.0, low_open=True, high=1.0)
+        self.verify_refine = check_bool("verify_refine", verify_refine)
+        self.seed = check_int("seed", seed, low=0)
 
     def levels(self, resolution: int) -> list[int]:
         return coarse_to_fine_levels(resolution, self.min_resolution)
+
+    def _signed(self, values: Tensor) -> Tensor:
+        """Positive inside, surface at 0."""
+        return (values - self.level) if self.inside == "positive" else (self.level - values)
 
     def decode(self, fn: Field, resolution: int, bound: float = DEFAULT_BOUND) -> VolumeGrid:
         check_resolution(resolution, self.max_memory_bytes, minimum=self.min_resolution)
@@ -160,17 +181,45 @@ class HierarchicalVolumeDecoder:
         dense = DenseVolumeDecoder(self.chunk_size, self.progress, self.max_memory_bytes)
         grid = dense.decode(fn, levels[0], bound)
         values, decoded = grid.values, torch.ones_like(grid.values, dtype=torch.bool)
-        sign = 1.0 if self.inside == "positive" else -1.0
-        stats = [{"resolution": levels[0], "queries": grid.queries}]
-        total = grid.queries
-        for res in levels[1:]:
-            refine = upsample(refinement_mask(sign * (values - self.level), 0.0, self.band, self.dilation), "or")
-            values, decoded = interpolate(values), upsample(decoded, "zeros")
+        stats: list[dict] = [{"resolution": levels[0], "queries": grid.queries}]
+        total, slope = grid.queries, 0.0
+        remaining = levels[1:]
+        while remaining:
+            res, coarse = remaining[0], values.shape[0] - 1
+            signed, spacing = self._signed(values), 2 * bound / coarse
+            if self.band_units == "voxels":
+                step = largest_step(signed, decoded)
+                slope = max(slope, step / spacing)
+                if slope == 0.0 or is_unresolved(step, signed, decoded):  # no ramp seen: no distance to read, decode densely
+                    while len(remaining) > 1:
+                        values, decoded = interpolate(values), upsample(decoded, "zeros")
+                        remaining = remaining[1:]
+                    res = remaining[0]
+                    refine, counts = torch.ones((res + 1,) * 3, dtype=torch.bool), {"rule": "dense", "reason": "no ramp between samples"}
+                else:
+                    refine, counts = voxel_band_mask(signed, decoded, spacing, slope * self.slope_margin, self.band, self.dilation)
+                    refine, counts["slope"] = upsample(refine, "or"), slope
+            else:
+                refine, counts = field_band_mask(signed, self.band, self.dilation)
+                refine = upsample(refine, "or")
+            values, decoded = (values, decoded) if values.shape[0] == res + 1 else (interpolate(values), upsample(decoded, "zeros"))
             todo = torch.nonzero((refine & ~decoded).view(-1)).squeeze(1)
             with tqdm(total=len(todo), desc=f"refine {res}^3", unit="pt", unit_scale=True, disable=not self.progress, leave=False) as bar:
                 new = query_field(fn, lattice_points(todo, res, bound), self.chunk_size, bar, where=f"at level {res}^3")
             values.view(-1)[todo] = new
             decoded.view(-1)[todo] = True
-            stats.append({"resolution": res, "queries": len(todo)})
+            stats.append({"resolution": res, "queries": len(todo), "flagged": counts})
             total += len(todo)
-        return VolumeGrid(values, resolution, bound, queries=total, decoded=decoded, levels=stats)
+            remaining = remaining[1:]
+        verification = None
+        if self.verify is not None and len(levels) > 1:
+            radius = resolution // levels[0]
+            verification = verify_grid(
+                fn, values, decoded, resolution, bound, self.verify, self.verify_tolerance, radius, self.verify_refine,
+                self.seed, self.chunk_size, self._signed,
+            )  # fmt: skip
+            total += verification["queries"]
+        return VolumeGrid(
+            values, resolution, bound, queries=total, decoded=decoded, levels=stats, level=self.level, inside=self.inside,
+            verification=verification,
+        )  # fmt: skip

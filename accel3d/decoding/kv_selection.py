@@ -10,9 +10,16 @@ score the keys, and each cell's queries then attend only to the keys it kept:
   ``threshold`` for any sampled query (FlashVDM's "TopM" variant, every 30th
   query), plus each sampled query's most probable key, so no list is empty.
 
+- ``mass`` mode (accel3d's, error-bounded) keeps, per cell, the union over its
+  sampled queries of the fewest keys that hold ``mass`` (99.5%) of each one's
+  attention. A check then compares, on a few other queries of
+  each cell, the attention output over the kept keys with the output over all
+  keys; a cell whose relative error exceeds ``tolerance`` falls back to all keys
+  (counted in ``Selection.fallback_cells``).
+
 Selection is per head (each head its own keys) or shared across heads (scores
 averaged over heads). FlashVDM selects per head in ``mean`` mode and shared in
-``merge`` mode; those are the defaults here.
+``merge`` mode; those are the defaults here, and ``mass`` mode shares too.
 
 Example::
 
@@ -36,8 +43,8 @@ from torch import Tensor
 from accel3d.core.validate import check_bool, check_choice, check_float, check_int
 from accel3d.geometry.grid import DEFAULT_BOUND
 
-MODES = ("mean", "merge")
-SAMPLE_EVERY = {"mean": 50, "merge": 30}  # FlashVDM's strides at its finer levels
+MODES = ("mean", "merge", "mass")
+SAMPLE_EVERY = {"mean": 50, "merge": 30, "mass": 30}  # FlashVDM's strides at its finer levels
 MERGE_CHUNK = 8192  # sampled queries scored at once in merge mode
 MAX_CELLS = 64  # cells per axis; 64^3 cells already leave most cells of a decoding chunk empty
 
@@ -129,6 +136,10 @@ class Selection:
     kv_indices: Tensor
     groups: int  # 1: one list per cell shared by all heads; H: one list per cell and head
     keys_per_query: float  # mean number of keys a query attends to (averaged over heads)
+    checked_cells: int = 0  # cells the error check looked at (mass mode)
+    fallback_cells: int = 0  # of those, cells whose kept keys moved the output: they keep every key
+    max_error: float = 0.0  # the largest relative error the check measured after the fallback
+    cells_above_tolerance: int = 0  # mean and merge modes: cells the check found moved, left as they are
 
 
 class KVSelector:
@@ -149,8 +160,14 @@ class KVSelector:
         sample_every: int | None = None,
         threshold: float = 1e-6,
         topk_ratio: float | None = None,
+        mass: float = 0.995,
+        tolerance: float = 0.01,
+        check: bool = True,
     ) -> None:
         check_choice("mode", mode, MODES)
+        self.mass = check_float("mass", mass, low=0.0, low_open=True, high=1.0)
+        self.tolerance = check_float("tolerance", tolerance, low=0.0, low_open=True)
+        self.check = check_bool("check", check)
         check_topk(topk, topk_ratio)  # resolved against the real key count at selection time
         check_bool("per_head", per_head, allow_none=True)
         sample_every = SAMPLE_EVERY[mode] if sample_every is None else check_int("sample_every", sample_every, low=1)
@@ -170,11 +187,12 @@ class KVSelector:
         sampled = rank % self.sample_every == 0  # every cell with rows has its first row sampled
         return q[:, sampled].float(), cell_of_row[sampled], counts
 
-    def select(self, q: Tensor, k: Tensor, cell_offsets: Tensor, scale: float | None = None) -> Selection:
+    def select(self, q: Tensor, k: Tensor, cell_offsets: Tensor, scale: float | None = None, v: Tensor | None = None) -> Selection:
         """Key lists for queries ``q`` (H, N, D) sorted by cell, keys ``k`` (H, Nk, D).
 
-        ``scale`` is the attention's logit scale (default ``D ** -0.5``); merge mode's
-        probabilities depend on it, mean mode's ranking does not.
+        ``scale`` is the attention's logit scale (default ``D ** -0.5``); merge and mass
+        modes' probabilities depend on it, mean mode's ranking does not. Mass mode
+        needs the values ``v`` (H, Nk, Dv) for its error check.
         """
         if q.ndim != 3 or k.ndim != 3 or q.shape[0] != k.shape[0] or q.shape[2] != k.shape[2]:
             raise ValueError(f"KVSelector.select: q (H, N, D) and k (H, Nk, D) must agree, got {tuple(q.shape)} and {tuple(k.shape)}")
@@ -206,7 +224,12 @@ class KVSelector:
             # (G, C, K) -> per-cell lists in cell-major order, ascending indices for memory locality
             idx = scores.topk(K, dim=-1).indices.sort(-1).values.transpose(0, 1).reshape(-1)
             offsets = torch.arange(cells * groups + 1, device=k.device) * K
-            return Selection(offsets, idx, groups, float(K))
+            return self._checked(Selection(offsets, idx, groups, float(K)), q, kf, v, counts, cell_offsets, scale)
+        if self.mode == "mass":
+            if v is None or v.ndim != 3 or v.shape[:2] != k.shape[:2]:
+                got = None if v is None else tuple(v.shape)
+                raise ValueError(f"KVSelector.select: mass mode needs the values v (H, Nk, Dv) for its check, got {got}")
+            return self._select_mass(q, kf, v.float(), q_sampled, sample_cell, counts, cell_offsets, scale, groups)
         keep = torch.zeros(groups, cells, num_keys, dtype=torch.int32, device=k.device)
         for lo in range(0, q_sampled.shape[1], MERGE_CHUNK):  # bounded memory: (H, chunk, Nk) at a time
             probs = (q_sampled[:, lo : lo + MERGE_CHUNK] @ kf.transpose(-1, -2) * scale).softmax(-1)
@@ -221,4 +244,80 @@ class KVSelector:
         idx = keep.reshape(-1, num_keys).nonzero()[:, 1]
         kept_per_cell = keep.sum(-1).float().mean(-1)  # (C,) averaged over groups
         keys_per_query = float((kept_per_cell * counts).sum() / counts.sum().clamp(min=1))
-        return Selection(offsets, idx, groups, keys_per_query)
+        return self._checked(Selection(offsets, idx, groups, keys_per_query), q, kf, v, counts, cell_offsets, scale, keep)
+
+    def _checked(
+        self, sel: Selection, q: Tensor, kf: Tensor, v: Tensor | None, counts: Tensor, cell_offsets: Tensor, scale: float,
+        keep: Tensor | None = None,
+    ) -> Selection:  # fmt: skip
+        """FlashVDM's modes with the error check on (and ``v`` given): measured and counted, never changed."""
+        if not self.check or v is None:
+            return sel
+        if keep is None:  # (C, G, Nk) from the equal-length lists of mean mode
+            keep = torch.zeros(len(counts) * sel.groups, kf.shape[1], dtype=torch.bool, device=kf.device)
+            keep.scatter_(1, sel.kv_indices.view(len(keep), -1), True)
+            keep = keep.view(len(counts), sel.groups, -1)
+        checked, above, _ = self._check(q, kf, v.float(), keep, counts, cell_offsets, scale)
+        sel.checked_cells, sel.fallback_cells = checked, 0
+        sel.cells_above_tolerance = int(above.sum())
+        return sel
+
+    def _select_mass(
+        self, q: Tensor, kf: Tensor, vf: Tensor, q_sampled: Tensor, sample_cell: Tensor, counts: Tensor,
+        cell_offsets: Tensor, scale: float, groups: int,
+    ) -> Selection:  # fmt: skip
+        """Mass mode: per sampled query the fewest keys holding ``mass`` of its attention, their union per cell, then the check."""
+        num_keys = kf.shape[1]
+        cells = len(counts)
+        hits = torch.zeros(groups, cells, num_keys, dtype=torch.int32, device=kf.device)
+        for lo in range(0, q_sampled.shape[1], MERGE_CHUNK):  # bounded memory: (H, chunk, Nk) at a time
+            probs = (q_sampled[:, lo : lo + MERGE_CHUNK] @ kf.transpose(-1, -2) * scale).softmax(-1)
+            if groups == 1:
+                probs = probs.mean(0, keepdim=True)  # shared across heads: the heads' mean attention
+            ordered, order = probs.sort(-1, descending=True)
+            # keep a key while the mass before it is short of the target: the fewest keys that reach it
+            covering = (ordered.cumsum(-1) - ordered) < self.mass
+            chosen = torch.zeros_like(covering).scatter_(-1, order, covering)
+            hits.index_add_(1, sample_cell[lo : lo + MERGE_CHUNK], chosen.to(torch.int32))
+        keep = hits > 0  # cells without queries keep nothing: they have no rows to attend
+        keep = keep.transpose(0, 1).contiguous()  # (C, G, Nk)
+        checked, fallback, worst = self._check(q, kf, vf, keep, counts, cell_offsets, scale)
+        if not self.check:
+            fallback = torch.zeros_like(fallback)
+        keep[fallback] = True
+        per_segment = keep.sum(-1).reshape(-1)
+        offsets = torch.cat([per_segment.new_zeros(1), per_segment.cumsum(0)])
+        idx = keep.reshape(-1, num_keys).nonzero()[:, 1]
+        kept_per_cell = keep.sum(-1).float().mean(-1)
+        keys_per_query = float((kept_per_cell * counts).sum() / counts.sum().clamp(min=1))
+        return Selection(offsets, idx, groups, keys_per_query, checked, int(fallback.sum()), worst)
+
+    def _check(
+        self, q: Tensor, kf: Tensor, vf: Tensor, keep: Tensor, counts: Tensor, cell_offsets: Tensor, scale: float
+    ) -> tuple[int, Tensor, float]:
+        """Relative error of the kept-key output against the all-key output on each cell's check queries.
+
+        The check queries sit halfway between the sampled ones (rank ``sample_every // 2`` and every
+        ``sample_every`` after it; a cell with fewer rows checks its last one), so they did not pick the keys.
+        Returns the cells checked, a (C,) mask of those above ``tolerance``, and the largest error left after it.
+        """
+        cells = len(counts)
+        cell_of_row = torch.repeat_interleave(torch.arange(cells, device=q.device), counts)
+        rank = torch.arange(q.shape[1], device=q.device) - cell_offsets[:-1][cell_of_row]
+        half = self.sample_every // 2
+        rows = (rank % self.sample_every == half) | ((rank == counts[cell_of_row] - 1) & (counts[cell_of_row] <= half))
+        q_check, check_cell = q[:, rows].float(), cell_of_row[rows]
+        error = torch.zeros(cells, device=q.device)
+        for lo in range(0, q_check.shape[1], MERGE_CHUNK):
+            qc, cc = q_check[:, lo : lo + MERGE_CHUNK], check_cell[lo : lo + MERGE_CHUNK]
+            probs = (qc @ kf.transpose(-1, -2) * scale).softmax(-1)  # (H, S, Nk)
+            full = probs @ vf
+            mask = keep[cc].transpose(0, 1)  # (G, S, Nk), broadcast over heads when shared
+            kept = probs * mask
+            part = (kept @ vf) / kept.sum(-1, keepdim=True).clamp(min=1e-30)  # softmax over the kept keys alone
+            rel = (part - full).norm(dim=-1) / full.norm(dim=-1).clamp(min=1e-12)  # (H, S)
+            error.scatter_reduce_(0, cc, rel.amax(0), reduce="amax")
+        checked = int(torch.unique(check_cell).numel())
+        above = error > self.tolerance
+        worst = float(error[~above].max()) if (~above).any() else 0.0
+        return checked, above, worst

@@ -16,9 +16,10 @@ from accel3d.geometry.volume import VolumeGrid, check_bound
 MESH_FORMATS = ("glb", "ply", "obj")
 
 
-def extract_mesh(grid: VolumeGrid, level: float = 0.0, inside: str = "positive") -> trimesh.Trimesh:
+def extract_mesh(grid: VolumeGrid, level: float | None = None, inside: str | None = None) -> trimesh.Trimesh:
     """Marching cubes on ``grid`` into a ``trimesh.Trimesh`` in world coordinates.
 
+    ``level`` and ``inside`` default to the grid's own (the decoder's sign convention).
     Faces wind counter-clockwise seen from outside (normals point out). A field
     with no surface gives an empty mesh and a warning; NaN raises.
     """
@@ -28,8 +29,8 @@ def extract_mesh(grid: VolumeGrid, level: float = 0.0, inside: str = "positive")
         raise TypeError(f"grid: expected a VolumeGrid (from a volume decoder), got {type(grid).__name__}")
     check_bound(grid.bound)
     values = grid.values.numpy() if isinstance(grid.values, torch.Tensor) else np.asarray(grid.values)
-    level = check_float("level", level)
-    check_choice("inside", inside, ("positive", "negative"))
+    level = check_float("level", grid.level if level is None else level)
+    inside = check_choice("inside", grid.inside if inside is None else inside, ("positive", "negative"))
     if not np.isfinite(values).all():
         bad = int((~np.isfinite(values)).sum())
         raise ValueError(f"grid: {bad} NaN or inf values; fill undecoded points before extracting a surface")

@@ -28,6 +28,13 @@ class VolumeGrid:
 
     ``decoded`` marks the points whose value came from the field; the others were
     filled by interpolating a coarser level (never NaN). ``None`` means all were.
+    ``level`` and ``inside`` (``"positive"``: values above ``level`` are inside) are the
+    decoder's sign convention, which :func:`~accel3d.geometry.surface.extract_mesh` follows.
+
+    Example::
+
+        grid = DenseVolumeDecoder(inside="negative").decode(my_sdf, 64)   # most SDF code: negative inside
+        mesh = extract_mesh(grid)                                        # normals point out
     """
 
     values: Tensor
@@ -36,6 +43,9 @@ class VolumeGrid:
     queries: int
     decoded: Tensor | None = None
     levels: list[dict] = field(default_factory=list)
+    level: float = 0.0
+    inside: str = "positive"
+    verification: dict | None = None
 
     @property
     def dense_queries(self) -> int:
@@ -121,7 +131,18 @@ class DenseVolumeDecoder:
         grid.values.shape   # (65, 65, 65)
     """
 
-    def __init__(self, chunk_size: int = 65536, progress: bool = True, max_memory_bytes: int | None = None) -> None:
+    def __init__(
+        self,
+        chunk_size: int = 65536,
+        progress: bool = True,
+        max_memory_bytes: int | None = None,
+        level: float = 0.0,
+        inside: str = "positive",
+    ) -> None:
+        self.level = check_float("level", level)
+        if inside not in ("positive", "negative"):
+            raise ValueError(f"inside: expected 'positive' or 'negative', got {inside!r}")
+        self.inside = inside
         self.chunk_size = check_int("chunk_size", chunk_size, low=1)
         self.progress = check_bool("progress", progress)
         self.max_memory_bytes = check_int("max_memory_bytes", max_memory_bytes, low=1, allow_none=True)
@@ -138,4 +159,7 @@ class DenseVolumeDecoder:
                 stop = min(start + step, total)
                 points = lattice_points(torch.arange(start, stop), resolution, bound)
                 values[start:stop] = query_field(fn, points, self.chunk_size, bar, where=f"at {resolution}^3")
-        return VolumeGrid(values.view(n, n, n), resolution, bound, queries=total, levels=[{"resolution": resolution, "queries": total}])
+        return VolumeGrid(
+            values.view(n, n, n), resolution, bound, queries=total, levels=[{"resolution": resolution, "queries": total}],
+            level=self.level, inside=self.inside,
+        )  # fmt: skip

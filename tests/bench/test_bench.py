@@ -9,6 +9,7 @@ import torch
 
 from accel3d.bench.options import decoding_parser, kernels_parser
 from accel3d.decoding import resolve_topk
+from accel3d.geometry.mesh_fields import FIELD_FAMILIES
 
 
 def accel3d(*args, cwd):
@@ -31,6 +32,10 @@ def test_bench_decoding_smoke(tmp_path):
         "8",
         "--min-resolution",
         "8",
+        "--band-units",  # the shipped field does not ramp between 8^3 samples: the default rule would decode it densely
+        "field",
+        "--band",
+        "0.3",
         "--repeats",
         "1",
         "--warmup-resolution",
@@ -45,7 +50,7 @@ def test_bench_decoding_smoke(tmp_path):
     assert list(sphere["methods"]) == ["hierarchical"]  # no attention to select keys in
     hier = sphere["methods"]["hierarchical"]
     assert hier["iou_vs_dense"] == 1.0 and hier["queries"] < sphere["dense_queries"]
-    assert list(model["methods"]) == ["hierarchical", "hier+kv_mean", "hier+kv_merge"]
+    assert list(model["methods"]) == ["hierarchical", "hier+kv_mass", "hier+kv_mean", "hier+kv_merge"]
     for result in (sphere, model):  # every ratio is the one the recorded times and counts give
         for name, m in result["methods"].items():
             assert m["speedup_vs_dense"] == pytest.approx(result["dense_s"] / m["seconds"]), name
@@ -64,7 +69,28 @@ def test_bench_decoding_smoke(tmp_path):
     assert merge["key_fraction"] == 1.0 and "no saving: adaptive KV kept every key" in merge["flags"]
     assert merge["iou_vs_dense"] == pytest.approx(model["methods"]["hierarchical"]["iou_vs_dense"], abs=1e-3)
     assert model["methods"]["hierarchical"]["iou_vs_dense"] > 0.99 and kv["iou_vs_dense"] > 0.6
+    # mass mode is error-bounded: it keeps the hierarchical surface
+    mass = model["methods"]["hier+kv_mass"]
+    assert mass["iou_vs_dense"] == pytest.approx(model["methods"]["hierarchical"]["iou_vs_dense"], abs=1e-3)
     assert "vs hier" in proc.stdout and str(out) in proc.stdout
+
+
+def test_bench_decoding_field_families_and_local_attention_smoke(tmp_path):
+    out = tmp_path / "bench.json"
+    args = ["--subjects", "fields", "local", "--field-resolution", "64", "--field-sdf-resolution", "32", "--repeats", "1"]
+    proc = accel3d("bench", "decoding", *args, "--field-meshes", "eval_00_box", "--local-points", "4096", "--out", str(out), cwd=tmp_path)
+    results = json.loads(out.read_text())["results"]
+    fields, local = results[:-1], results[-1]
+    assert [r["family"] for r in fields] == list(FIELD_FAMILIES)
+    for r in fields:
+        assert list(r["methods"]) == ["hierarchical", "hierarchical_fast", "hierarchical_flashvdm"]
+        default = r["methods"]["hierarchical"]
+        assert default["iou"] == 1.0 and default["wrong_voxels"] == 0, r["family"]  # exact on every family
+        assert 0 < default["query_fraction"] <= 1.0
+    assert "per family" in proc.stdout and "IoU" in proc.stdout
+    assert local["subject"] == "local" and list(local["methods"]) == ["dense", "mass", "mean", "merge"]
+    assert local["methods"]["dense"]["relative_error"] == 0.0
+    assert local["methods"]["mean"]["keys_per_query"] == 1024  # Hunyuan3D-2's K for 3072 tokens
 
 
 def test_bench_kernels_smoke(tmp_path):

@@ -19,7 +19,17 @@ NAN, INF = float("nan"), float("inf")
         ("band", NAN),
         ("band", INF),
         ("band", -0.1),
+        ("band", 0.0),
         ("band", "0.3"),
+        ("band_units", "mm"),
+        ("slope_margin", 0.5),
+        ("slope_margin", NAN),
+        ("verify", 1.5),  # a verification sample larger than the grid
+        ("verify", 0.0),
+        ("verify", NAN),
+        ("verify_tolerance", 0.0),
+        ("verify_tolerance", -0.01),
+        ("verify_refine", "yes"),
         ("level", NAN),
         ("level", INF),
         ("level", "0"),
@@ -48,7 +58,7 @@ def test_nan_band_no_longer_loses_a_thin_plate_silently():
     with pytest.raises(ValueError, match="band"):
         HierarchicalVolumeDecoder(min_resolution=16, band=NAN)
     plate = truncated(shapes.box((0.7, 0.7, 0.005)))
-    grid = HierarchicalVolumeDecoder(min_resolution=16, band=0.95, dilation=1, progress=False).decode(plate, 64)
+    grid = HierarchicalVolumeDecoder(min_resolution=16, band=0.95, band_units="field", dilation=1, progress=False).decode(plate, 64)
     dense = DenseVolumeDecoder(progress=False).decode(plate, 64)
     assert (dense.values > 0).sum() > 1000 and torch.equal(grid.values > 0, dense.values > 0)  # the valid band keeps all of it
 
@@ -126,7 +136,8 @@ def test_cell_planning_and_selection_check_their_arguments():
 
 def test_review_findings_in_decoding():
     from accel3d.decoding import plan_cells
-    from accel3d.decoding.hierarchical import coarse_to_fine_levels, refinement_mask
+    from accel3d.decoding.hierarchical import coarse_to_fine_levels
+    from accel3d.decoding.refinement import refinement_mask
     from accel3d.decoding.sparsity import attention_sparsity
 
     with pytest.raises(ValueError, match="^cells: expected an integer >= 1 and <= 64"):
@@ -222,3 +233,9 @@ def test_resolution_below_minimum():
 def test_bad_decoder_arguments(kwargs):
     with pytest.raises(ValueError, match=next(iter(kwargs))):
         HierarchicalVolumeDecoder(**kwargs)
+
+
+def test_a_band_of_none_is_refused_in_voxels_and_turns_the_band_off_in_field_units():
+    with pytest.raises(ValueError, match=r"^band: expected a positive number of voxels, got None"):
+        HierarchicalVolumeDecoder(band=None)
+    assert HierarchicalVolumeDecoder(band=None, band_units="field").band is None

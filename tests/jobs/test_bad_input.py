@@ -47,7 +47,7 @@ def test_a_single_export_format_is_a_list_of_one():
 @pytest.mark.parametrize(
     ("overrides", "match"),
     [
-        (["stack.accelerators.hierarchical.band=nan"], r"stack.accelerators.hierarchical: band: expected a finite number >= 0"),
+        (["stack.accelerators.hierarchical.band=nan"], r"stack.accelerators.hierarchical: band: expected a finite number > 0"),
         (["stack.accelerators.hierarchical.level=nan"], r"level: expected a finite number"),
         (["stack=flashvdm", "stack.accelerators.adaptive_kv.topk=1.0"], r"topk: expected an integer"),
         (["stack=flashvdm", "stack.accelerators.adaptive_kv.per_head='false'"], r"per_head: expected true or false"),
@@ -121,7 +121,7 @@ def test_a_failed_job_is_listed_and_the_others_are_summarised(tmp_path, tiny_wei
     rows = _rows(sweep)
     assert [r["job"] for r in rows] == ["0", "2"] and all(r["iou"] for r in rows)
     md = (sweep / "report.md").read_text()
-    assert "## 1 job(s) failed" in md and "band: expected a finite number >= 0 or None, got -1" in md
+    assert "## 1 job(s) failed" in md and "band: expected a finite number > 0 or None, got -1" in md
     assert (sweep / "speed_vs_fidelity.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "1 sweep job(s) did not complete" in proc.stderr
     record = json.loads((sweep / "1_hierarchical" / "record.json").read_text())
@@ -135,7 +135,7 @@ def test_a_stack_for_another_pipeline_is_an_argument_error_so_a_sweep_goes_on(ti
 
 def test_an_override_of_the_wrong_type_names_the_knob_and_the_type():
     with pytest.raises(
-        ValueError, match=r"^stack.accelerators.hierarchical: band: expected a finite number >= 0 or None, got 'abc' \(str\)"
+        ValueError, match=r"^stack.accelerators.hierarchical: band: expected a finite number > 0 or None, got 'abc' \(str\)"
     ):
         prepare_job(config("stack.accelerators.hierarchical.band=abc"))
 

@@ -53,7 +53,9 @@ def test_the_do_nothing_stack_reproduces_the_pipeline_and_detach_restores_it(pip
 def test_the_active_stack_cuts_the_model_calls_and_tokens_the_pipeline_counts(pipe):
     inputs = pipe.load_inputs()
     baseline = pipe.run(inputs)
-    stack = load_stack("fastsam3d", spectral_aggregation={"factor": 1.5, "min_tokens": 0, "scale_factors": False}, token_carving={"skip_threshold": 0.0})
+    stack = load_stack(
+        "fastsam3d", spectral_aggregation={"factor": 1.5, "min_tokens": 0, "scale_factors": False}, token_carving={"skip_threshold": 0.0}
+    )
     with stack.applied(pipe):
         result = pipe.run(inputs)
     assert baseline.work["ss_model_calls"] == ss_model_calls(8) == 2 * 8 - 1  # no guidance at t > 0.5: the last step

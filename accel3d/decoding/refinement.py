@@ -1,0 +1,142 @@
+"""Which points of a finer level to decode: the refinement rules of hierarchical decoding.
+
+Two rules, both on the field made "positive inside, surface at 0" by the decoder:
+
+- ``field`` units (FlashVDM's): refine where the sign changes between face neighbours or where
+  ``|v| < band``, then grow that by ``dilation`` 3x3x3 steps. It is exact only when the band and the
+  dilation suit the field's sharpness, which they were tuned for on one model.
+- ``voxels`` (the default): the band is a distance, ``band`` voxels of the current level, turned into
+  field units through the field's slope ``L`` measured on the decoded samples (the largest finite
+  difference between decoded face neighbours, times ``slope_margin``). A decoded point with
+  ``|v| >= band h L`` is at least ``band h`` away from any surface if ``L`` bounds the slope; with
+  ``band >= sqrt(3)`` (a cell's diagonal) every cell that holds surface has all its corners flagged,
+  so every finer point in it is decoded, at every level, however thin the part. A saturated field
+  (a clamped SDF) certifies only ``max|v| / L`` of distance: by how that compares with the voxel,
+  :func:`voxel_band_mask` adds one dilation or flags the saturated points too, which is the
+  dilation chosen by the field's measured sharpness instead of by hand.
+
+A field that jumps across its whole range within one edge (a +-1 occupancy, or a clamped SDF whose
+truncation is below half a voxel), or shows no slope at all (constant on every decoded sample, which
+a part thinner than a voxel between the samples would also give), carries no distance information
+at that level: the decoder then decodes the target level densely (:func:`is_unresolved`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from accel3d.core.validate import check_float, check_int
+
+BAND_UNITS = ("voxels", "field")
+SQRT3 = math.sqrt(3.0)
+
+
+def sign_changes(values: Tensor) -> Tensor:
+    """Points with a face neighbour on the other side of 0."""
+    inside = values > 0
+    mask = torch.zeros_like(inside)
+    for dim in range(3):
+        n = inside.shape[dim]
+        change = inside.narrow(dim, 0, n - 1) != inside.narrow(dim, 1, n - 1)
+        mask.narrow(dim, 0, n - 1).logical_or_(change)
+        mask.narrow(dim, 1, n - 1).logical_or_(change)
+    return mask
+
+
+def dilate(mask: Tensor, steps: int) -> Tensor:
+    for _ in range(steps):
+        mask = F.max_pool3d(mask[None, None].float(), 3, stride=1, padding=1)[0, 0].bool()
+    return mask
+
+
+def refinement_mask(values: Tensor, level: float, band: float | None, dilation: int) -> Tensor:
+    """Points to refine on a grid (``field`` units): a sign change with a face neighbour, or ``|v - level| < band``."""
+    level = check_float("level", level)
+    band = check_float("band", band, low=0.0, allow_none=True)
+    check_int("dilation", dilation, low=0)
+    shifted = values - level
+    mask = sign_changes(shifted)
+    if band is not None and band > 0:
+        mask |= shifted.abs() < band
+    return dilate(mask, dilation)
+
+
+def largest_step(values: Tensor, decoded: Tensor) -> float:
+    """The largest ``|v_i - v_j|`` over face neighbours that were both decoded (0 for none)."""
+    best = 0.0
+    for dim in range(3):
+        n = values.shape[dim]
+        both = decoded.narrow(dim, 0, n - 1) & decoded.narrow(dim, 1, n - 1)
+        if both.any():
+            diff = (values.narrow(dim, 0, n - 1) - values.narrow(dim, 1, n - 1)).abs()
+            best = max(best, float(diff[both].max()))
+    return best
+
+
+def is_unresolved(step: float, values: Tensor, decoded: Tensor) -> bool:
+    """The field crosses (nearly) its whole decoded range within one edge: a step, not a ramp, at this level."""
+    known = values[decoded]
+    if known.numel() == 0 or not ((known > 0).any() and (known <= 0).any()):
+        return False
+    return step >= 0.9 * float(known.max() - known.min())
+
+
+def voxel_band_mask(
+    values: Tensor, decoded: Tensor, spacing: float, slope: float, band: float, dilation: int = 0
+) -> tuple[Tensor, dict[str, float]]:
+    """The ``voxels`` rule on one level: the points to refine and how many each part of the rule flagged.
+
+    ``values`` positive inside with the surface at 0; ``slope`` the field's slope bound ``L`` (field
+    units per world unit, margin included); ``spacing`` this level's voxel size ``h``; ``band`` in voxels.
+    A decoded value ``v`` puts the surface at least ``|v| / L`` away, except a saturated one
+    (``|v|`` at the field's maximum), which certifies only ``reach = max|v| / L``. By that reach:
+
+    - ``reach >= band h``: the band alone (every corner of a cell with surface is in it);
+    - ``reach >= sqrt(3) h / 2`` (half a cell's diagonal): the band plus one dilation, because every
+      cell with surface has a corner within half a diagonal of it, so unsaturated and flagged;
+    - less: a part could hide between saturated samples, so they are all flagged.
+    """
+    changes = sign_changes(values)
+    threshold = band * spacing * slope
+    magnitude = values.abs()
+    saturated_at = 0.99 * float(magnitude[decoded].max()) if decoded.any() else 0.0  # values this high count as saturated
+    reach = saturated_at / slope if slope > 0 else math.inf  # the distance any unsaturated value stays within
+    saturated = decoded & (magnitude >= saturated_at) & ~changes
+    near = decoded & (magnitude <= threshold) & ~changes & ~saturated
+    if reach > band * spacing:
+        rule, steps, flag_saturated = "band", 0, False
+    elif reach > SQRT3 / 2 * spacing:
+        rule, steps, flag_saturated = "band+dilation", 1, False
+    else:
+        rule, steps, flag_saturated = "saturated", 0, True
+    seeds = changes | near | (saturated if flag_saturated else torch.zeros_like(near))
+    mask = dilate(seeds, dilation + steps)
+    counts = {
+        "rule": rule,
+        "sign_change": int(changes.sum()),
+        "band": int(near.sum()),
+        "saturated": int(saturated.sum()) if flag_saturated else 0,
+        "dilation": int((mask & ~seeds).sum()),
+        "band_field_units": threshold,
+        "reach": reach,
+    }
+    return mask, counts
+
+
+def field_band_mask(values: Tensor, band: float | None, dilation: int) -> tuple[Tensor, dict[str, int]]:
+    """The ``field`` rule on one level, with the same counts as :func:`voxel_band_mask`."""
+    changes = sign_changes(values)
+    near = (values.abs() < band) & ~changes if band else torch.zeros_like(changes)
+    mask = dilate(changes | near, dilation)
+    counts = {
+        "sign_change": int(changes.sum()),
+        "band": int(near.sum()),
+        "saturated": 0,
+        "dilation": int((mask & ~(changes | near)).sum()),
+        "band_field_units": band or 0.0,
+    }
+    return mask, counts
