@@ -11,7 +11,7 @@ score the keys, and each cell's queries then attend only to the keys it kept:
   query), plus each sampled query's most probable key, so no list is empty.
 
 - ``mass`` mode (accel3d's, error-bounded) keeps, per cell, the union over its
-  sampled queries of the fewest keys that hold ``mass`` (99.5%) of each one's
+  sampled queries of the fewest keys that hold ``mass`` (1 - 1e-6) of each one's
   attention. A check then compares, on a few other queries of
   each cell, the attention output over the kept keys with the output over all
   keys; a cell whose relative error exceeds ``tolerance`` falls back to all keys
@@ -160,7 +160,7 @@ class KVSelector:
         sample_every: int | None = None,
         threshold: float = 1e-6,
         topk_ratio: float | None = None,
-        mass: float = 0.995,
+        mass: float = 0.999999,
         tolerance: float = 0.01,
         check: bool = True,
     ) -> None:

@@ -23,7 +23,7 @@ def test_mass_mode_keeps_every_key_for_uniform_attention_and_few_for_one_hot():
     uniform = KVSelector("mass").select(torch.zeros(1, 60, 16), k, ONE_CELL, v=v)  # q = 0: every key equally likely
     assert uniform.keys_per_query == 64 and uniform.fallback_cells == 0
     sharp = k[:, [7]].expand(1, 60, 16) * 60.0  # every query points at key 7, logits far apart
-    one_hot = KVSelector("mass").select(sharp, k, ONE_CELL, v=v)
+    one_hot = KVSelector("mass", mass=0.995).select(sharp, k, ONE_CELL, v=v)
     kept = one_hot.kv_indices[one_hot.kv_offsets[0] : one_hot.kv_offsets[1]].tolist()
     assert 7 in kept and len(kept) <= 3 and one_hot.fallback_cells == 0 and one_hot.checked_cells == 1
 
@@ -32,9 +32,9 @@ def test_a_cell_whose_other_queries_look_elsewhere_falls_back_to_every_key():
     k, v = _keys()
     q = k[:, [3]].expand(1, 60, 16).clone() * 60.0  # the sampled rows (0, 30) attend to key 3 ...
     q[:, 15] = k[0, 40] * 60.0  # ... the check row 15 to key 40, which the selection left out
-    crafted = KVSelector("mass").select(q, k, ONE_CELL, v=v)
+    crafted = KVSelector("mass", mass=0.995).select(q, k, ONE_CELL, v=v)
     assert crafted.fallback_cells == 1 and crafted.keys_per_query == 64
-    unchecked = KVSelector("mass", check=False).select(q, k, ONE_CELL, v=v)
+    unchecked = KVSelector("mass", mass=0.995, check=False).select(q, k, ONE_CELL, v=v)
     assert unchecked.fallback_cells == 0 and unchecked.keys_per_query < 4
     measured = KVSelector("mean", topk=2, sample_every=30).select(q, k, ONE_CELL, v=v)  # FlashVDM's mode: measured, kept
     assert measured.cells_above_tolerance == 1 and measured.keys_per_query == 2
