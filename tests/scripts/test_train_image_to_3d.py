@@ -103,10 +103,16 @@ def test_shipped_weights_reproduce_their_documented_held_out_figures(tmp_path):
     if importlib.util.find_spec("pymeshlab") is not None:
         meshes = eval_meshes(procedural=args.procedural, held_out=held_out)
         assert list(meshes) == report["eval_meshes"]
+        stand_ins = set()
     else:
         local = None if held_out is None else [n for n in held_out if n == "bunny"]  # pymeshlab's meshes are absent
-        meshes = eval_meshes(sources=("bundled", "procedural"), procedural=args.procedural, held_out=local)
-        assert set(meshes) <= set(report["eval_meshes"]) and any(n.startswith("eval_") for n in meshes)
+        available = eval_meshes(sources=("bundled", "procedural"), procedural=args.procedural, held_out=local)
+        assert set(available) <= set(report["eval_meshes"]) and any(n.startswith("eval_") for n in available)
+        # keep the documented batch layout (each row's noise is drawn at its place in the batch): a stand-in mesh
+        # where a pymeshlab mesh was, whose rows are then not compared
+        stand_in = next(iter(available.values()))
+        meshes = {n: available.get(n, stand_in) for n in report["eval_meshes"]}
+        stand_ins = {n for n in report["eval_meshes"] if n not in available}
     script._MESHES.update(meshes)
     camera = Camera(size=args.camera)
     torch.manual_seed(args.seed)
@@ -116,7 +122,7 @@ def test_shipped_weights_reproduce_their_documented_held_out_figures(tmp_path):
     got = script.evaluate(models, data, list(data), args.eval_views, args, camera, "held_out", slat_rows={row})
     by_key = {(r["mesh"], r["view"]): r for r in documented["rows"]}
     assert [(r["mesh"], r["view"]) for r in got["rows"]] == rows and set(rows) <= set(by_key)
-    for mine in got["rows"]:
+    for mine in (r for r in got["rows"] if r["mesh"] not in stand_ins):
         theirs = by_key[(mine["mesh"], mine["view"])]
         assert mine["iou"] == pytest.approx(theirs["iou"], abs=0.02)
         assert mine["rot_deg"] == pytest.approx(theirs["rot_deg"], abs=1.0)
@@ -125,5 +131,5 @@ def test_shipped_weights_reproduce_their_documented_held_out_figures(tmp_path):
     theirs = by_key[("eval_00_box", 0)]
     assert got["rows"][row]["fscore"] == pytest.approx(theirs["fscore"], abs=0.03)
     assert got["rows"][row]["fscore_object"] == pytest.approx(theirs["fscore_object"], abs=0.03)
-    if len(rows) == len(documented["rows"]):  # the same views: the same trajectories
+    if len(rows) == len(documented["rows"]) and not stand_ins:  # the same views: the same trajectories
         assert got["smoothness"]["shape"]["mean"] == pytest.approx(documented["smoothness"]["shape"]["mean"], abs=0.01)
