@@ -114,6 +114,10 @@ REDUCTIONS = [
     Reduction(BENCH_DECODING, r"--sdf-min-resolution \d+", "--sdf-min-resolution 8", "--sdf-min-resolution 8", "levels at 32^3"),
     Reduction(BENCH_DECODING, r"--warmup-resolution \d+", "--warmup-resolution 8", "--warmup-resolution 8", "the warm-up"),
     Reduction(BENCH_DECODING, r"--repeats \d+", "--repeats 1", "--repeats 1", "one timed run of each method"),
+    Reduction(BENCH_DECODING, r"--field-resolution \d+", "--field-resolution 64", "--field-resolution 64", "fields: 256^3 x 21"),
+    Reduction(BENCH_DECODING, r"--field-sdf-resolution \d+", "--field-sdf-resolution 32", "--field-sdf-resolution 32", "mesh SDFs"),
+    Reduction(BENCH_DECODING, r"--field-meshes( \S+)+", "--field-meshes eval_00_box", "--field-meshes eval_00_box", "one mesh"),
+    Reduction(BENCH_DECODING, r"--local-points \d+", "--local-points 4096", "--local-points 4096", "65k queries"),
     # accel3d bench caching: the tiny U-Net's section only, without the ablations (tests/bench runs those), 8 SDS steps,
     # one calibration, a check on every hit
     Reduction(BENCH_CACHING, r"--sections sd21\b", "--sections tiny", "--sections tiny", "SD-2.1-base: minutes"),
