@@ -22,8 +22,6 @@ from accel3d.core.stack import Stack
 from accel3d.jobs.compare import compare
 from accel3d.pipelines.field import FieldPipeline
 
-FIELD_STACKS = ("hierarchical", "hierarchical_fast", "hierarchical_flashvdm")
-
 
 def field_meshes(names: list[str]) -> dict[str, Any]:
     from accel3d.geometry.mesh_sources import eval_meshes

@@ -35,7 +35,9 @@ Example::
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -230,21 +232,39 @@ class KVSelector:
                 got = None if v is None else tuple(v.shape)
                 raise ValueError(f"KVSelector.select: mass mode needs the values v (H, Nk, Dv) for its check, got {got}")
             return self._select_mass(q, kf, v.float(), q_sampled, sample_cell, counts, cell_offsets, scale, groups)
-        keep = torch.zeros(groups, cells, num_keys, dtype=torch.int32, device=k.device)
+
+        def above_threshold(probs: Tensor) -> Tensor:
+            active = probs > self.threshold
+            return active.scatter_(-1, probs.argmax(-1, keepdim=True), True)  # never an empty list for a cell with queries
+
+        keep = self._union_per_cell(q_sampled, kf, sample_cell, cells, scale, groups, above_threshold)
+        return self._checked(self._lists(keep, counts, groups), q, kf, v, counts, cell_offsets, scale, keep)
+
+    def _union_per_cell(
+        self, q_sampled: Tensor, kf: Tensor, sample_cell: Tensor, cells: int, scale: float, groups: int,
+        pick: Callable[[Tensor], Tensor],
+    ) -> Tensor:  # fmt: skip
+        """(C, G, Nk): per cell, the union over its sampled queries of the keys ``pick(probs)`` marks.
+
+        Shared across heads (``groups == 1``), a query's probabilities are its heads' mean (FlashVDM).
+        """
+        hits = torch.zeros(groups, cells, kf.shape[1], dtype=torch.int32, device=kf.device)
         for lo in range(0, q_sampled.shape[1], MERGE_CHUNK):  # bounded memory: (H, chunk, Nk) at a time
             probs = (q_sampled[:, lo : lo + MERGE_CHUNK] @ kf.transpose(-1, -2) * scale).softmax(-1)
-            if not self.per_head:
-                probs = probs.mean(0, keepdim=True)  # FlashVDM: average over heads
-            active = probs > self.threshold
-            active.scatter_(-1, probs.argmax(-1, keepdim=True), True)  # never an empty list for a cell with queries
-            keep.index_add_(1, sample_cell[lo : lo + MERGE_CHUNK], active.to(torch.int32))
-        keep = (keep > 0).transpose(0, 1)  # (C, G, Nk)
+            if groups == 1:
+                probs = probs.mean(0, keepdim=True)
+            hits.index_add_(1, sample_cell[lo : lo + MERGE_CHUNK], pick(probs).to(torch.int32))
+        return (hits > 0).transpose(0, 1).contiguous()
+
+    @staticmethod
+    def _lists(keep: Tensor, counts: Tensor, groups: int, **check: Any) -> Selection:
+        """The compressed key lists of a (C, G, Nk) keep mask, and the mean keys a query attends to."""
         per_segment = keep.sum(-1).reshape(-1)
         offsets = torch.cat([per_segment.new_zeros(1), per_segment.cumsum(0)])
-        idx = keep.reshape(-1, num_keys).nonzero()[:, 1]
+        idx = keep.reshape(-1, keep.shape[-1]).nonzero()[:, 1]
         kept_per_cell = keep.sum(-1).float().mean(-1)  # (C,) averaged over groups
         keys_per_query = float((kept_per_cell * counts).sum() / counts.sum().clamp(min=1))
-        return self._checked(Selection(offsets, idx, groups, keys_per_query), q, kf, v, counts, cell_offsets, scale, keep)
+        return Selection(offsets, idx, groups, keys_per_query, **check)
 
     def _checked(
         self, sel: Selection, q: Tensor, kf: Tensor, v: Tensor | None, counts: Tensor, cell_offsets: Tensor, scale: float,
@@ -267,30 +287,18 @@ class KVSelector:
         cell_offsets: Tensor, scale: float, groups: int,
     ) -> Selection:  # fmt: skip
         """Mass mode: per sampled query the fewest keys holding ``mass`` of its attention, their union per cell, then the check."""
-        num_keys = kf.shape[1]
-        cells = len(counts)
-        hits = torch.zeros(groups, cells, num_keys, dtype=torch.int32, device=kf.device)
-        for lo in range(0, q_sampled.shape[1], MERGE_CHUNK):  # bounded memory: (H, chunk, Nk) at a time
-            probs = (q_sampled[:, lo : lo + MERGE_CHUNK] @ kf.transpose(-1, -2) * scale).softmax(-1)
-            if groups == 1:
-                probs = probs.mean(0, keepdim=True)  # shared across heads: the heads' mean attention
+
+        def covering(probs: Tensor) -> Tensor:  # the fewest keys whose mass reaches the target, per query
             ordered, order = probs.sort(-1, descending=True)
-            # keep a key while the mass before it is short of the target: the fewest keys that reach it
-            covering = (ordered.cumsum(-1) - ordered) < self.mass
-            chosen = torch.zeros_like(covering).scatter_(-1, order, covering)
-            hits.index_add_(1, sample_cell[lo : lo + MERGE_CHUNK], chosen.to(torch.int32))
-        keep = hits > 0  # cells without queries keep nothing: they have no rows to attend
-        keep = keep.transpose(0, 1).contiguous()  # (C, G, Nk)
-        checked, fallback, worst = self._check(q, kf, vf, keep, counts, cell_offsets, scale)
+            return torch.zeros_like(probs, dtype=torch.bool).scatter_(-1, order, (ordered.cumsum(-1) - ordered) < self.mass)
+
+        # cells without queries keep nothing: they have no rows to attend
+        keep = self._union_per_cell(q_sampled, kf, sample_cell, len(counts), scale, groups, covering)
         if not self.check:
-            fallback = torch.zeros_like(fallback)
+            return self._lists(keep, counts, groups)
+        checked, fallback, worst = self._check(q, kf, vf, keep, counts, cell_offsets, scale)
         keep[fallback] = True
-        per_segment = keep.sum(-1).reshape(-1)
-        offsets = torch.cat([per_segment.new_zeros(1), per_segment.cumsum(0)])
-        idx = keep.reshape(-1, num_keys).nonzero()[:, 1]
-        kept_per_cell = keep.sum(-1).float().mean(-1)
-        keys_per_query = float((kept_per_cell * counts).sum() / counts.sum().clamp(min=1))
-        return Selection(offsets, idx, groups, keys_per_query, checked, int(fallback.sum()), worst)
+        return self._lists(keep, counts, groups, checked_cells=checked, fallback_cells=int(fallback.sum()), max_error=worst)
 
     def _check(
         self, q: Tensor, kf: Tensor, vf: Tensor, keep: Tensor, counts: Tensor, cell_offsets: Tensor, scale: float

@@ -58,11 +58,7 @@ def refinement_mask(values: Tensor, level: float, band: float | None, dilation: 
     level = check_float("level", level)
     band = check_float("band", band, low=0.0, allow_none=True)
     check_int("dilation", dilation, low=0)
-    shifted = values - level
-    mask = sign_changes(shifted)
-    if band is not None and band > 0:
-        mask |= shifted.abs() < band
-    return dilate(mask, dilation)
+    return field_band_mask(values - level, band, dilation)[0]
 
 
 def largest_step(values: Tensor, decoded: Tensor) -> float:

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from accel3d.core.validate import check_bool, check_float, check_int
+from accel3d.core.validate import check_bool, check_choice, check_float, check_int
 from accel3d.geometry.grid import DEFAULT_BOUND, grid_axis
 
 Field = Callable[[Tensor], Tensor]
@@ -140,9 +140,7 @@ class DenseVolumeDecoder:
         inside: str = "positive",
     ) -> None:
         self.level = check_float("level", level)
-        if inside not in ("positive", "negative"):
-            raise ValueError(f"inside: expected 'positive' or 'negative', got {inside!r}")
-        self.inside = inside
+        self.inside = check_choice("inside", inside, ("positive", "negative"))
         self.chunk_size = check_int("chunk_size", chunk_size, low=1)
         self.progress = check_bool("progress", progress)
         self.max_memory_bytes = check_int("max_memory_bytes", max_memory_bytes, low=1, allow_none=True)

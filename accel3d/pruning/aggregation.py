@@ -39,23 +39,16 @@ from torch import Tensor
 
 from accel3d.core.accelerator import BaseAccelerator
 from accel3d.core.registry import register_accelerator
-from accel3d.core.validate import ArgumentError, check_float, check_int
+from accel3d.core.validate import ArgumentError, check_bool, check_float, check_int
 from accel3d.kernels import scatter_max_rows
 from accel3d.pruning.spectral import CALIBRATED_SCALES, CALIBRATED_TAU, mask_hfer, occupancy_hfer, quantise_about_centre, route_factor
 
 
-def check_factors(value: Any) -> tuple[float, float, float]:
-    if not isinstance(value, Sequence) or isinstance(value, str) or len(value) != 3:
-        raise ArgumentError(f"factors: expected three factors (gentle, middle, strong), got {value!r}")
-    out = tuple(check_float(f"factors[{i}]", v, low=1.0, high=16.0) for i, v in enumerate(value))
-    return out  # type: ignore[return-value]
-
-
-def check_scales(value: Any) -> tuple[float, float]:
-    if not isinstance(value, Sequence) or isinstance(value, str) or len(value) != 2:
-        raise ArgumentError(f"hfer_scales: expected two positive scales (2D, 3D), got {value!r}")
-    out = tuple(check_float(f"hfer_scales[{i}]", v, low=0.0, low_open=True) for i, v in enumerate(value))
-    return out  # type: ignore[return-value]
+def check_floats(name: str, value: Any, count: int, what: str, **bounds: Any) -> tuple[float, ...]:
+    """``value`` as ``count`` checked floats, or an error naming ``name`` (``name[i]`` for one entry)."""
+    if not isinstance(value, Sequence) or isinstance(value, str) or len(value) != count:
+        raise ArgumentError(f"{name}: expected {what}, got {value!r}")
+    return tuple(check_float(f"{name}[{i}]", v, **bounds) for i, v in enumerate(value))  # type: ignore[misc]
 
 
 def merge_voxels(coords: Tensor, logits: Tensor, factor: float, resolution: int) -> tuple[Tensor, Tensor]:
@@ -112,20 +105,18 @@ class SpectralAggregation(BaseAccelerator):
     ) -> None:
         super().__init__()
         self.mask_weight = check_float("mask_weight", mask_weight, low=0.0, high=1.0)
-        self.hfer_scales = check_scales(hfer_scales)
+        self.hfer_scales = check_floats("hfer_scales", hfer_scales, 2, "two positive scales (2D, 3D)", low=0.0, low_open=True)
         self.tau_high = check_float("tau_high", tau_high, low=0.0)
         self.tau_low = check_float("tau_low", tau_low, low=0.0)
         if self.tau_low > self.tau_high:
             raise ArgumentError(f"tau_low: expected at most tau_high ({self.tau_high}), got {self.tau_low}")
-        self.factors = check_factors(factors)
+        self.factors = check_floats("factors", factors, 3, "three factors (gentle, middle, strong)", low=1.0, high=16.0)
         self.mask_size = check_int("mask_size", mask_size, low=8)
         self.mask_radius = check_float("mask_radius", mask_radius, low=0.0, high=1.0)
         self.occupancy_radius = check_float("occupancy_radius", occupancy_radius, low=0.0, high=1.0)
         self.min_tokens = check_int("min_tokens", min_tokens, low=0)
         self.reference_resolution = check_int("reference_resolution", reference_resolution, low=1)
-        if not isinstance(scale_factors, bool):
-            raise ArgumentError(f"scale_factors: expected True or False, got {scale_factors!r}")
-        self.scale_factors = scale_factors
+        self.scale_factors = check_bool("scale_factors", scale_factors)
         self.factor = check_float("factor", factor, low=1.0, high=16.0, allow_none=True)
         self._resolution: Callable[[], int] = lambda: 0
 

@@ -141,7 +141,7 @@ def test_bad_knobs_name_the_argument():
         SpectralAggregation(hfer_scales=(1.0,))
     with pytest.raises(ValueError, match=r"^hfer_scales\[1\]: "):
         SpectralAggregation(hfer_scales=(1.0, 0.0))
-    with pytest.raises(ValueError, match=r"^scale_factors: expected True or False"):
+    with pytest.raises(ValueError, match=r"^scale_factors: expected true or false"):
         SpectralAggregation(scale_factors="yes")
     with pytest.raises(ValueError, match=r"^mask_weight: "):
         SpectralAggregation(mask_weight=math.nan)
