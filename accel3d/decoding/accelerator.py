@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import warnings
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -134,7 +135,9 @@ class AdaptiveKVSelection(BaseAccelerator):
     hold ``mass`` of the sampled queries' attention, checks each cell's output on other
     queries against all keys and falls back to all keys where the relative error exceeds
     ``tolerance``; a call that would keep ``dense_above`` of the keys or more runs dense
-    attention instead, so it is never slower than dense in a way that matters. In
+    attention instead, so it is never slower than dense in a way that matters; once
+    ``probe_calls`` calls on the same keys have all run dense, the rest of that decode skips
+    the selection too (its cost is what would remain; the attention is exactly the dense one). In
     ``mean`` and ``merge`` modes the same check (``check``) only measures, and warns once
     when the kept keys move the output.
 
@@ -167,12 +170,16 @@ class AdaptiveKVSelection(BaseAccelerator):
         tolerance: float = 0.01,
         check: bool = True,
         dense_above: float = 0.9,
+        probe_calls: int = 4,
     ) -> None:
         super().__init__()
         self.selector = KVSelector(
             mode, topk, per_head, sample_every, threshold, topk_ratio=topk_ratio, mass=mass, tolerance=tolerance, check=check
         )
         self.dense_above = check_float("dense_above", dense_above, low=0.0, low_open=True, high=1.0)
+        self.probe_calls = check_int("probe_calls", probe_calls, low=0)
+        self._probe_keys: weakref.ref | None = None  # the keys the dense run below counts calls on
+        self._dense_run = 0  # consecutive dense calls on those keys; negative once a call kept fewer keys
         check_int("cells", cells, low=1, high=MAX_CELLS)
         bound = check_float("bound", bound, low=0.0, low_open=True)
         if backend is not None:
@@ -207,6 +214,12 @@ class AdaptiveKVSelection(BaseAccelerator):
             if self._keeps_everything(num_keys):
                 self._count(points.shape[0] * points.shape[1], num_keys, num_keys)
                 return original(points, kv)  # nothing to select: the untouched computation, bit for bit
+            if self._probe_keys is None or self._probe_keys() is not kv[0]:  # other keys: a new decode, probe again
+                self._probe_keys, self._dense_run = weakref.ref(kv[0]), 0
+            if self.selector.mode == "mass" and self.probe_calls and self._dense_run >= self.probe_calls:
+                self.statistics.add("probed_dense_calls")
+                self._count(points.shape[0] * points.shape[1], num_keys, num_keys)
+                return original(points, kv)  # the probe found no saving on these keys: dense, bit for bit
             outs = []
             for b in range(points.shape[0]):
                 plan = plan_cells(points[b], self.cells, self.bound)
@@ -280,8 +293,10 @@ class AdaptiveKVSelection(BaseAccelerator):
             if self.selector.mode == "mass" and sel.keys_per_query >= self.dense_above * k.shape[2]:
                 # Keeping nearly every key saves nothing over dense attention: compute it densely, exactly.
                 self.statistics.add("dense_calls")
+                self._dense_run += 1
                 self._count(q.shape[2], k.shape[2], k.shape[2])
                 return original(q, k, v)
+            self._dense_run = -(10**9)  # a saving was found on these keys: keep selecting
             with self.statistics.time("attend"):
                 out = packed_sparse_attention(
                     q[0], k[0], v[0], plan.cell_offsets, sel.kv_offsets, sel.kv_indices, scale=self.scale, backend=self.backend

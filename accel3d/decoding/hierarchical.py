@@ -16,6 +16,7 @@ and never re-queried.
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Literal
 
@@ -31,6 +32,7 @@ from accel3d.decoding.refinement import (
     field_band_mask,
     is_unresolved,
     largest_step,
+    local_slope,
     voxel_band_mask,
 )
 from accel3d.decoding.verification import verify_grid
@@ -44,6 +46,8 @@ from accel3d.geometry.volume import (
     lattice_points,
     query_field,
 )
+
+SLOPES = ("local", "global")
 
 
 def coarse_to_fine_levels(resolution: int, min_resolution: int) -> list[int]:
@@ -116,6 +120,10 @@ class HierarchicalVolumeDecoder:
         band_units: ``"voxels"`` or ``"field"``.
         slope_margin: the measured slope is multiplied by this before use (a finite difference
             underestimates the steepest slope between samples).
+        slope: ``"local"`` (the default): each sample's band is read through the steepest slope
+            measured within the band's reach of it, so a steep region elsewhere does not widen the
+            band everywhere; ``"global"``: through the steepest slope seen anywhere so far.
+            Saturated samples and the choice of rule use the global slope either way.
         dilation: how many 3x3x3 dilations grow the refinement mask.
         level: the iso-level of the surface.
         inside: ``"positive"`` if values above ``level`` are inside, else ``"negative"``.
@@ -132,6 +140,7 @@ class HierarchicalVolumeDecoder:
         band: float | None = SQRT3,
         band_units: Literal["voxels", "field"] = "voxels",
         slope_margin: float = 1.25,
+        slope: Literal["local", "global"] = "local",
         dilation: int = 0,
         level: float = 0.0,
         inside: Literal["positive", "negative"] = "positive",
@@ -149,6 +158,7 @@ class HierarchicalVolumeDecoder:
             raise ArgumentError("band: expected a positive number of voxels, got None (None turns the band off only in field units)")
         self.band = check_float("band", band, low=0.0, low_open=True, allow_none=True)
         self.slope_margin = check_float("slope_margin", slope_margin, low=1.0)
+        self.slope = check_choice("slope", slope, SLOPES)
         self.dilation = check_int("dilation", dilation, low=0)
         self.level = check_float("level", level)
         self.inside = check_choice("inside", inside, ("positive", "negative"))
@@ -197,7 +207,10 @@ class HierarchicalVolumeDecoder:
                     res = remaining[0]
                     refine, counts = torch.ones((res + 1,) * 3, dtype=torch.bool), {"rule": "dense", "reason": "no ramp between samples"}
                 else:
-                    refine, counts = voxel_band_mask(signed, decoded, spacing, slope * self.slope_margin, self.band, self.dilation)
+                    local = None
+                    if self.slope == "local":
+                        local = local_slope(signed, spacing, math.ceil(self.band)) * self.slope_margin
+                    refine, counts = voxel_band_mask(signed, decoded, spacing, slope * self.slope_margin, self.band, self.dilation, local)
                     refine, counts["slope"] = upsample(refine, "or"), slope
             else:
                 refine, counts = field_band_mask(signed, self.band, self.dilation)

@@ -41,10 +41,13 @@ def test_the_speed_tuned_field_units_rule_loses_volume_where_the_default_does_no
 
 
 def test_each_level_reports_what_each_part_of_the_rule_flagged():
-    _, fast = decode_both(FAMILIES["clamped_0.1"](shapes.torus()))
+    _, fast = decode_both(FAMILIES["clamped_0.1"](shapes.torus()), slope="global")
     first = fast.levels[1]["flagged"]
     assert first["rule"] == "band+dilation" and first["sign_change"] > 0 and first["band"] > 0 and first["dilation"] > 0
-    assert first["band_field_units"] == pytest.approx(3**0.5 * (2 * 1.01 / 32) * 1.25 * first["slope"], rel=1e-6)
+    global_band = 3**0.5 * (2 * 1.01 / 32) * 1.25 * first["slope"]
+    assert first["band_field_units"] == pytest.approx(global_band, rel=1e-6)
+    _, local = decode_both(FAMILIES["clamped_0.1"](shapes.torus()))  # the largest per-sample band: a gradient norm
+    assert 0 < local.levels[1]["flagged"]["band_field_units"] <= 3**0.5 * global_band * (1 + 1e-6)
     _, occupancy = decode_both(FAMILIES["occupancy"](shapes.torus()))
     assert occupancy.levels[1]["flagged"] == {"rule": "dense", "reason": "no ramp between samples"}
     assert occupancy.queries == occupancy.dense_queries  # exact, and no more queries than dense
@@ -136,3 +139,33 @@ def test_accelerator_attach_detach_restores_the_decoder():
 def test_accelerator_refuses_a_target_without_decode():
     with pytest.raises(TypeError, match="decode"):
         HierarchicalDecoding().attach(torch.nn.Linear(2, 2))
+
+
+def test_the_local_slope_bounds_every_gradient_within_its_radius():
+    from accel3d.decoding.refinement import local_slope
+
+    values = torch.randn(23, 23, 23, generator=torch.Generator().manual_seed(0))
+    bound = local_slope(values, spacing=0.5, radius=2)
+    steep = torch.zeros_like(values)  # the brute-force per-point estimate: norm of the steeper face difference per axis
+    for dim in range(3):
+        d = values.diff(dim=dim).abs()
+        forward = torch.cat([d, torch.zeros_like(d.narrow(dim, 0, 1))], dim)
+        backward = torch.cat([torch.zeros_like(d.narrow(dim, 0, 1)), d], dim)
+        steep += torch.maximum(forward, backward).square()
+    steep = steep.sqrt() / 0.5
+    window = torch.nn.functional.max_pool3d(steep[None, None], 5, stride=1, padding=2)[0, 0]
+    assert (bound >= window).all()
+    assert bound.max() == steep.max() and bound.min() < steep.max()  # a bound per point, not the global one
+
+
+def test_a_steep_region_far_from_the_surface_does_not_widen_the_band_everywhere():
+    sphere = shapes.sphere(0.4)
+
+    def field(p):  # a sphere, and far outside it a slope 40 times steeper that crosses no surface
+        return sphere(p) - 40.0 * torch.relu(p[:, 0].abs() - 0.8)
+
+    dense, local = decode_both(field)
+    _, global_ = decode_both(field, slope="global")
+    for grid in (local, global_):
+        assert volume_iou(dense.values > 0, grid.values > 0) == 1.0
+    assert local.queries < 0.5 * global_.queries

@@ -265,3 +265,24 @@ def test_attention_sparsity_measures_keys_for_mass(local_vae):
             sizes.append(sum(len(set().union(*(top[h][i] for i in members))) for h in range(len(top))) / len(top))
         assert stats[f"query_keys_{tag}"] == pytest.approx(needed.float().mean().item())
         assert stats[f"cell_keys_{tag}"] == pytest.approx(sum(sizes) / len(sizes))
+
+
+def test_mass_mode_stops_selecting_once_the_probe_finds_no_saving_and_stays_exact(local_vae):
+    vae, latents = local_vae  # random weights attend diffusely: mass 1 - 1e-6 keeps every key
+    field = vae.field(latents)
+    chunks = [_points(500, seed=s) for s in range(6)]
+    dense = [field(c) for c in chunks]
+    acc = AdaptiveKVSelection(mode="mass", cells=4, probe_calls=2)
+    with acc.applied(vae.geo_decoder):
+        out = [field(c) for c in chunks]
+    assert all(torch.equal(a, b) for a, b in zip(out, dense))
+    stats = acc.stats()
+    assert stats["dense_calls"] == 2 and stats["probed_dense_calls"] == 4  # two probes, then no selection at all
+    other = vae.field(torch.randn(1, 96, 8))  # new keys: probed afresh
+    with acc.applied(vae.geo_decoder):
+        other(chunks[0])
+    assert acc.stats()["dense_calls"] == 3
+    never = AdaptiveKVSelection(mode="mass", cells=4, probe_calls=0)
+    with never.applied(vae.geo_decoder):
+        [field(c) for c in chunks]
+    assert never.stats()["dense_calls"] == 6 and not never.stats().get("probed_dense_calls")
