@@ -12,6 +12,12 @@ Sections:
    ceiling: one full and one partial forward, timed side by side (median of
    ``--calibration-repeats`` after a warm-up). Then the unaccelerated loop and
    Hash3D, ``--sd-iterations`` steps each.
+3. ``novel_view``: the trained novel-view U-Net (the ``sds`` pipeline's default), image-
+   conditioned SDS of the bundled bunny, ``--novel-iterations`` steps, ``--repeats``
+   alternating runs; then the ablations that test the paper's claims: adaptive against
+   fixed grids, exact cells against colliding buckets, feature against noise caching, and
+   temporal-only reuse. Each run also reports its turntable's PSNR and SSIM against the
+   true views of the mesh (poses never trained on).
 
 Every row reports the end-to-end and U-Net-only speedups (wall time of the whole
 loop and of its U-Net calls, fidelity checks excluded), the hit rate, the share of
@@ -34,11 +40,12 @@ from typing import Any
 import torch
 
 from accel3d.bench import output_path, write_results
+from accel3d.bench.options import CACHING_SECTIONS as SECTIONS
 from accel3d.bench.options import caching_parser
 from accel3d.caching import Hash3D
 from accel3d.caching.unet_cut import UNetCut
 from accel3d.core.stack import Stack
-from accel3d.geometry.metrics import psnr
+from accel3d.geometry.metrics import image_scores, psnr
 from accel3d.jobs.compare import compare as compare_runs
 from accel3d.pipelines.sds import SDSPipeline
 
@@ -59,6 +66,10 @@ ABLATIONS: dict[str, dict[str, Any]] = {
 }
 
 
+NOVEL_VIEW_ABLATIONS = ("fixed grid 10", "fixed grid 20", "fixed grid 30", "exact cells", "noise caching",
+                        "temporal only (DeepCache-style)", "retrieve_prob 1.0")  # fmt: skip
+
+
 def paper_settings() -> dict[str, Any]:
     """Hash3D's settings from configs/accelerator/hash3d.yaml (what `stack=hash3d` runs), less the per-bench knobs."""
     from accel3d.jobs.configs import accelerator_settings
@@ -70,7 +81,7 @@ def paper_settings() -> dict[str, Any]:
 def merge_sections(saved: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     """A run of some sections replaces only those sections of the saved results."""
     merged = {**saved, **new}
-    merged["args_by_section"] = {**saved.get("args_by_section", {}), **{s: new["args"] for s in ("tiny", "sd21") if s in new}}
+    merged["args_by_section"] = {**saved.get("args_by_section", {}), **{s: new["args"] for s in SECTIONS if s in new}}
     return merged
 
 
@@ -86,11 +97,19 @@ def _run_of(comparison: Any, name: str, hash3d: Hash3D | None) -> dict[str, Any]
     return run
 
 
+def truth_scores(result: Any) -> dict[str, float]:
+    """The run's turntable against the true views of its reference mesh (none without one)."""
+    if getattr(result, "truth", None) is None:
+        return {}
+    scores = image_scores(result.truth, result.renders)
+    return {"truth_psnr_db": scores["psnr"], "truth_ssim": scores["ssim"]}
+
+
 def row(name: str, base: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
     stats = run["stats"]
     hits = stats.get("hits", 0)
     quarter = max(len(run["hits"]) // 4, 1)
-    return {
+    return truth_scores(run["result"]) | {
         "method": name,
         "total_s": run["total_s"],
         "unet_s": run["unet_s"],
@@ -111,7 +130,7 @@ def row(name: str, base: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def compare(pipe: SDSPipeline, repeats: int, check_every: int, seed: int, ablations: bool) -> dict[str, Any]:
+def compare(pipe: SDSPipeline, repeats: int, check_every: int, seed: int, ablations: bool | tuple[str, ...]) -> dict[str, Any]:
     """The unaccelerated loop against Hash3D (paper settings), alternating, through the comparison job; then each
     ablation once against the same baseline."""
     inputs = pipe.load_inputs()
@@ -121,14 +140,13 @@ def compare(pipe: SDSPipeline, repeats: int, check_every: int, seed: int, ablati
     base = _run_of(main, "baseline", None)
     rows = [row("hash3d (paper settings)", base, _run_of(main, "hash3d (paper settings)", paper))]
     if ablations:
-        accs = {name: Hash3D(check_every=check_every, seed=seed, **{**paper_settings(), **o}) for name, o in ABLATIONS.items()}
+        chosen = {n: o for n, o in ABLATIONS.items() if ablations is True or n in ablations}
+        accs = {name: Hash3D(check_every=check_every, seed=seed, **{**paper_settings(), **o}) for name, o in chosen.items()}
         stacks = [Stack({"hash3d": acc}, name=name) for name, acc in accs.items()]
         more = compare_runs(pipe, stacks, inputs, repeats=1, baseline=False, warmup=False, log=log)
         rows += [row(name, base, _run_of(more, name, acc)) for name, acc in accs.items()]
-    return {
-        "baseline": {"total_s": base["total_s"], "unet_s": base["unet_s"], "render_s": base["render_s"], "repeats": repeats},
-        "rows": rows,
-    }
+    baseline = {"total_s": base["total_s"], "unet_s": base["unet_s"], "render_s": base["render_s"], "repeats": repeats}
+    return {"baseline": baseline | truth_scores(base["result"]), "rows": rows}
 
 
 def calibrate(pipe: SDSPipeline, repeats: int) -> dict[str, float]:
@@ -136,7 +154,8 @@ def calibrate(pipe: SDSPipeline, repeats: int) -> dict[str, float]:
     unet = pipe.unet
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(2, unet.config.in_channels, pipe.latent_size, pipe.latent_size, generator=gen)
-    text = pipe.load_inputs().embeddings
+    inputs = pipe.load_inputs()
+    text = inputs.embeddings if pipe.model is None else pipe._pose_tokens(inputs.reference.camera, inputs.reference.camera)
     cut = UNetCut(unet)
     with torch.no_grad(), cut.capture() as captured:
         unet(x, 500, encoder_hidden_states=text)
@@ -171,6 +190,9 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     ]
     head = ["method", "end-to-end", "U-Net only", "hit rate", "hits across a collision", "eps cosine", "eps rel L2", "PSNR dB"]
     head += ["hash overhead", "hit rate, last 1/4", "U-Net only, last 1/4"]
+    if rows and "truth_psnr_db" in rows[0]:  # image-conditioned SDS of a mesh: each run against the true views
+        cols += [("truth_psnr_db", "{:.2f}"), ("truth_ssim", "{:.3f}")]
+        head += ["PSNR vs truth dB", "SSIM vs truth"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         lines.append("| " + " | ".join(fmt.format(r[k]) for k, fmt in cols) + " |")
@@ -198,7 +220,14 @@ def run(args: argparse.Namespace) -> None:
         report["sd21"] = {"iterations": args.sd_iterations, "calibration": calibrate(pipe, args.calibration_repeats)}
         report["sd21"].update(compare(pipe, 1, args.sd_check_every, args.seed, ablations=False))
         print_section("SD-2.1-base architecture (random init), 32x32 latent", report["sd21"])
-    for section in ("tiny", "sd21"):
+    if "novel_view" in args.sections:
+        print(f"[bench caching] trained novel-view U-Net, {args.novel_iterations} SDS steps", file=sys.stderr)
+        pipe = SDSPipeline(iterations=args.novel_iterations, **common)
+        report["novel_view"] = {"iterations": args.novel_iterations, "calibration": calibrate(pipe, max(args.calibration_repeats, 5))}
+        ablations = False if args.no_ablations else NOVEL_VIEW_ABLATIONS
+        report["novel_view"].update(compare(pipe, args.repeats, args.check_every, args.seed, ablations))
+        print_section("trained novel-view U-Net, image-conditioned SDS of the bunny, 32x32 RGB", report["novel_view"])
+    for section in SECTIONS:
         for r in report.get(section, {}).get("rows", []):
             r.pop("result", None)
     write_results(args, "caching", report, merge_sections)
@@ -211,5 +240,6 @@ def print_section(title: str, section: dict[str, Any]) -> None:
         f"U-Net forward on a CFG pair: full {cal['full_s'] * 1000:.1f} ms, partial (cut {cal['cut']}) {cal['partial_s'] * 1000:.1f} ms "
         f"-> U-Net-only ceiling {cal['ceiling']:.2f}x"
     )
-    print(f"unaccelerated loop: {base['total_s']:.2f} s, of which U-Net {base['unet_s']:.2f} s (median of {base['repeats']})\n")
+    truth = f"; turntable vs truth {base['truth_psnr_db']:.2f} dB, SSIM {base['truth_ssim']:.3f}" if "truth_psnr_db" in base else ""
+    print(f"unaccelerated loop: {base['total_s']:.2f} s, of which U-Net {base['unet_s']:.2f} s (median of {base['repeats']}){truth}\n")
     print(markdown(section["rows"]))

@@ -54,10 +54,12 @@ class Hash3D(BaseAccelerator):
         exact_cells: see :class:`GridHashTable`.
         match_conditioning: reuse an entry only under the conditioning it was stored
             with (text embeddings, class labels, added conditions): a new or
-            view-dependent prompt never reuses another's features. Set False for
+            view-dependent prompt never reuses another's features. False for
             U-Nets whose conditioning encodes the camera itself (Zero123's pose-
             concatenated image embedding differs on every call; the pose is in the
-            key already); a warning says so when nearly every call is new.
+            key already); a warning says so when nearly every call is new. ``"auto"``
+            (the default): False for a U-Net that declares it
+            (``conditioning_encodes_camera = True``, as accel3d's novel-view model does), else True.
         guidance_pairs: the batch is diffusers' CFG layout ``[uncond; cond]``: rows
             i and i + N/2 are one element, looked up and stored together.
         missing_pose: ``error`` (default) raises when a call has no camera;
@@ -92,7 +94,7 @@ class Hash3D(BaseAccelerator):
         temperature: float = 0.1,
         similarity_decay: float = 0.9,
         exact_cells: bool = False,
-        match_conditioning: bool = True,
+        match_conditioning: bool | str = "auto",
         guidance_pairs: bool = True,
         missing_pose: str = "error",
         check_every: int = 0,
@@ -104,8 +106,10 @@ class Hash3D(BaseAccelerator):
         check_float("retrieve_prob", retrieve_prob, low=0.0, high=1.0)
         check_int("check_every", check_every, low=0)
         check_float("max_megabytes", max_megabytes, low=1e-3, high=2.0**40)
-        for flag, value in (("exact_cells", exact_cells), ("match_conditioning", match_conditioning), ("guidance_pairs", guidance_pairs)):
+        for flag, value in (("exact_cells", exact_cells), ("guidance_pairs", guidance_pairs)):
             check_bool(flag, value)
+        if match_conditioning != "auto":
+            check_bool("match_conditioning", match_conditioning)
         check_seed("seed", seed)
         if cut is not None and (isinstance(cut, bool) or not isinstance(cut, str | int)):
             raise ValueError(f"cut: expected None, a cut-point name such as 'up_blocks.3.0' or an up-path index, got {cut!r}")
@@ -113,7 +117,8 @@ class Hash3D(BaseAccelerator):
         self.cut = cut
         self.retrieve_prob = float(retrieve_prob)
         self.guidance_pairs = guidance_pairs
-        self.match_conditioning = match_conditioning
+        self.match_conditioning_setting = match_conditioning
+        self.match_conditioning = match_conditioning if match_conditioning != "auto" else True
         self._new_tags = 0
         self.missing_pose = missing_pose
         self.check_every = check_every
@@ -145,6 +150,8 @@ class Hash3D(BaseAccelerator):
         if self.mode == "feature" and (reason := self._cut.check_unet()) is not None:
             raise ValueError(f"unet: Hash3D cannot run a partial forward of this U-Net: {reason}")
         self._signature = inspect.signature(target.forward)
+        if self.match_conditioning_setting == "auto":
+            self.match_conditioning = not getattr(target, "conditioning_encodes_camera", False)
         self.patches.wrap(target, "forward", self._wrap)
 
     def detach(self) -> None:

@@ -51,3 +51,25 @@ def psnr(reference: torch.Tensor, other: torch.Tensor) -> float:
     peak = float(reference.max() - reference.min())
     mse = float((reference.double() - other.double()).square().mean())
     return float("inf") if mse == 0 else 10.0 * np.log10(peak**2 / mse)
+
+
+def image_scores(truth: torch.Tensor, images: torch.Tensor, value_range: float = 2.0) -> dict[str, float]:
+    """Mean PSNR (dB, peak ``value_range``) and SSIM (scikit-image, 7x7 windows) of ``images`` against ``truth``, both (n, C, H, W).
+
+    >>> x = torch.zeros(1, 3, 16, 16)
+    >>> image_scores(x, x + 0.2)["psnr"]    # 10 log10(2^2 / 0.04)
+    20.0
+    """
+    from skimage.metrics import structural_similarity
+
+    if truth.shape != images.shape or truth.ndim != 4:
+        raise ValueError(f"images: expected two (n, C, H, W) tensors of one shape, got {tuple(truth.shape)} and {tuple(images.shape)}")
+    truth, images = truth.detach().double().cpu(), images.detach().double().cpu()
+    mse = (truth - images).square().mean(dim=(1, 2, 3))
+    psnr_db = 10 * torch.log10(value_range**2 / mse.clamp(min=1e-12))
+    side = min(truth.shape[-2:])
+    window = min(7, side if side % 2 else side - 1)  # SSIM needs an odd window that fits the image
+    ssim = [
+        structural_similarity(t.numpy(), x.numpy(), data_range=value_range, channel_axis=0, win_size=window) for t, x in zip(truth, images)
+    ]
+    return {"psnr": round(float(psnr_db.mean()), 6), "ssim": float(np.mean(ssim))}

@@ -13,10 +13,11 @@ from accel3d.core.io import atomic_write
 from accel3d.core.validate import check_int
 
 
-def to_rgb(images: Tensor) -> np.ndarray:
+def to_rgb(images: Tensor, value_range: tuple[float, float] | None = None) -> np.ndarray:
     """Map C-channel images (n, C, H, W) to uint8 RGB (n, H, W, 3) for looking at.
 
-    This is a visualisation of the first three latent channels (cycled when
+    With ``value_range`` (an RGB image's, e.g. ``(-1, 1)``) the values map linearly from it to
+    [0, 1]. Without it this is a visualisation of the first three latent channels (cycled when
     C < 3: C = 2 shows channels 0, 1, 0), not a decoded image: each channel is stretched to [0, 1] by its
     min/max over all frames together, so frames stay comparable.
     """
@@ -24,13 +25,22 @@ def to_rgb(images: Tensor) -> np.ndarray:
         raise ValueError(f"images: expected a tensor of shape (n, C, H, W) with n >= 1, got {tuple(images.shape)}")
     channels = images.shape[1]
     rgb = images.detach().float().cpu()[:, [i % channels for i in range(3)]]
+    if value_range is not None:
+        low, high = value_range
+        return (((rgb - low) / (high - low)).clamp(0.0, 1.0) * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
     low = rgb.amin(dim=(0, 2, 3), keepdim=True)
     span = rgb.amax(dim=(0, 2, 3), keepdim=True) - low
     rgb = (rgb - low) / torch.where(span > 0, span, torch.ones_like(span))  # a constant channel maps to 0
     return (rgb.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
-def save_turntable(images: Tensor, path: str | Path, columns: int = 4, row_labels: list[str] | None = None) -> Path:
+def save_turntable(
+    images: Tensor,
+    path: str | Path,
+    columns: int = 4,
+    row_labels: list[str] | None = None,
+    value_range: tuple[float, float] | None = None,
+) -> Path:
     """Write the frames (n, C, H, W) as a PNG grid, ``columns`` per row (see :func:`to_rgb`), atomically.
 
     ``row_labels`` (one per row) are printed left of the rows, " · " starting a new line: which run the
@@ -42,7 +52,7 @@ def save_turntable(images: Tensor, path: str | Path, columns: int = 4, row_label
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    frames = to_rgb(images)
+    frames = to_rgb(images, value_range)
     cols = min(columns, len(frames))
     rows = math.ceil(len(frames) / cols)
     if row_labels is not None and len(row_labels) != rows:
@@ -71,6 +81,7 @@ def save_gif(
     min_size: int = 256,
     beside: Tensor | None = None,
     labels: tuple[str, str] | None = None,
+    value_range: tuple[float, float] | None = None,
 ) -> Path:
     """Write the frames (n, C, H, W) as a looping GIF, ``duration_ms`` per frame (see :func:`to_rgb`), atomically.
 
@@ -82,7 +93,7 @@ def save_gif(
     check_int("min_size", min_size, low=1)
     from PIL import Image, ImageDraw, ImageFont
 
-    rgb = to_rgb(images if beside is None else torch.cat([beside, images]))  # one colour scale for both runs
+    rgb = to_rgb(images if beside is None else torch.cat([beside, images]), value_range)  # one colour scale for both runs
     halves = [rgb] if beside is None else [rgb[: len(beside)], rgb[len(beside) :]]
     if beside is not None and beside.shape != images.shape:
         raise ValueError(f"beside: expected frames of shape {tuple(images.shape)}, got {tuple(beside.shape)}")

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,20 +34,27 @@ from tqdm.auto import tqdm
 from accel3d.core.context import camera_pose
 from accel3d.core.io import load_torch_file
 from accel3d.core.pipeline import Pipeline
-from accel3d.core.validate import check_bool, check_finite_tensor, check_float, check_int, check_pair, check_seed, check_str
-from accel3d.geometry.metrics import psnr
+from accel3d.core.validate import ArgumentError, check_bool, check_finite_tensor, check_float, check_int, check_pair, check_seed, check_str
+from accel3d.geometry.metrics import image_scores, psnr
 from accel3d.geometry.surface import export_mesh
 from accel3d.models.unets import build_unet
+from accel3d.pipelines.sds_reference import Reference, load_reference
 from accel3d.pipelines.sds_scene import Cameras, CameraSampler, VoxelField, density_mesh, save_gif, save_turntable, turntable
+
+NOVEL_VIEW = "novel_view"
+TURNTABLE_POSE = {"elevation": 15.0, "radius": 1.8, "fovy": 50.0}
 
 
 @dataclass
 class SDSInputs:
-    """The conditioning of one SDS run: [uncond; cond] embeddings and, for 8-channel U-Nets, an image latent."""
+    """The conditioning of one SDS run: [uncond; cond] embeddings (text U-Nets) and, for image-conditioned
+    U-Nets, the reference view (an image for the novel-view model, a latent for 8-channel latent U-Nets)."""
 
-    embeddings: torch.Tensor  # (2, seq, dim)
+    embeddings: torch.Tensor | None  # (2, seq, dim); None for the novel-view model (its tokens come from the pose)
     image_latent: torch.Tensor | None
     source: str
+    reference: Reference | None = None
+    truth: torch.Tensor | None = None  # the reference mesh at the turntable poses, when the reference is a mesh
 
 
 @dataclass
@@ -58,6 +66,8 @@ class SDSResult:
     losses: list[float]
     timings: dict[str, float] = field(default_factory=dict)
     unet_steps: list[float] = field(default_factory=list)  # wall time of each step's U-Net call
+    truth: torch.Tensor | None = None  # the reference mesh rendered at the turntable poses (None: no mesh given)
+    reference: torch.Tensor | None = None  # the novel-view model's input view (1, 3, H, W)
 
 
 PSNR_IDENTICAL = 100.0  # dB recorded for identical renders (float32 renders differ by far more than this allows)
@@ -84,22 +94,26 @@ class SDSPipeline(Pipeline):
 
     def __init__(
         self,
-        backbone: str = "tiny",
+        backbone: str = NOVEL_VIEW,
         iterations: int = 200,
-        latent_size: int = 32,
-        guidance_scale: float = 7.5,
+        latent_size: int | None = None,
+        guidance_scale: float = 3.0,
         lr: float = 0.01,
         grid_resolution: int = 32,
         num_samples: int = 48,
         t_range: tuple[float, float] = (0.02, 0.98),
         azimuth_range: tuple[float, float] = (-180.0, 180.0),
         elevation_range: tuple[float, float] = (-10.0, 45.0),
-        radius_range: tuple[float, float] = (1.5, 2.0),
-        fovy_range: tuple[float, float] = (40.0, 70.0),
+        radius_range: tuple[float, float] | None = None,
+        fovy_range: tuple[float, float] | None = None,
         embeddings: str | None = None,
         sequence_length: int = 77,
         turntable_views: int = 8,
         turntable_size: int = 64,
+        weights: str | None = None,
+        reference: str | None = None,
+        reference_pose: tuple[float, float, float] = (0.0, 15.0, 1.6),
+        reference_weight: float = 1.0,
         seed: int = 0,
         progress: bool = True,
     ) -> None:
@@ -107,7 +121,6 @@ class SDSPipeline(Pipeline):
         check_str("backbone", backbone)
         for name, value, low in (
             ("iterations", iterations, 1),
-            ("latent_size", latent_size, 4),
             ("grid_resolution", grid_resolution, 2),
             ("num_samples", num_samples, 2),
             ("sequence_length", sequence_length, 1),
@@ -115,22 +128,50 @@ class SDSPipeline(Pipeline):
             ("turntable_size", turntable_size, 8),
         ):
             check_int(name, value, low=low)
+        check_int("latent_size", latent_size, low=4, allow_none=True)
         check_seed("seed", seed)
         check_float("guidance_scale", guidance_scale, low=0.0)
         check_float("lr", lr, low=0.0, low_open=True)
+        check_float("reference_weight", reference_weight, low=0.0)
         low, high = check_pair("t_range", t_range, low=0.0, high=1.0)
         check_str("embeddings", embeddings, allow_none=True)
+        check_str("weights", weights, allow_none=True)
+        check_str("reference", reference, allow_none=True)
         check_bool("progress", progress)
-        CameraSampler(azimuth_range, elevation_range, radius_range, fovy_range)  # validates the camera ranges
-        self.unet = build_unet(backbone, seed=seed)
+        pose = check_reference_pose(reference_pose)
+        self.model = None
+        if backbone == NOVEL_VIEW:
+            from accel3d.models.novel_view import NovelViewModel
+
+            self.model = NovelViewModel.from_pretrained(weights)
+            config = self.model.config
+            size = config.image_size
+            if latent_size is not None and latent_size != size:
+                raise ArgumentError(f"latent_size: the novel-view model works on {size}x{size} images, got {latent_size}")
+            radius_range = tuple(config.radius_range) if radius_range is None else radius_range
+            fovy_range = (config.fovy, config.fovy) if fovy_range is None else fovy_range
+            CameraSampler(azimuth_range, elevation_range, radius_range, fovy_range)  # validates the camera ranges
+            warn_outside_training(config, elevation_range, radius_range, fovy_range, pose)
+            self.unet = self.model.unet
+            self.scheduler = self.model.noise_scheduler()
+        else:
+            if weights is not None:
+                raise ArgumentError(
+                    f"weights: only the '{NOVEL_VIEW}' backbone takes a weights file; backbone '{backbone}' got {weights!r}"
+                )
+            size = 32 if latent_size is None else latent_size
+            radius_range = (1.5, 2.0) if radius_range is None else radius_range
+            fovy_range = (40.0, 70.0) if fovy_range is None else fovy_range
+            CameraSampler(azimuth_range, elevation_range, radius_range, fovy_range)  # validates the camera ranges
+            self.unet = build_unet(backbone, seed=seed)
+            self.scheduler = DDPMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
         self.backbone = backbone
         self.iterations = iterations
-        self.latent_size = latent_size
+        self.latent_size = size
         self.guidance_scale = guidance_scale
         self.lr = lr
         self.grid_resolution = grid_resolution
         self.num_samples = num_samples
-        self.scheduler = DDPMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
         steps = self.scheduler.config.num_train_timesteps
         # t_range is a fraction of the training steps 0..steps-1: 1.0 is the last step, not one past it
         self.min_step, self.max_step = min(int(low * steps), steps - 1), min(int(high * steps), steps - 1)
@@ -140,6 +181,9 @@ class SDSPipeline(Pipeline):
         self.sequence_length = sequence_length
         self.turntable_views = turntable_views
         self.turntable_size = turntable_size
+        self.reference_path = reference
+        self.reference_pose = pose
+        self.reference_weight = reference_weight
         self.seed = seed
         self.progress = progress
         self.stages = {"denoiser": self.unet}
@@ -150,6 +194,10 @@ class SDSPipeline(Pipeline):
         return self.unet.config.out_channels
 
     def load_inputs(self) -> SDSInputs:
+        if self.model is not None:  # the novel-view model: a reference view, and the truth when it is a mesh
+            ref = load_reference(self.reference_path, self.reference_pose, self.model.config.fovy, self.latent_size, self.latent_channels)
+            truth = ref.views.render(turntable_cameras(self.turntable_views), self.turntable_size) if ref.views is not None else None
+            return SDSInputs(None, ref.image, ref.source, ref, truth)
         dim = self.unet.config.cross_attention_dim
         if self.embeddings_path:
             path = Path(self.embeddings_path)
@@ -165,32 +213,41 @@ class SDSPipeline(Pipeline):
             cond = torch.randn(1, self.sequence_length, dim, generator=gen)
             emb = torch.cat([torch.zeros_like(cond), cond])  # uncond: the empty prompt stand-in
             source = f"random text embedding (seed {self.seed + 1})"
-        image = None
+        image, ref = None, None
         if self.unet.config.in_channels == 2 * self.latent_channels:
-            gen = torch.Generator().manual_seed(self.seed + 2)
-            image = torch.randn(1, self.latent_channels, self.latent_size, self.latent_size, generator=gen)
-            source += " + random reference-image latent"
+            if self.reference_path is None:
+                raise ArgumentError(
+                    f"reference: backbone '{self.backbone}' is an image-conditioned U-Net ({self.unet.config.in_channels} input "
+                    f"channels: {self.latent_channels} noisy + {self.latent_channels} reference), so it needs a reference; give "
+                    f"pipeline.reference=<a (1, {self.latent_channels}, {self.latent_size}, {self.latent_size}) latent .pt file>"
+                )
+            ref = load_reference(self.reference_path, self.reference_pose, 50.0, self.latent_size, self.latent_channels)
+            image = ref.image
+            source += f" + reference {ref.source}"
         elif self.unet.config.in_channels != self.latent_channels:
             raise ValueError(f"backbone: U-Net in_channels {self.unet.config.in_channels} is neither {self.latent_channels} nor twice that")
-        return SDSInputs(emb.float(), image, source)
+        return SDSInputs(emb.float(), image, source, ref)
 
     def run(self, inputs: SDSInputs, iterations: int | None = None) -> SDSResult:
         """Optimise a fresh field for ``iterations`` SDS steps (same seed, same cameras, timesteps and noise every run)."""
         iterations = self.iterations if iterations is None else check_int("iterations", iterations, low=1)
-        dim = self.unet.config.cross_attention_dim
-        emb_shape = tuple(inputs.embeddings.shape)
-        if len(emb_shape) != 3 or emb_shape[0] != 2 or emb_shape[2] != dim:
-            raise ValueError(f"embeddings: expected a (2, seq, {dim}) tensor of [uncond; cond] embeddings, got {emb_shape}")
-        check_finite_tensor("embeddings", inputs.embeddings, "(the text conditioning)")
+        if self.model is None:
+            dim = self.unet.config.cross_attention_dim
+            emb_shape = tuple(inputs.embeddings.shape) if isinstance(inputs.embeddings, torch.Tensor) else None
+            if emb_shape is None or len(emb_shape) != 3 or emb_shape[0] != 2 or emb_shape[2] != dim:
+                raise ValueError(f"embeddings: expected a (2, seq, {dim}) tensor of [uncond; cond] embeddings, got {emb_shape}")
+            check_finite_tensor("embeddings", inputs.embeddings, "(the text conditioning)")
+        elif inputs.reference is None:
+            raise ValueError("reference: the novel-view backbone needs the reference view of load_inputs()")
         if inputs.image_latent is not None:
-            check_finite_tensor("image latent", inputs.image_latent)
+            check_finite_tensor("reference", inputs.image_latent, "(the reference view)")
         torch.manual_seed(self.seed)
         scene = VoxelField(resolution=self.grid_resolution, channels=self.latent_channels, seed=self.seed)
         optimizer = torch.optim.Adam(scene.parameters(), lr=self.lr)
         cameras = CameraSampler(**self.camera_ranges, fovy_range=self.fovy_range, seed=self.seed)
         gen = torch.Generator().manual_seed(self.seed)
         alphas = self.scheduler.alphas_cumprod
-        emb = inputs.embeddings
+        reference = inputs.reference if self.model is not None else None
         timings = {"unet_s": 0.0, "render_s": 0.0}
         losses: list[float] = []
         unet_steps: list[float] = []
@@ -205,6 +262,7 @@ class SDSPipeline(Pipeline):
             noise = torch.randn(latents.shape, generator=gen)
             with torch.no_grad():
                 noisy = self.scheduler.add_noise(latents.detach(), noise, t)
+                emb = inputs.embeddings if reference is None else self._pose_tokens(reference.camera, camera)
                 eps = self._guided_noise(noisy, t, emb, inputs.image_latent, camera, unet_steps)
                 # Never zero a NaN away (it would read as a perfect, zero-loss step): stop and say where.
                 check_finite_tensor("sds", latents, f"in the rendered view at step {step + 1} of {iterations}")
@@ -212,6 +270,11 @@ class SDSPipeline(Pipeline):
                 grad = (1 - alphas[t]).view(-1, 1, 1, 1) * (eps - noise)
             # d(loss)/d(latents) = grad: the SDS gradient, skipping the U-Net Jacobian
             loss = 0.5 * (latents - (latents - grad).detach()).square().sum()
+            if reference is not None and self.reference_weight > 0:  # Zero123-SDS's reconstruction of the input view
+                t0 = time.perf_counter()
+                seen = scene.render(reference.camera, self.latent_size, self.latent_size, self.num_samples)["image"]
+                timings["render_s"] += time.perf_counter() - t0
+                loss = loss + self.reference_weight * 0.5 * (seen - reference.image).square().sum()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -219,14 +282,21 @@ class SDSPipeline(Pipeline):
             steps.set_postfix(loss=f"{losses[-1]:.3g}", refresh=False)
         timings["total_s"] = time.perf_counter() - start
         timings["unet_s"] = sum(unet_steps)
-        renders = turntable(scene, views=self.turntable_views, size=self.turntable_size)
-        return SDSResult(scene, renders, losses, timings, unet_steps)
+        renders = turntable(scene, views=self.turntable_views, size=self.turntable_size, **TURNTABLE_POSE)
+        return SDSResult(scene, renders, losses, timings, unet_steps, inputs.truth, reference.image if reference is not None else None)
+
+    def _pose_tokens(self, reference: Cameras, camera: Cameras) -> torch.Tensor:
+        """[uncond; cond] cross-attention tokens of the novel-view model: its null tokens, then the relative camera's."""
+        from accel3d.pipelines.mesh_views import relative_pose
+
+        pose = relative_pose(reference, camera).expand(2, -1)
+        return self.model.conditioning(pose, drop=torch.tensor([True, False]))
 
     def _guided_noise(
         self, noisy: torch.Tensor, t: torch.Tensor, emb: torch.Tensor, image: torch.Tensor | None, camera: Cameras, unet_steps: list
     ) -> torch.Tensor:
         x = torch.cat([noisy, noisy])
-        if image is not None:  # Zero123-style: the reference latent is the conditional half's extra input
+        if image is not None:  # Zero123-style: the reference is the conditional half's extra input
             x = torch.cat([x, torch.cat([torch.zeros_like(image), image])], dim=1)
         t0 = time.perf_counter()
         with camera_pose(camera.azimuth, camera.elevation, camera.radius):
@@ -240,13 +310,23 @@ class SDSPipeline(Pipeline):
         return {"iterations": 2}
 
     def fidelity(self, baseline: SDSResult, result: SDSResult) -> dict[str, float]:
-        """PSNR between the final turntable renders with and without the accelerator (DESIGN.md)."""
+        """PSNR between the final turntable renders with and without the accelerator (DESIGN.md); with a reference
+        mesh also both runs' PSNR and SSIM against its true views at the turntable poses (never trained on)."""
         # identical renders have an infinite PSNR; the record keeps 100 dB (JSON has no inf) and says so
         value = psnr(baseline.renders, result.renders)
-        return {"psnr_db": min(value, PSNR_IDENTICAL), "identical_renders": float(value == float("inf"))}
+        out = {"psnr_db": min(value, PSNR_IDENTICAL), "identical_renders": float(value == float("inf"))}
+        if result.truth is not None and baseline.truth is not None:
+            mine, theirs = image_scores(result.truth, result.renders), image_scores(baseline.truth, baseline.renders)
+            out |= {"truth_psnr_db": mine["psnr"], "truth_ssim": mine["ssim"]}
+            out |= {"baseline_truth_psnr_db": theirs["psnr"], "baseline_truth_ssim": theirs["ssim"]}
+        return out
 
     def result_figures(self, result: SDSResult) -> dict[str, Any]:
-        return {"iterations": len(result.losses), "final_loss": result.losses[-1]}
+        figures = {"iterations": len(result.losses), "final_loss": result.losses[-1]}
+        if result.truth is not None:
+            scores = image_scores(result.truth, result.renders)
+            figures |= {"truth_psnr_db": scores["psnr"], "truth_ssim": scores["ssim"]}
+        return figures
 
     def describe(self) -> dict[str, Any]:
         return {"backbone": self.backbone, "iterations": self.iterations, "latent_size": self.latent_size}
@@ -258,15 +338,29 @@ class SDSPipeline(Pipeline):
         captions = options.get("captions", {})
         stack = f"stack: {options.get('stack', 'accelerated')}"
         accelerated = " · ".join([stack, captions["accelerated"]]) if captions.get("accelerated") else stack
-        if baseline is None:
-            frames, labels = result.renders, [accelerated]
-        else:
-            frames = torch.cat([baseline.renders, result.renders])
-            labels = [" · ".join(["unaccelerated", captions.get("baseline", "")]).rstrip(" ·"), accelerated]
-        files["turntable"] = save_turntable(frames, out_dir / "turntable.png", columns=len(result.renders), row_labels=labels).name
+        rows, labels = [], []
+        if result.reference is not None:  # the input view first, at the turntable's size, then the true views
+            shown = torch.nn.functional.interpolate(result.reference, size=(self.turntable_size,) * 2, mode="nearest")
+            rows.append(torch.cat([shown, torch.zeros_like(result.renders[1:])]))
+            labels.append(f"input view · az {self.reference_pose[0]:g}, el {self.reference_pose[1]:g}")
+        if result.truth is not None:
+            rows.append(result.truth)
+            labels.append("ground truth · (held-out poses)")
+        if baseline is not None:
+            truth = f"vs truth {captions_truth(baseline)}" if result.truth is not None else ""
+            rows.append(baseline.renders)
+            labels.append(" · ".join(x for x in ["unaccelerated", captions.get("baseline", ""), truth] if x))
+        rows.append(result.renders)
+        labels.append(accelerated + (f" · vs truth {captions_truth(result)}" if result.truth is not None else ""))
+        value_range = (-1.0, 1.0) if self.model is not None else None  # RGB pixels, or latent channels stretched
+        files["turntable"] = save_turntable(
+            torch.cat(rows), out_dir / "turntable.png", columns=len(result.renders), row_labels=labels, value_range=value_range
+        ).name
         gif_labels = ("unaccelerated", stack) if baseline is not None else ("", stack)
         beside = baseline.renders if baseline is not None else None
-        files["turntable_gif"] = save_gif(result.renders, out_dir / "turntable.gif", beside=beside, labels=gif_labels).name
+        files["turntable_gif"] = save_gif(
+            result.renders, out_dir / "turntable.gif", beside=beside, labels=gif_labels, value_range=value_range
+        ).name
         for tag, run in (("mesh", result), ("mesh_baseline", baseline)):
             if run is None:
                 continue
@@ -275,3 +369,49 @@ class SDSPipeline(Pipeline):
             except ValueError as err:  # a field with no surface at the level: say so, write nothing half-done
                 print(f"[accel3d] {tag}: no mesh written ({err})", file=sys.stderr)
         return files
+
+
+def captions_truth(result: SDSResult) -> str:
+    scores = image_scores(result.truth, result.renders)
+    return f"PSNR {scores['psnr']:.2f} dB, SSIM {scores['ssim']:.3f}"
+
+
+def check_reference_pose(pose: object) -> tuple[float, float, float]:
+    """``(azimuth, elevation, radius)`` of the reference view: degrees, degrees, scene units."""
+    if isinstance(pose, str) or not hasattr(pose, "__len__") or len(pose) != 3:
+        raise ArgumentError(f"reference_pose: expected [azimuth, elevation, radius], got {pose!r}")
+    azimuth = check_float("reference_pose", pose[0], low=-3600.0, high=3600.0)
+    elevation = check_float("reference_pose", pose[1], low=-90.0, high=90.0)
+    radius = check_float("reference_pose", pose[2], low=0.0, low_open=True)
+    return azimuth, elevation, radius
+
+
+def turntable_cameras(views: int) -> Cameras:
+    n = views
+    return Cameras(
+        azimuth=torch.arange(n, dtype=torch.float32) * (360.0 / n),
+        elevation=torch.full((n,), TURNTABLE_POSE["elevation"]),
+        radius=torch.full((n,), TURNTABLE_POSE["radius"]),
+        fovy=torch.full((n,), TURNTABLE_POSE["fovy"]),
+    )
+
+
+def warn_outside_training(config: Any, elevation_range: tuple, radius_range: tuple, fovy_range: tuple, pose: tuple) -> None:
+    """Warn, with the range, for cameras outside those the novel-view model was trained on."""
+    trained = {"elevation_range": tuple(config.elevation_range), "radius_range": tuple(config.radius_range)}
+    for name, value in (("elevation_range", elevation_range), ("radius_range", radius_range)):
+        lo, hi = trained[name]
+        if value[0] < lo - 1e-6 or value[1] > hi + 1e-6:
+            warnings.warn(
+                f"{name}: {list(value)} reaches outside the novel-view model's training range {list(trained[name])}", stacklevel=3
+            )
+    if tuple(fovy_range) != (config.fovy, config.fovy):
+        warnings.warn(f"fovy_range: {list(fovy_range)}; the novel-view model was trained at a fixed fovy of {config.fovy:g}", stacklevel=3)
+    lo, hi = trained["elevation_range"]
+    if not lo <= pose[1] <= hi:
+        warnings.warn(
+            f"reference_pose: elevation {pose[1]:g} is outside the training range {list(trained['elevation_range'])}", stacklevel=3
+        )
+    lo, hi = trained["radius_range"]
+    if not lo <= pose[2] <= hi:
+        warnings.warn(f"reference_pose: radius {pose[2]:g} is outside the training range {list(trained['radius_range'])}", stacklevel=3)

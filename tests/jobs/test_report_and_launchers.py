@@ -111,6 +111,7 @@ def test_report_over_several_sweeps_and_pipelines(tmp_path, tiny_weights):
         "run",
         "pipeline=sds",
         "stack=hash3d",
+        "pipeline.backbone=tiny",
         "pipeline.iterations=3",
         "pipeline.latent_size=16",
         "pipeline.grid_resolution=16",

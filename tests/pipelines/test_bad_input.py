@@ -127,7 +127,9 @@ def test_review_findings_in_inputs(tmp_path, tiny_weights):
         pipe.load_inputs()
 
 
-SMALL = dict(iterations=3, latent_size=16, grid_resolution=16, num_samples=16, turntable_views=2, turntable_size=16, progress=False)
+SMALL = dict(
+    backbone="tiny", iterations=3, latent_size=16, grid_resolution=16, num_samples=16, turntable_views=2, turntable_size=16, progress=False
+)
 
 
 @pytest.mark.parametrize(

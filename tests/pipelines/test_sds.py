@@ -12,7 +12,9 @@ from accel3d.geometry.metrics import psnr
 from accel3d.models.unets import build_unet
 from accel3d.pipelines.sds import SDSPipeline
 
-SMALL = dict(iterations=4, latent_size=16, grid_resolution=16, num_samples=16, turntable_views=2, turntable_size=16, progress=False)
+SMALL = dict(
+    backbone="tiny", iterations=4, latent_size=16, grid_resolution=16, num_samples=16, turntable_views=2, turntable_size=16, progress=False
+)
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +54,10 @@ def test_the_cache_hits_in_an_sds_loop(pipe):
 
 def test_a_local_zero123_style_unet_folder(tmp_path):
     build_unet("tiny", seed=2, in_channels=8).save_pretrained(tmp_path / "unet")
-    pipe = SDSPipeline(backbone=str(tmp_path), **{**SMALL, "iterations": 3})
+    with pytest.raises(ValueError, match=r"^reference: backbone .* is an image-conditioned U-Net \(8 input channels"):
+        SDSPipeline(**{**SMALL, "backbone": str(tmp_path), "iterations": 3}).load_inputs()
+    torch.save(torch.randn(1, 4, 16, 16), tmp_path / "latent.pt")
+    pipe = SDSPipeline(**{**SMALL, "backbone": str(tmp_path), "iterations": 3, "reference": str(tmp_path / "latent.pt")})
     inputs = pipe.load_inputs()
     assert inputs.image_latent is not None and pipe.latent_channels == 4
     hash3d = Hash3D(retrieve_prob=1.0, num_buckets=1)
@@ -76,7 +81,8 @@ def test_bad_pipeline_arguments(tmp_path):
 
 def test_accel3d_run_sds_writes_renders_meshes_and_a_report(tmp_path):
     out = tmp_path / "run"
-    args = ["pipeline=sds", "stack=hash3d", "pipeline.iterations=6", "pipeline.latent_size=16", "pipeline.grid_resolution=16"]
+    args = ["pipeline=sds", "stack=hash3d", "pipeline.backbone=tiny", "pipeline.iterations=6", "pipeline.latent_size=16"]
+    args += ["pipeline.grid_resolution=16"]
     args += ["stack.accelerators.hash3d.num_buckets=1", "stack.accelerators.hash3d.retrieve_prob=1.0"]  # steps 2..6 reuse
     args += ["pipeline.progress=false", "repeats=1", f"hydra.run.dir={out}"]
     proc = subprocess.run([sys.executable, "-m", "accel3d.cli", "run", *args], cwd=tmp_path, capture_output=True, text=True, timeout=300)
