@@ -129,6 +129,21 @@ def test_bench_kernels_smoke(tmp_path):
     assert "torch reference" in proc.stdout
 
 
+def test_bench_caching_novel_view_section_scores_every_run_against_the_truth(tmp_path):
+    out = tmp_path / "bench.json"
+    args = ["bench", "caching", "--sections", "novel_view", "--novel-iterations", "6", "--repeats", "1", "--calibration-repeats", "1"]
+    args += ["--no-ablations", "--out", str(out)]
+    proc = subprocess.run([sys.executable, "-m", "accel3d.cli", *args], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    section = json.loads(out.read_text())["novel_view"]
+    (row,) = section["rows"]
+    assert section["calibration"]["cut"] == "up_blocks.2.0" and section["iterations"] == 6
+    # each run's turntable against the bunny's true views: the same figures exactly when no call reused anything
+    same = row["truth_psnr_db"] == section["baseline"]["truth_psnr_db"] and row["truth_ssim"] == section["baseline"]["truth_ssim"]
+    assert same == (row["hit_rate"] == 0.0)
+    assert "PSNR vs truth dB" in proc.stdout
+
+
 def test_bench_caching_smoke(tmp_path):
     out = tmp_path / "bench.json"
     args = ["bench", "caching", "--sections", "tiny", "--tiny-iterations", "8", "--repeats", "1", "--calibration-repeats", "1"]
