@@ -36,7 +36,7 @@ def test_bench_options_help_shows_defaults_and_choices_without_importing_torch()
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert "--tiny-iterations TINY_ITERATIONS" in out.stdout and "(default: 500)" in out.stdout
-    assert "{tiny,sd21}" in out.stdout
+    assert "{tiny,sd21,novel_view}" in out.stdout
 
 
 def test_unknown_benchmark_names_the_valid_ones():
