@@ -45,7 +45,7 @@ from accel3d.bench.options import caching_parser
 from accel3d.caching import Hash3D
 from accel3d.caching.unet_cut import UNetCut
 from accel3d.core.stack import Stack
-from accel3d.geometry.metrics import image_scores, psnr
+from accel3d.geometry.metrics import psnr
 from accel3d.jobs.compare import compare as compare_runs
 from accel3d.pipelines.sds import SDSPipeline
 
@@ -97,19 +97,11 @@ def _run_of(comparison: Any, name: str, hash3d: Hash3D | None) -> dict[str, Any]
     return run
 
 
-def truth_scores(result: Any) -> dict[str, float]:
-    """The run's turntable against the true views of its reference mesh (none without one)."""
-    if getattr(result, "truth", None) is None:
-        return {}
-    scores = image_scores(result.truth, result.renders)
-    return {"truth_psnr_db": scores["psnr"], "truth_ssim": scores["ssim"]}
-
-
 def row(name: str, base: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
     stats = run["stats"]
     hits = stats.get("hits", 0)
     quarter = max(len(run["hits"]) // 4, 1)
-    return truth_scores(run["result"]) | {
+    return run["result"].truth_scores | {
         "method": name,
         "total_s": run["total_s"],
         "unet_s": run["unet_s"],
@@ -146,7 +138,7 @@ def compare(pipe: SDSPipeline, repeats: int, check_every: int, seed: int, ablati
         more = compare_runs(pipe, stacks, inputs, repeats=1, baseline=False, warmup=False, log=log)
         rows += [row(name, base, _run_of(more, name, acc)) for name, acc in accs.items()]
     baseline = {"total_s": base["total_s"], "unet_s": base["unet_s"], "render_s": base["render_s"], "repeats": repeats}
-    return {"baseline": baseline | truth_scores(base["result"]), "rows": rows}
+    return {"baseline": baseline | base["result"].truth_scores, "rows": rows}
 
 
 def calibrate(pipe: SDSPipeline, repeats: int) -> dict[str, float]:

@@ -38,8 +38,18 @@ from accel3d.core.validate import ArgumentError, check_bool, check_finite_tensor
 from accel3d.geometry.metrics import image_scores, psnr
 from accel3d.geometry.surface import export_mesh
 from accel3d.models.unets import build_unet
+from accel3d.pipelines.mesh_views import relative_pose
 from accel3d.pipelines.sds_reference import Reference, load_reference
-from accel3d.pipelines.sds_scene import Cameras, CameraSampler, VoxelField, density_mesh, save_gif, save_turntable, turntable
+from accel3d.pipelines.sds_scene import (
+    Cameras,
+    CameraSampler,
+    VoxelField,
+    density_mesh,
+    save_gif,
+    save_turntable,
+    turntable,
+    turntable_cameras,
+)
 
 NOVEL_VIEW = "novel_view"
 TURNTABLE_POSE = {"elevation": 15.0, "radius": 1.8, "fovy": 50.0}
@@ -68,6 +78,7 @@ class SDSResult:
     unet_steps: list[float] = field(default_factory=list)  # wall time of each step's U-Net call
     truth: torch.Tensor | None = None  # the reference mesh rendered at the turntable poses (None: no mesh given)
     reference: torch.Tensor | None = None  # the novel-view model's input view (1, 3, H, W)
+    truth_scores: dict[str, float] = field(default_factory=dict)  # truth_psnr_db, truth_ssim (empty without truth)
 
 
 PSNR_IDENTICAL = 100.0  # dB recorded for identical renders (float32 renders differ by far more than this allows)
@@ -196,7 +207,8 @@ class SDSPipeline(Pipeline):
     def load_inputs(self) -> SDSInputs:
         if self.model is not None:  # the novel-view model: a reference view, and the truth when it is a mesh
             ref = load_reference(self.reference_path, self.reference_pose, self.model.config.fovy, self.latent_size, self.latent_channels)
-            truth = ref.views.render(turntable_cameras(self.turntable_views), self.turntable_size) if ref.views is not None else None
+            cameras = turntable_cameras(self.turntable_views, **TURNTABLE_POSE)
+            truth = ref.views.render(cameras, self.turntable_size) if ref.views is not None else None
             return SDSInputs(None, ref.image, ref.source, ref, truth)
         dim = self.unet.config.cross_attention_dim
         if self.embeddings_path:
@@ -221,7 +233,7 @@ class SDSPipeline(Pipeline):
                     f"channels: {self.latent_channels} noisy + {self.latent_channels} reference), so it needs a reference; give "
                     f"pipeline.reference=<a (1, {self.latent_channels}, {self.latent_size}, {self.latent_size}) latent .pt file>"
                 )
-            ref = load_reference(self.reference_path, self.reference_pose, 50.0, self.latent_size, self.latent_channels)
+            ref = load_reference(self.reference_path, self.reference_pose, self.fovy_range[0], self.latent_size, self.latent_channels)
             image = ref.image
             source += f" + reference {ref.source}"
         elif self.unet.config.in_channels != self.latent_channels:
@@ -283,12 +295,13 @@ class SDSPipeline(Pipeline):
         timings["total_s"] = time.perf_counter() - start
         timings["unet_s"] = sum(unet_steps)
         renders = turntable(scene, views=self.turntable_views, size=self.turntable_size, **TURNTABLE_POSE)
-        return SDSResult(scene, renders, losses, timings, unet_steps, inputs.truth, reference.image if reference is not None else None)
+        scores = image_scores(inputs.truth, renders) if inputs.truth is not None else None
+        truth_scores = {"truth_psnr_db": scores["psnr"], "truth_ssim": scores["ssim"]} if scores else {}
+        shown = reference.image if reference is not None else None
+        return SDSResult(scene, renders, losses, timings, unet_steps, inputs.truth, shown, truth_scores)
 
     def _pose_tokens(self, reference: Cameras, camera: Cameras) -> torch.Tensor:
         """[uncond; cond] cross-attention tokens of the novel-view model: its null tokens, then the relative camera's."""
-        from accel3d.pipelines.mesh_views import relative_pose
-
         pose = relative_pose(reference, camera).expand(2, -1)
         return self.model.conditioning(pose, drop=torch.tensor([True, False]))
 
@@ -315,18 +328,12 @@ class SDSPipeline(Pipeline):
         # identical renders have an infinite PSNR; the record keeps 100 dB (JSON has no inf) and says so
         value = psnr(baseline.renders, result.renders)
         out = {"psnr_db": min(value, PSNR_IDENTICAL), "identical_renders": float(value == float("inf"))}
-        if result.truth is not None and baseline.truth is not None:
-            mine, theirs = image_scores(result.truth, result.renders), image_scores(baseline.truth, baseline.renders)
-            out |= {"truth_psnr_db": mine["psnr"], "truth_ssim": mine["ssim"]}
-            out |= {"baseline_truth_psnr_db": theirs["psnr"], "baseline_truth_ssim": theirs["ssim"]}
+        if result.truth_scores and baseline.truth_scores:
+            out |= result.truth_scores | {f"baseline_{k}": v for k, v in baseline.truth_scores.items()}
         return out
 
     def result_figures(self, result: SDSResult) -> dict[str, Any]:
-        figures = {"iterations": len(result.losses), "final_loss": result.losses[-1]}
-        if result.truth is not None:
-            scores = image_scores(result.truth, result.renders)
-            figures |= {"truth_psnr_db": scores["psnr"], "truth_ssim": scores["ssim"]}
-        return figures
+        return {"iterations": len(result.losses), "final_loss": result.losses[-1]} | result.truth_scores
 
     def describe(self) -> dict[str, Any]:
         return {"backbone": self.backbone, "iterations": self.iterations, "latent_size": self.latent_size}
@@ -372,8 +379,7 @@ class SDSPipeline(Pipeline):
 
 
 def captions_truth(result: SDSResult) -> str:
-    scores = image_scores(result.truth, result.renders)
-    return f"PSNR {scores['psnr']:.2f} dB, SSIM {scores['ssim']:.3f}"
+    return f"PSNR {result.truth_scores['truth_psnr_db']:.2f} dB, SSIM {result.truth_scores['truth_ssim']:.3f}"
 
 
 def check_reference_pose(pose: object) -> tuple[float, float, float]:
@@ -384,16 +390,6 @@ def check_reference_pose(pose: object) -> tuple[float, float, float]:
     elevation = check_float("reference_pose", pose[1], low=-90.0, high=90.0)
     radius = check_float("reference_pose", pose[2], low=0.0, low_open=True)
     return azimuth, elevation, radius
-
-
-def turntable_cameras(views: int) -> Cameras:
-    n = views
-    return Cameras(
-        azimuth=torch.arange(n, dtype=torch.float32) * (360.0 / n),
-        elevation=torch.full((n,), TURNTABLE_POSE["elevation"]),
-        radius=torch.full((n,), TURNTABLE_POSE["radius"]),
-        fovy=torch.full((n,), TURNTABLE_POSE["fovy"]),
-    )
 
 
 def warn_outside_training(config: Any, elevation_range: tuple, radius_range: tuple, fovy_range: tuple, pose: tuple) -> None:

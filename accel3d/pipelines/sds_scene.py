@@ -57,6 +57,7 @@ __all__ = [  # cameras and image output live in scene_cameras and scene_images, 
     "save_turntable",
     "to_rgb",
     "turntable",
+    "turntable_cameras",
 ]
 
 _INIT_STD = 0.01  # parameters start near zero so the fixed blob decides the initial shape
@@ -173,19 +174,24 @@ def turntable(
     field: VoxelField, views: int = 8, elevation: float = 15.0, radius: float = 1.8, fovy: float = 50.0, size: int = 64
 ) -> Tensor:
     """Render ``views`` cameras evenly spaced in azimuth (starting at 0): (views, C, size, size), without grad."""
-    check_int("views", views, low=1)
     check_int("size", size, low=1)
+    cams = turntable_cameras(views, elevation, radius, fovy)
+    with torch.no_grad():
+        return field.render(cams, size, size)["image"]
+
+
+def turntable_cameras(views: int = 8, elevation: float = 15.0, radius: float = 1.8, fovy: float = 50.0) -> Cameras:
+    """``views`` cameras evenly spaced in azimuth, starting at 0, at one elevation, radius and field of view."""
+    check_int("views", views, low=1)
     check_float("elevation", elevation, low=-90.0, high=90.0)
     check_float("radius", radius, low=0.0, low_open=True)
     check_float("fovy", fovy, low=0.0, high=180.0, low_open=True, high_open=True)
-    cams = Cameras(
+    return Cameras(
         azimuth=torch.arange(views, dtype=torch.float32) * (360.0 / views),
         elevation=torch.full((views,), float(elevation)),
         radius=torch.full((views,), float(radius)),
         fovy=torch.full((views,), float(fovy)),
     )
-    with torch.no_grad():
-        return field.render(cams, size, size)["image"]
 
 
 def density_mesh(field: VoxelField, level: float | None = None) -> trimesh.Trimesh:
