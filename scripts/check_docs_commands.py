@@ -125,6 +125,7 @@ REDUCTIONS = [
     Reduction(BENCH_CACHING, r"--no-ablations\b", "--no-ablations", "--no-ablations", "13 more SDS runs"),
     Reduction(BENCH_CACHING, r"--tiny-iterations \d+", "--tiny-iterations 8", "--tiny-iterations 8", "500 steps"),
     Reduction(BENCH_CACHING, r"--novel-iterations \d+", "--novel-iterations 6", "--novel-iterations 6", "600 steps"),
+    Reduction(BENCH_CACHING, r"--novel-long-iterations \d+", "--novel-long-iterations 8", "--novel-long-iterations 8", "1500 steps"),
     Reduction(BENCH_CACHING, r"--sd-iterations \d+", "--sd-iterations 2", None, "parsed, not run (no sd21 section)"),
     Reduction(BENCH_CACHING, r"--repeats \d+", "--repeats 1", "--repeats 1", "one timed run of each"),
     Reduction(BENCH_CACHING, r"--calibration-repeats \d+", "--calibration-repeats 1", "--calibration-repeats 1", "U-Net timings"),

@@ -13,8 +13,10 @@ radius ranges, its fixed field of view), plus ``--eval-views`` more at poses nev
 never trained on. Renders are cached under ``--cache`` (default ``~/.cache/accel3d/novel_view/``).
 
 Objective: diffusers' ``DDPMScheduler`` noise objective on the target view, given a reference view
-of the same object and the relative camera; ``--cond-dropout`` of the batch gets a zero reference
-and the null pose tokens together (classifier-free guidance). AdamW, an EMA of the weights
+of the same object and the relative camera, weighted per timestep by Min-SNR (``--snr-gamma``,
+``min(SNR, gamma) / SNR``: the nearly clean timesteps, whose noise is the hardest to see and the
+least useful to SDS, stop dominating the loss); ``--cond-dropout`` of the batch gets a zero
+reference and the null pose tokens together (classifier-free guidance). AdamW, an EMA of the weights
 (``--ema``), which is what ships. ``--steps`` or ``--minutes`` bounds the run (``--steps`` of the
 number a timed run reached reproduces it). A checkpoint every ``--save-every`` steps lets
 ``--resume`` continue.
@@ -63,6 +65,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--ema", type=float, default=0.999)
     p.add_argument("--cond-dropout", type=float, default=0.1)
+    p.add_argument("--snr-gamma", type=float, default=5.0,
+                   help="Min-SNR loss weighting min(SNR, gamma) / SNR (Hang et al. 2023); 0: the plain noise MSE")
     p.add_argument("--views", type=int, default=48, help="training views per training mesh")
     p.add_argument("--eval-views", type=int, default=6, help="views per mesh at poses never trained on")
     p.add_argument("--procedural", type=int, default=30, help="procedural training shapes")
@@ -83,6 +87,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             p.error(f"--{name.replace('_', '-')}: expected a positive integer, got {getattr(args, name)}")
     if args.views < 2:
         p.error("--views: expected at least 2 (a reference and a target)")
+    if args.snr_gamma < 0:
+        p.error(f"--snr-gamma: expected 0 (off) or a positive number, got {args.snr_gamma}")
     if not 0 <= args.cond_dropout < 1:
         p.error(f"--cond-dropout: expected a share in [0, 1), got {args.cond_dropout}")
     return args
@@ -245,7 +251,11 @@ def train(args: argparse.Namespace) -> None:
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     scheduler = model.noise_scheduler()
     gen = torch.Generator().manual_seed(args.seed)
-    run_key = hashlib.sha256(json.dumps([asdict(config), sorted(data["train"]), args.seed, args.batch, args.lr]).encode()).hexdigest()[:12]
+    what = [asdict(config), sorted(data["train"]), args.seed, args.batch, args.lr, args.snr_gamma]
+    run_key = hashlib.sha256(json.dumps(what).encode()).hexdigest()[:12]
+    snr = scheduler.alphas_cumprod / (1 - scheduler.alphas_cumprod)
+    # min(SNR, gamma) / SNR, written so that SNR = 0 (a zero-terminal-SNR schedule) weighs 1, not 0/0
+    weight = (args.snr_gamma / snr).clamp(max=1.0) if args.snr_gamma > 0 else torch.ones_like(snr)
     checkpoint = args.cache / f"run-{run_key}.pt"
     step, losses, trained_s = 0, [], 0.0
     if args.resume and checkpoint.is_file():
@@ -266,7 +276,8 @@ def train(args: argparse.Namespace) -> None:
         t = torch.randint(scheduler.config.num_train_timesteps, (len(target),), generator=gen)
         noise = torch.randn(target.shape, generator=gen)
         drop = torch.rand(len(target), generator=gen) < args.cond_dropout
-        loss = (model(scheduler.add_noise(target, noise, t), t, ref, pose, drop) - noise).square().mean()
+        error = (model(scheduler.add_noise(target, noise, t), t, ref, pose, drop) - noise).square().mean(dim=(1, 2, 3))
+        loss = (weight[t] * error).mean()
         warmup = min(1.0, (step + 1) / 200)
         for group in optimizer.param_groups:
             group["lr"] = args.lr * warmup
@@ -279,7 +290,7 @@ def train(args: argparse.Namespace) -> None:
             for e, p in zip(ema.parameters(), model.parameters()):
                 e.lerp_(p, 1 - decay)
         step += 1
-        losses.append(loss.item())
+        losses.append(error.mean().item())  # the plain noise MSE, comparable across weightings
         bar.update(1)
         bar.set_postfix(loss=f"{np.mean(losses[-100:]):.4f}", refresh=False)
         if step % args.save_every == 0:
@@ -300,7 +311,7 @@ def train(args: argparse.Namespace) -> None:
         "parameters": sum(p.numel() for p in shipped.parameters()),
         "steps": step,
         "trained_minutes": round(trained_s / 60, 1),
-        "loss_last_500": float(np.mean(losses[-500:])) if losses else None,
+        "noise_mse_last_500": float(np.mean(losses[-500:])) if losses else None,
         "train_meshes": sorted(data["train"]),
         "held_out_meshes": sorted(data["held_out"]),
         "figures": figures,

@@ -7,6 +7,12 @@ and cos of delta azimuth, delta radius; :func:`accel3d.pipelines.mesh_views.rela
 classifier-free guidance the unconditional branch sees a zero reference image and learned null
 tokens, as training dropped both together. No VAE: the model works on pixels.
 
+With ``image_tokens`` > 0 the reference also reaches the cross-attention, as Zero123's CLIP image
+embedding does: a small convolutional encoder turns it into ``image_tokens**2`` tokens (one per
+patch, with a learned position), appended to the pose tokens. The concatenated channels carry the
+reference pixel by pixel; the tokens let every position read all of it, which a large change of
+viewpoint needs.
+
 Checkpoints are ``{"format", "config", "state_dict", "metadata"}`` files. The shipped one
 (``weights/novel_view.pt``, written by ``scripts/train_novel_view.py``) records the cameras it was
 trained on, its scheduler and its held-out figures (``weights/novel_view.json``).
@@ -14,6 +20,7 @@ trained on, its scheduler and its held-out figures (``weights/novel_view.json``)
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +52,7 @@ class NovelViewConfig:
     cross_attention_dim: int = 64
     attention_head_dim: int = 8
     pose_tokens: int = 4
+    image_tokens: int = 4  # side of the grid of reference-image tokens in the cross-attention (0: none)
     # the cameras it was trained on (degrees, scene units); SDS warns outside them
     elevation_range: tuple[float, float] = (-10.0, 45.0)
     radius_range: tuple[float, float] = (1.4, 1.8)
@@ -60,6 +68,7 @@ class NovelViewConfig:
         if unknown:
             raise ValueError(f"unknown config keys {unknown}")
         data = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        data.setdefault("image_tokens", 0)  # checkpoints written before image tokens existed have none
         return cls(**data)
 
     def unet_config(self) -> dict[str, Any]:
@@ -92,6 +101,31 @@ class PoseEncoder(nn.Module):
         return self.mlp(pose).view(len(pose), self.tokens, self.dim)
 
 
+class ImageEncoder(nn.Module):
+    """Reference view ``(B, C, H, W)`` -> ``image_tokens**2`` cross-attention tokens ``(B, T, D)``."""
+
+    def __init__(self, config: NovelViewConfig) -> None:
+        super().__init__()
+        side, dim = config.image_tokens, config.cross_attention_dim
+        ratio = config.image_size // side if side >= 1 else 0
+        if side < 1 or config.image_size % side or ratio & (ratio - 1):  # the encoder halves the image down to the grid
+            raise ValueError(f"image_tokens: expected image_size {config.image_size} over a power of two, got {side}")
+        width = min(config.block_out_channels)
+        layers: list[nn.Module] = [nn.Conv2d(config.channels, width, 3, padding=1), nn.SiLU()]
+        size, channels = config.image_size, width
+        while size > side:  # halve the resolution down to the token grid
+            out = dim if size // 2 == side else min(2 * channels, dim)
+            layers += [nn.Conv2d(channels, out, 3, stride=2, padding=1), nn.GroupNorm(math.gcd(8, out), out), nn.SiLU()]
+            size, channels = size // 2, out
+        if channels != dim:
+            layers.append(nn.Conv2d(channels, dim, 1))
+        self.net = nn.Sequential(*layers)
+        self.position = nn.Parameter(torch.zeros(1, side * side, dim))
+
+    def forward(self, image: Tensor) -> Tensor:
+        return self.net(image).flatten(2).transpose(1, 2) + self.position
+
+
 class NovelViewModel(nn.Module):
     """The U-Net and its pose encoder, with the config that sizes them.
 
@@ -108,22 +142,34 @@ class NovelViewModel(nn.Module):
         self.unet = UNet2DConditionModel(**self.config.unet_config())
         self.unet.conditioning_encodes_camera = True  # its cross-attention tokens are the pose: Hash3D keys on the pose instead
         self.pose_encoder = PoseEncoder(self.config)
+        self.image_encoder = ImageEncoder(self.config) if self.config.image_tokens > 0 else None
         self.metadata: dict[str, Any] = {}
 
     def noise_scheduler(self) -> DDPMScheduler:
         return DDPMScheduler(**self.config.scheduler)
 
-    def conditioning(self, pose: Tensor, drop: Tensor | None = None) -> Tensor:
-        """Cross-attention tokens: the pose's, or the null tokens where ``drop`` is true."""
+    def conditioning(self, pose: Tensor, drop: Tensor | None = None, reference: Tensor | None = None) -> Tensor:
+        """Cross-attention tokens: the pose's, or the null tokens where ``drop`` is true; then, with
+        image tokens, the reference's (a zero image where ``drop`` is true, as the input channels get)."""
         tokens = self.pose_encoder(pose)
         if drop is not None:
             tokens = torch.where(drop[:, None, None], self.pose_encoder.null.expand_as(tokens), tokens)
-        return tokens
+        if self.image_encoder is None:
+            return tokens
+        if reference is None:
+            raise ValueError("reference: this novel-view model also cross-attends to the reference view; pass it")
+        return torch.cat([tokens, self.image_encoder(self.dropped(reference, drop))], dim=1)
+
+    @staticmethod
+    def dropped(reference: Tensor, drop: Tensor | None) -> Tensor:
+        """The reference with the unconditional rows (``drop``) zeroed."""
+        if drop is None:
+            return reference
+        return torch.where(drop[:, None, None, None], torch.zeros_like(reference), reference)
 
     def forward(self, noisy: Tensor, t: Tensor, reference: Tensor, pose: Tensor, drop: Tensor | None = None) -> Tensor:
-        if drop is not None:
-            reference = torch.where(drop[:, None, None, None], torch.zeros_like(reference), reference)
-        return self.unet(torch.cat([noisy, reference], dim=1), t, encoder_hidden_states=self.conditioning(pose, drop)).sample
+        tokens = self.conditioning(pose, drop, reference)
+        return self.unet(torch.cat([noisy, self.dropped(reference, drop)], dim=1), t, encoder_hidden_states=tokens).sample
 
     @torch.no_grad()
     def sample(

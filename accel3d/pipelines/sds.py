@@ -274,7 +274,7 @@ class SDSPipeline(Pipeline):
             noise = torch.randn(latents.shape, generator=gen)
             with torch.no_grad():
                 noisy = self.scheduler.add_noise(latents.detach(), noise, t)
-                emb = inputs.embeddings if reference is None else self._pose_tokens(reference.camera, camera)
+                emb = inputs.embeddings if reference is None else self._pose_tokens(reference, camera)
                 eps = self._guided_noise(noisy, t, emb, inputs.image_latent, camera, unet_steps)
                 # Never zero a NaN away (it would read as a perfect, zero-loss step): stop and say where.
                 check_finite_tensor("sds", latents, f"in the rendered view at step {step + 1} of {iterations}")
@@ -300,10 +300,11 @@ class SDSPipeline(Pipeline):
         shown = reference.image if reference is not None else None
         return SDSResult(scene, renders, losses, timings, unet_steps, inputs.truth, shown, truth_scores)
 
-    def _pose_tokens(self, reference: Cameras, camera: Cameras) -> torch.Tensor:
-        """[uncond; cond] cross-attention tokens of the novel-view model: its null tokens, then the relative camera's."""
-        pose = relative_pose(reference, camera).expand(2, -1)
-        return self.model.conditioning(pose, drop=torch.tensor([True, False]))
+    def _pose_tokens(self, reference: Reference, camera: Cameras) -> torch.Tensor:
+        """[uncond; cond] cross-attention tokens of the novel-view model: its null tokens, then the relative camera's
+        (and, for a model with image tokens, those of a zero image, then the reference's)."""
+        pose = relative_pose(reference.camera, camera).expand(2, -1)
+        return self.model.conditioning(pose, drop=torch.tensor([True, False]), reference=reference.image.expand(2, -1, -1, -1))
 
     def _guided_noise(
         self, noisy: torch.Tensor, t: torch.Tensor, emb: torch.Tensor, image: torch.Tensor | None, camera: Cameras, unet_steps: list

@@ -132,16 +132,31 @@ def test_bench_kernels_smoke(tmp_path):
 def test_bench_caching_novel_view_section_scores_every_run_against_the_truth(tmp_path):
     out = tmp_path / "bench.json"
     args = ["bench", "caching", "--sections", "novel_view", "--novel-iterations", "6", "--repeats", "1", "--calibration-repeats", "1"]
-    args += ["--no-ablations", "--out", str(out)]
+    args += ["--no-ablations", "--novel-long-iterations", "10", "--out", str(out)]
     proc = subprocess.run([sys.executable, "-m", "accel3d.cli", *args], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     section = json.loads(out.read_text())["novel_view"]
     (row,) = section["rows"]
     assert section["calibration"]["cut"] == "up_blocks.2.0" and section["iterations"] == 6
+    # the speedup over the whole run is the last point of the curve over the first n steps
+    assert row["unet_speedup_by_tenth"][-1] == pytest.approx(row["speedup_unet"])
+    (long_row,) = section["long_run"]["rows"]
+    assert section["long_run"]["iterations"] == 10 and long_row["unet_speedup_by_tenth"][-1] == pytest.approx(long_row["speedup_unet"])
+    assert "U-Net-only speedup over the first 10%" in proc.stdout and "the same, 10 SDS steps" in proc.stdout
     # each run's turntable against the bunny's true views: the same figures exactly when no call reused anything
     same = row["truth_psnr_db"] == section["baseline"]["truth_psnr_db"] and row["truth_ssim"] == section["baseline"]["truth_ssim"]
     assert same == (row["hit_rate"] == 0.0)
     assert "PSNR vs truth dB" in proc.stdout
+
+
+def test_the_crossover_is_where_the_speedup_over_the_first_n_steps_stays_above_the_target():
+    from accel3d.bench.caching import crossover_step, cumulative_speedup
+
+    curve = cumulative_speedup([1.0, 1.0, 1.0, 1.0], [1.0, 0.5, 0.25, 0.25])
+    assert curve == pytest.approx([1.0, 2 / 1.5, 3 / 1.75, 2.0])
+    assert crossover_step(curve, 1.5) == 3 and crossover_step(curve, 1.0) == 1
+    assert crossover_step(curve, 2.5) is None  # ends below the target
+    assert crossover_step([4.0, 3.0, 4.0], 3.3) == 3  # a dip below the target moves the crossover past it
 
 
 def test_bench_caching_smoke(tmp_path):

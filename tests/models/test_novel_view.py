@@ -98,6 +98,32 @@ def test_checkpoints_round_trip_and_refuse_another_model(tmp_path):
         NovelViewModel.from_pretrained(tmp_path / "missing.pt")
 
 
+def test_image_tokens_carry_the_reference_into_the_cross_attention_and_old_checkpoints_still_load(tmp_path):
+    torch.manual_seed(0)
+    tiny = dict(block_out_channels=(8, 16), layers_per_block=1, cross_attention_dim=16, pose_tokens=2)
+    model = NovelViewModel(NovelViewConfig(**tiny, image_tokens=4)).eval()
+    pose, ref = torch.randn(2, 4), torch.randn(2, 3, 32, 32)
+    drop = torch.tensor([True, False])
+    with torch.no_grad():
+        tokens = model.conditioning(pose, drop, ref)
+        assert tokens.shape == (2, 2 + 16, 16)
+        # the dropped row sees the null pose tokens and a zero image, whatever reference it was given
+        assert torch.equal(tokens[0], model.conditioning(pose, drop, torch.zeros_like(ref))[0])
+        assert not torch.equal(tokens[1], model.conditioning(pose, drop, torch.zeros_like(ref))[1])
+    with pytest.raises(ValueError, match=r"^reference: this novel-view model also cross-attends"):
+        model.conditioning(pose, drop)
+    with pytest.raises(ValueError, match=r"^image_tokens: expected image_size 32 over a power of two, got 5"):
+        NovelViewModel(NovelViewConfig(**tiny, image_tokens=5))
+    # a checkpoint written before image tokens existed has no such key: it loads as a model without them
+    old = NovelViewModel(NovelViewConfig(**tiny, image_tokens=0))
+    old.save(tmp_path / "old.pt", half=False)
+    payload = torch.load(tmp_path / "old.pt")
+    del payload["config"]["image_tokens"]
+    torch.save(payload, tmp_path / "old.pt")
+    loaded = NovelViewModel.from_pretrained(tmp_path / "old.pt")
+    assert loaded.image_encoder is None and loaded.config.image_tokens == 0
+
+
 def test_sds_bad_inputs_name_the_argument(tmp_path):
     Image.new("RGB", (16, 16)).save(tmp_path / "small.png")
     with pytest.raises(ValueError, match=r"^reference: .*small.png' is 16x16 pixels; the model takes 32x32"):
