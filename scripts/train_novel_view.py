@@ -65,8 +65,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--ema", type=float, default=0.999)
     p.add_argument("--cond-dropout", type=float, default=0.1)
-    p.add_argument("--snr-gamma", type=float, default=5.0,
-                   help="Min-SNR loss weighting min(SNR, gamma) / SNR (Hang et al. 2023); 0: the plain noise MSE")
+    p.add_argument(
+        "--snr-gamma",
+        type=float,
+        default=5.0,
+        help="Min-SNR loss weighting min(SNR, gamma) / SNR (Hang et al. 2023); 0: the plain noise MSE",
+    )
     p.add_argument("--views", type=int, default=48, help="training views per training mesh")
     p.add_argument("--eval-views", type=int, default=6, help="views per mesh at poses never trained on")
     p.add_argument("--procedural", type=int, default=30, help="procedural training shapes")

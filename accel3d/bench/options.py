@@ -75,8 +75,12 @@ def caching_parser() -> argparse.ArgumentParser:
     p.add_argument("--tiny-iterations", type=positive_int, default=500, help="SDS steps on the tiny U-Net")
     p.add_argument("--sd-iterations", type=positive_int, default=150, help="about 10 minutes for both runs on 2 CPU cores")
     p.add_argument("--novel-iterations", type=positive_int, default=600, help="SDS steps on the trained novel-view U-Net")
-    p.add_argument("--novel-long-iterations", type=nonnegative_int, default=1500,
-                   help="one more pair of runs this long on it, to find where the speedup crosses the target (0: skip)")
+    p.add_argument(
+        "--novel-long-iterations",
+        type=nonnegative_int,
+        default=1500,
+        help="one more pair of runs this long on it, to find where the speedup crosses the target (0: skip)",
+    )
     p.add_argument("--repeats", type=positive_int, default=3, help="timed runs of baseline and Hash3D on the tiny U-Net")
     p.add_argument("--calibration-repeats", type=positive_int, default=3, help="timed full and partial U-Net forwards")
     p.add_argument("--check-every", type=nonnegative_int, default=5, help="fidelity check on every k-th call with hits (tiny U-Net)")
