@@ -77,6 +77,7 @@ SHAPE = r"^accel3d run\b(?!.*(pipeline=sds|pipeline=image_to_3d|\+experiment=cac
 IMAGE_TO_3D = r"^accel3d run\b.*(pipeline=image_to_3d|\+experiment=pruning_ablation)"
 SWEEP = r"^accel3d run\b.*( -m |--multirun|\+experiment=)"
 FLASHVDM_BAND = r"^accel3d run\b.*(hierarchical_flashvdm|\+experiment=decoding_ablation)"
+PROBE_SDS = r"^python scripts/probe_novel_view_sds\.py\b"
 BENCH_DECODING, BENCH_CACHING, BENCH_KERNELS = (rf"^accel3d bench {name}\b" for name in ("decoding", "caching", "kernels"))
 
 
@@ -130,6 +131,9 @@ REDUCTIONS = [
     Reduction(BENCH_CACHING, r"--repeats \d+", "--repeats 1", "--repeats 1", "one timed run of each"),
     Reduction(BENCH_CACHING, r"--calibration-repeats \d+", "--calibration-repeats 1", "--calibration-repeats 1", "U-Net timings"),
     Reduction(BENCH_CACHING, r"--check-every \d+", "--check-every 1", "--check-every 1", "8 steps have few hits to check"),
+    # the SDS probe: 3 SDS steps before the U-Net's predictions are scored, into a scratch file
+    Reduction(PROBE_SDS, r"--iterations \d+", "--iterations 3", "--iterations 3", "each step calls the U-Net"),
+    Reduction(PROBE_SDS, r"--out \S+", "--out probe/probe.png", "--out probe/probe.png", "keeps docs/results as committed"),
     # accel3d bench kernels: a few hundred queries and rows
     Reduction(BENCH_KERNELS, r"--queries \d+", "--queries 512", "--queries 512", "262k queries"),
     Reduction(BENCH_KERNELS, r"--keys \d+", "--keys 48", "--keys 48", "3072 keys"),

@@ -63,6 +63,7 @@ ABLATIONS: dict[str, dict[str, Any]] = {
     "retrieve_prob 1.0": {"retrieve_prob": 1.0},
     "noise caching": {"mode": "noise"},
     "temporal only (DeepCache-style)": {"grids": [[math.inf, math.inf, math.inf, 10]]},
+    "temporal only, retrieve_prob 1.0": {"grids": [[math.inf, math.inf, math.inf, 10]], "retrieve_prob": 1.0},
     "exact cells": {"exact_cells": True},
     "retrieve_prob 0.15 (about the exact cells' hit rate)": {"retrieve_prob": 0.15},
     "num_buckets 50": {"num_buckets": 50},
@@ -74,7 +75,7 @@ TARGET_UNET_SPEEDUP = 3.3  # the paper's Zero-123 figure, the issue's target ove
 
 NOVEL_VIEW_ABLATIONS = ("fixed grid 10", "fixed grid 20", "fixed grid 30", "exact cells",
                         "retrieve_prob 0.15 (about the exact cells' hit rate)", "noise caching",
-                        "temporal only (DeepCache-style)", "retrieve_prob 1.0")  # fmt: skip
+                        "temporal only (DeepCache-style)", "temporal only, retrieve_prob 1.0", "retrieve_prob 1.0")  # fmt: skip
 
 
 def paper_settings() -> dict[str, Any]:

@@ -57,7 +57,7 @@ def test_the_shipped_weights_denoise_a_held_out_object_far_better_than_an_untrai
     torch.manual_seed(0)
     untrained = NovelViewModel(shipped.config).eval()
     trained_mse, untrained_mse = _eps_mse(shipped, *held_out_views), _eps_mse(untrained, *held_out_views)
-    assert trained_mse < 0.1 * untrained_mse, (trained_mse, untrained_mse)  # measured 0.024 against 1.19
+    assert trained_mse < 0.1 * untrained_mse, (trained_mse, untrained_mse)  # measured 0.028 against 1.19
     figures = json.loads(DEFAULT_WEIGHTS.with_suffix(".json").read_text())["figures"]
     for split in ("held_out_poses", "held_out_objects"):  # the JSON's DDIM samples beat the untrained model's
         assert figures[split]["model"]["psnr"] > figures[split]["untrained"]["psnr"] + 3.0
