@@ -50,7 +50,7 @@ def predictions(pipe: SDSPipeline, inputs, views: torch.Tensor, cams, t: int, ge
     alpha = pipe.scheduler.alphas_cumprod[t]
     out = []
     for i in range(len(views)):
-        cam = type(cams)(**{k: v[i : i + 1] for k, v in cams.__dict__.items()})
+        cam = cams[i]
         step = torch.tensor([t])
         noisy = pipe.scheduler.add_noise(views[i : i + 1], torch.randn(views[i : i + 1].shape, generator=gen), step)
         eps = pipe._guided_noise(noisy, step, pipe._pose_tokens(inputs.reference, cam), inputs.image_latent, cam, [])

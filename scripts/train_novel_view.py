@@ -152,7 +152,8 @@ def render_data(args: argparse.Namespace, config: NovelViewConfig) -> dict:
 
 
 def as_cameras(d: dict, index: torch.Tensor) -> Cameras:
-    return Cameras(**{k: v[index] for k, v in d.items()})
+    """The cameras at ``index`` of a render cache's camera fields."""
+    return Cameras(**d)[index]
 
 
 def training_batch(data: dict, batch: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

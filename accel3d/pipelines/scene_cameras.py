@@ -27,6 +27,7 @@ class Cameras:
         cams = Cameras(azimuth=torch.tensor([0.0, 90.0]), elevation=torch.zeros(2),
                        radius=torch.full((2,), 1.8), fovy=torch.full((2,), 50.0))
         len(cams)  # 2
+        cams[1:]   # the second camera alone, still a Cameras batch
     """
 
     azimuth: Tensor
@@ -47,6 +48,12 @@ class Cameras:
 
     def __len__(self) -> int:
         return len(self.azimuth)
+
+    def __getitem__(self, index: int | slice | Tensor) -> Cameras:
+        """The cameras at ``index`` (an int keeps a batch of one)."""
+        if isinstance(index, int):
+            index = slice(index, index + 1 if index != -1 else None)
+        return Cameras(self.azimuth[index], self.elevation[index], self.radius[index], self.fovy[index])
 
 
 def _check_range(

@@ -37,8 +37,7 @@ def held_out_views():
                          fovy_range=(config.fovy, config.fovy), seed=123).sample(12)  # fmt: skip
     images = views.render(cams, config.image_size)
     ref_index, target_index = torch.arange(6), torch.arange(6, 12)
-    pick = lambda index: type(cams)(**{k: v[index] for k, v in cams.__dict__.items()})  # noqa: E731
-    return images[ref_index], images[target_index], relative_pose(pick(ref_index), pick(target_index))
+    return images[ref_index], images[target_index], relative_pose(cams[ref_index], cams[target_index])
 
 
 def _eps_mse(model, ref, target, pose):

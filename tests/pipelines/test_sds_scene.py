@@ -320,3 +320,12 @@ def test_save_turntable_and_gif_write_files(tmp_path):
         assert im.format == "GIF" and im.n_frames == 5 and im.size == (256, 256)  # 16 px enlarged 16x (nearest)
     leftovers = [p.name for p in tmp_path.rglob("*.part")]
     assert leftovers == []
+
+
+def test_indexing_cameras_keeps_a_batch():
+    batch = CameraSampler(seed=3).sample(4)
+    for index, expected in ((1, [1]), (-1, [3]), (slice(1, 3), [1, 2]), (torch.tensor([3, 0]), [3, 0])):
+        picked = batch[index]
+        assert len(picked) == len(expected), index
+        for name in ("azimuth", "elevation", "radius", "fovy"):
+            assert torch.equal(getattr(picked, name), getattr(batch, name)[expected]), (index, name)
