@@ -27,7 +27,7 @@ from accel3d.core.io import write_json
 from accel3d.geometry.camera import Camera, Pose, default_pose, random_pose
 from accel3d.geometry.mesh_sources import train_meshes
 from accel3d.geometry.render import render_crop
-from accel3d.pipelines.image_to_3d import ImageTo3DPipeline
+from accel3d.models.image_to_3d.pipeline import ImageTo3DPipeline
 from accel3d.pruning import SpectralAggregation
 from accel3d.pruning.spectral import calibrate_routing, mask_hfer, occupancy_hfer, route_factor
 

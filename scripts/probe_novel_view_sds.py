@@ -26,8 +26,8 @@ sys.path.insert(0, str(ROOT))
 
 from accel3d.core.io import atomic_write  # noqa: E402
 from accel3d.geometry.metrics import psnr  # noqa: E402
-from accel3d.pipelines.sds import SDSPipeline  # noqa: E402
-from accel3d.pipelines.sds_scene import save_turntable, turntable_cameras  # noqa: E402
+from accel3d.models.sds.pipeline import SDSPipeline  # noqa: E402
+from accel3d.models.sds.scene import save_turntable, turntable_cameras  # noqa: E402
 
 TIMESTEPS = (300, 500, 700)
 

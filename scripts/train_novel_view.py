@@ -6,7 +6,7 @@
 
 Data: every mesh of :func:`accel3d.geometry.mesh_sources.mesh_set` (the bundled bunny, pymeshlab's
 samples with ``pip install -e ".[train]"``, procedural shapes), placed upright in the SDS scene
-(:func:`accel3d.pipelines.mesh_views.scene_mesh`), one colour each, rendered shaded at
+(:func:`accel3d.models.sds.mesh_views.scene_mesh`), one colour each, rendered shaded at
 ``--views`` cameras drawn as SDS draws them (azimuth all round, the config's elevation and
 radius ranges, its fixed field of view), plus ``--eval-views`` more at poses never trained on.
 ``--held-out`` meshes (default pymeshlab's ``bone``) and five ``eval_*`` procedural shapes are
@@ -48,9 +48,9 @@ sys.path.insert(0, str(ROOT))
 
 from accel3d.core.io import atomic_write  # noqa: E402
 from accel3d.geometry.metrics import image_scores  # noqa: E402
-from accel3d.models.novel_view import DEFAULT_WEIGHTS, NovelViewConfig, NovelViewModel  # noqa: E402
-from accel3d.pipelines.mesh_views import MeshViews, albedo_for, relative_pose, scene_mesh  # noqa: E402
-from accel3d.pipelines.scene_cameras import Cameras, CameraSampler  # noqa: E402
+from accel3d.models.sds.cameras import Cameras, CameraSampler  # noqa: E402
+from accel3d.models.sds.mesh_views import MeshViews, albedo_for, relative_pose, scene_mesh  # noqa: E402
+from accel3d.models.sds.novel_view import DEFAULT_WEIGHTS, NovelViewConfig, NovelViewModel  # noqa: E402
 
 TINY = {"block_out_channels": (8, 16), "layers_per_block": 1, "cross_attention_dim": 16, "attention_head_dim": 4, "pose_tokens": 2}
 T_BANDS = 10  # eps MSE is reported per tenth of the timesteps

@@ -30,7 +30,7 @@ from accel3d.core.io import write_json
 from accel3d.geometry.meshes import BUNDLED_MESH, normalize_mesh, occupancy_grid
 from accel3d.geometry.metrics import volume_iou
 from accel3d.geometry.volume import DenseVolumeDecoder
-from accel3d.models.vecset_vae import DEFAULT_WEIGHTS, VecsetVAE, VecsetVAEConfig
+from accel3d.models.vecset.vae import DEFAULT_WEIGHTS, VecsetVAE, VecsetVAEConfig
 
 REAL_MESHES = ("bunny.obj", "cow.obj", "airplane.obj", "bone.ply")
 TRUNCATION = 0.03  # world units: the field is clamp(sdf / TRUNCATION, -1, 1)

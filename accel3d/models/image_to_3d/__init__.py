@@ -31,7 +31,6 @@ from accel3d.models.image_to_3d.sampler import (
     SLAT_SAMPLER_DEFAULTS,
     SS_SAMPLER_DEFAULTS,
     FlowSampler,
-    group_tensors,
     rescale_time,
     time_schedule,
 )
@@ -69,7 +68,6 @@ __all__ = [
     "fine_sample_points",
     "gather_fine_sdf",
     "grid_to_tokens",
-    "group_tensors",
     "matrix_to_rotation_6d",
     "occupied_coords",
     "pad_tokens",

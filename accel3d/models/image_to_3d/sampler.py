@@ -51,16 +51,6 @@ def map_state(fn: Callable[..., Tensor], *states: State) -> State:
     return fn(*states)
 
 
-def group_tensors(x: State, token_groups: Mapping[str, tuple[str, ...]]) -> dict[str, list[Tensor]]:
-    """The tensors of each token group; an empty key tuple means the whole tensor ``x``.
-
-    Example::
-
-        group_tensors(x, sampler.token_groups)["layout"]   # [rotation, translation, scale] tensors
-    """
-    return {g: [x[k] for k in keys] if keys else [x] for g, keys in token_groups.items()}
-
-
 class FlowSampler:
     """Euler sampling of a flow model ``model(x, t, cond, **model_kwargs) -> velocity`` (same structure as ``x``).
 

@@ -1,0 +1,22 @@
+"""Integrations with real libraries' models, one module per library. Each imports its library only inside
+functions (or never: it reads the files or takes the objects the library made), so accel3d installs and
+imports without any of them.
+
+- :mod:`accel3d.integrations.hunyuan3d`: Hunyuan3D-2 ShapeVAE release folders (``hy3dgen``'s
+  ``config.yaml`` + ``model*.safetensors``) loaded into accel3d's vecset VAE;
+- :mod:`accel3d.integrations.diffusers`: a diffusers U-Net from a local folder (the ``sds`` backbone);
+- :mod:`accel3d.integrations.trellis`: TRELLIS v1's Euler samplers as accel3d stages (MIT);
+- :mod:`accel3d.integrations.sam3d`: SAM 3D Objects' ``ShortCut`` / ``FlowMatching`` generators as accel3d
+  stages (Meta's SAM License; accel3d never depends on it);
+- :mod:`accel3d.integrations.flow_adapter`: what the TRELLIS and SAM 3D Objects stages share: the interface
+  of :class:`accel3d.models.image_to_3d.sampler.FlowSampler`, one ``velocity(x, t, cond, step, **kwargs)``
+  method called once per step (what accelerators wrap with ``PatchSet.wrap(stage, "velocity", ...)``) and
+  ``token_groups`` naming the state's streams.
+
+Example::
+
+    from accel3d.integrations.trellis import TrellisFlowStage
+
+    with TrellisFlowStage(pipeline.sparse_structure_sampler, pipeline.models["sparse_structure_flow_model"]) as stage:
+        ...   # accelerators wrap stage.velocity; pipeline.run(...) goes through it
+"""

@@ -1,1 +1,0 @@
-"""Pipelines: each names the stages that accelerators attach to."""
