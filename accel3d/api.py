@@ -32,42 +32,40 @@ def available_stacks() -> list[str]:
 def load_stack(name: str, **overrides: Any) -> Stack:
     """The named stack of ``configs/stack/<name>.yaml``, with knob overrides.
 
-    An override is ``knob=value`` (for the one accelerator of the stack that has the knob) or
+    An override is ``knob=value`` (for the one accelerator of the stack that declares the knob) or
     ``<accelerator>={knob: value, ...}`` (for stacks where several accelerators share a knob name).
-    Unknown stacks, accelerators and knobs fail with the valid names.
+    Each accelerator's config dataclass checks its knobs; unknown stacks, accelerators and knobs fail
+    with the valid names.
     """
-    from hydra import compose, initialize_config_dir
-
-    from accel3d.jobs.configs import config_dir
-    from accel3d.jobs.run import build
+    from accel3d.core.stack import accelerator_config_of, build_stack
+    from accel3d.jobs.configs import compose_run
 
     stacks = available_stacks()
     if name not in stacks:
         raise ArgumentError(f"load_stack: unknown stack {name!r}; expected one of {stacks}")
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        cfg = compose("run", overrides=[f"stack={name}"])
-    accelerators = cfg.stack.accelerators
+    nodes = compose_run([f"stack={name}"]).stack.accelerators
+    configs = {key: accelerator_config_of(f"stack.accelerators.{key}", node) for key, node in nodes.items()}
+    changes: dict[str, dict[str, Any]] = {key: {} for key in configs}
     for key, value in overrides.items():
-        if key in accelerators:
+        if key in configs:
             if not isinstance(value, dict):
                 raise ArgumentError(f"load_stack: {key}: expected a dict of knobs, got {value!r}")
-            targets = [(key, knob, v) for knob, v in value.items()]
-        else:
-            owners = [acc for acc in accelerators if key in accelerators[acc]]
-            if len(owners) != 1:
-                valid = sorted({k for acc in accelerators for k in accelerators[acc] if not k.startswith("_")})
-                why = "no accelerator of" if not owners else f"several accelerators ({owners}) of"
-                raise ArgumentError(
-                    f"load_stack: {why} stack '{name}' has a knob {key!r}; its knobs are {valid} "
-                    f"and its accelerators {list(accelerators)} (pass <accelerator>={{knob: value}})"
-                )
-            targets = [(owners[0], key, value)]
-        for acc, knob, v in targets:
-            if knob not in accelerators[acc]:
-                valid = sorted(k for k in accelerators[acc] if not k.startswith("_"))
-                raise ArgumentError(f"load_stack: accelerator '{acc}' of stack '{name}' has no knob {knob!r}; its knobs are {valid}")
-            accelerators[acc][knob] = v
-    return build(cfg.stack, "stack")
+            changes[key].update(value)
+            continue
+        owners = [acc for acc, config in configs.items() if key in config.knob_names()]
+        if len(owners) != 1:
+            why = "no accelerator of" if not owners else f"several accelerators ({owners}) of"
+            valid = sorted({k for config in configs.values() for k in config.knob_names()})
+            raise ArgumentError(
+                f"load_stack: {why} stack '{name}' has a knob {key!r}; its knobs are {valid} "
+                f"and its accelerators {list(configs)} (pass <accelerator>={{knob: value}})"
+            )
+        changes[owners[0]][key] = value
+    for key, knobs in changes.items():
+        if knobs:
+            config = configs[key]
+            configs[key] = type(config).from_knobs({**vars(config), **knobs}, where=f"load_stack: accelerator '{key}' of stack '{name}'")
+    return build_stack(name, configs)
 
 
 def apply(target: Any, stack: str | Stack, **overrides: Any) -> Stack:

@@ -2,7 +2,7 @@
 
 accel3d run [HYDRA OVERRIDES...]        one job, or a sweep with -m
 accel3d report DIR [--fidelity METRIC]  every run record under DIR into report.csv, report.md and a plot
-accel3d list                            pipelines and their stages, stacks, accelerators and their knobs
+accel3d list [SECTION...]               pipelines and their stages, stacks, accelerators and their knobs
 accel3d --version
 accel3d run -sc install=bash             tab completion for accel3d run (bash; zsh with bashcompinit)
 accel3d bench caching [OPTIONS]         SDS with and without Hash3D (tiny U-Net and the SD-2.1-base architecture)
@@ -48,7 +48,7 @@ def _run(argv: list[str]) -> None:
             return
         # A sweep job's failure is recorded (record.json, status failed) instead of raised, so that the
         # other jobs run and the sweep's report is written; the sweep then exits with an error.
-        from accel3d.sweep import current_sweep_id
+        from accel3d.jobs.sweep import current_sweep_id
 
         info = {"sweep": current_sweep_id(Path(hc.sweep.dir)), "job": int(hc.job.num), "overrides": list(hc.overrides.task)}
         try:
@@ -65,14 +65,13 @@ def _run(argv: list[str]) -> None:
 
     argv = _expand_home(argv)
     _check_knob_names(argv)
+    from accel3d.jobs.configs import register_configs
+
+    register_configs()  # the accelerators' dataclasses, which configs/accelerator/*.yaml extend
     # Hydra names the program in its help and its completion script after argv[0]; completion queries
     # go to `accel3d -sc`, which routes them here.
     sys.argv = ["accel3d" if argv[:1] in (["-sc"], ["--shell-completion"]) else "accel3d run", *argv]
-    app()
-    from accel3d import sweep
-
-    if sweep.last_sweep_failure is not None:
-        sys.exit(f"accel3d run: {sweep.last_sweep_failure}")
+    app()  # a sweep with failed jobs exits from its SweepSummary callback, after its report
 
 
 def _expand_home(argv: list[str]) -> list[str]:
@@ -88,28 +87,27 @@ def _expand_home(argv: list[str]) -> list[str]:
 
 
 def _check_knob_names(argv: list[str]) -> None:
-    """Refuse a misspelled pipeline or accelerator knob at once, naming the valid ones (Hydra would only
-    say that the key is not in the config)."""
+    """Refuse a misspelled pipeline or accelerator knob at once, naming the valid ones (Hydra's own refusal
+    does not list them). An accelerator's knobs are read from its config dataclass, a pipeline's from its file."""
     import re
 
     from omegaconf import OmegaConf
 
-    pipeline = _chosen_pipeline(argv)
+    from accel3d.jobs.configs import discover
+
+    pipeline, accelerators = _chosen_pipeline(argv), discover()
     for arg in argv:
         if arg.startswith(("+", "~")) or "=" not in arg:
             continue
         key = arg.split("=", 1)[0]
-        if m := re.fullmatch(r"stack\.accelerators\.(\w+)\.(\w+)", key):
-            path, what, knob = config_dir() / "accelerator" / f"{m[1]}.yaml", f"accelerator '{m[1]}'", m[2]
-        elif m := re.fullmatch(r"pipeline\.(\w+)", key):
-            path, what, knob = config_dir() / "pipeline" / f"{pipeline}.yaml", f"pipeline '{pipeline}'", m[1]
+        if (m := re.fullmatch(r"stack\.accelerators\.(\w+)\.(\w+)", key)) and m[1] in accelerators:
+            what, knob, valid = f"accelerator '{m[1]}'", m[2], ["enabled", *accelerators[m[1]].knob_names()]
+        elif (m := re.fullmatch(r"pipeline\.(\w+)", key)) and (path := config_dir() / "pipeline" / f"{pipeline}.yaml").is_file():
+            what, knob, valid = f"pipeline '{pipeline}'", m[1], [str(k) for k in OmegaConf.load(path) if not str(k).startswith("_")]
         else:
             continue
-        if not path.is_file():
-            continue
-        valid = sorted(k for k in OmegaConf.load(path) if not str(k).startswith("_"))
         if knob not in valid:
-            sys.exit(f"accel3d run: {key}: {what} has no knob '{knob}'; its knobs are {', '.join(valid)}")
+            sys.exit(f"accel3d run: {key}: {what} has no knob '{knob}'; its knobs are {', '.join(sorted(valid))}")
 
 
 def _chosen_pipeline(argv: list[str]) -> str:
@@ -148,69 +146,55 @@ def _parallel_jobs(hc: Any) -> int:
     return 1
 
 
-def _list() -> None:
-    """What can be combined: pipelines (with stages), stacks (with accelerators), accelerators (with stage and knobs)."""
+LIST_SECTIONS = ("pipelines", "stacks", "accelerators")
+
+
+def _list(argv: list[str]) -> None:
+    """What can be combined: pipelines (with stages), stacks (with accelerators), accelerators (with stage and knobs).
+
+    Accelerators and stacks are read from the configs and the accelerators' dataclasses without importing torch;
+    a pipeline's stages are its class's, so listing pipelines imports them."""
     from omegaconf import OmegaConf
+
+    from accel3d.jobs.configs import discover
+
+    sections = argv or list(LIST_SECTIONS)
+    unknown = [s for s in sections if s not in LIST_SECTIONS]
+    if unknown:
+        sys.exit(f"accel3d list: unknown section(s) {unknown}; expected some of {', '.join(LIST_SECTIONS)}")
 
     def configs(group: str) -> dict[str, Any]:
         return {p.stem: OmegaConf.load(p) for p in sorted((config_dir() / group).glob("*.yaml"))}
 
-    print("pipelines (pipeline=NAME):")
-    for name, cfg in configs("pipeline").items():
-        stages = _class_attribute(cfg["_target_"], "stage_names") or ()
-        print(f"  {name:<22} {cfg['_target_'].rsplit('.', 1)[-1]}; stages: {', '.join(stages) or '?'}")
-    print("stacks (stack=NAME):")
-    for name, cfg in configs("stack").items():
-        accs = [next(iter(d)).split("@")[-1].removeprefix("accelerators.") for d in cfg.get("defaults", []) if hasattr(d, "keys")]
-        print(f"  {name:<22} {', '.join(accs) or '(no accelerator)'}")
-    print("accelerators (stack.accelerators.NAME.KNOB=VALUE):")
-    for name, cfg in configs("accelerator").items():
-        raw = OmegaConf.to_container(cfg, resolve=False)
-        knobs = ", ".join(f"{k}={v}" for k, v in raw.items() if not str(k).startswith("_"))
-        print(f"  {name:<22} stage {_class_attribute(cfg['_target_'], 'stage')}; {knobs}")
+    if "pipelines" in sections:
+        from hydra.utils import get_class
+
+        print("pipelines (pipeline=NAME):")
+        for name, cfg in configs("pipeline").items():
+            cls = get_class(cfg["_target_"])
+            print(f"  {name:<22} {cls.__name__}; stages: {', '.join(cls.stage_names) or '?'}")
+    if "stacks" in sections:
+        print("stacks (stack=NAME):")
+        for name, cfg in configs("stack").items():
+            accs = [next(iter(d)).split("@")[-1].removeprefix("accelerators.") for d in cfg.get("defaults", []) if hasattr(d, "keys")]
+            print(f"  {name:<22} {', '.join(accs) or '(no accelerator)'}")
+    if "accelerators" in sections:
+        print("accelerators (stack.accelerators.NAME.KNOB=VALUE):")
+        declared = discover()
+        for name, cfg in configs("accelerator").items():
+            if name not in declared:
+                print(f"  {name:<22} (no config dataclass declares '{name}')")
+                continue
+            cls = declared[name]
+            file_values = {str(k): v for k, v in OmegaConf.to_container(cfg, resolve=False).items() if k != "defaults"}
+            values = {"enabled": True, **_defaults(cls), **file_values}
+            knobs = ", ".join(f"{k}={v}" for k, v in values.items())
+            print(f"  {name:<22} stage {cls.STAGE}; {knobs}")
 
 
-def _class_attribute(target: str, attr: str) -> Any:
-    """A class attribute of ``module.Class`` read from its source (a literal assignment in the class body), so that
-    listing does not import torch and every model; imports the class only where the source does not say."""
-    import ast
-
-    module, _, cls_name = target.rpartition(".")
-    source = _module_source(module)
-    if source is not None:
-        with open(source, encoding="utf-8") as f:
-            tree = ast.parse(f.read())
-        for node in ast.walk(tree):
-            if isinstance(node, ast.ClassDef) and node.name == cls_name:
-                for stmt in node.body:
-                    targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target] if isinstance(stmt, ast.AnnAssign) else []
-                    for t in targets:
-                        names = [e.id for e in t.elts] if isinstance(t, ast.Tuple) else [getattr(t, "id", None)]
-                        if attr in names and stmt.value is not None:
-                            try:
-                                value = ast.literal_eval(stmt.value)
-                            except ValueError:
-                                break
-                            return value[names.index(attr)] if isinstance(t, ast.Tuple) else value
-            if isinstance(node, ast.ImportFrom) and node.level == 0 and any(a.name == cls_name and not a.asname for a in node.names):
-                return _class_attribute(f"{node.module}.{cls_name}", attr)  # a re-export: read the defining module
-    from hydra.utils import get_class  # inherited or computed: import it
-
-    return getattr(get_class(target), attr, None)
-
-
-def _module_source(module: str) -> Path | None:
-    """The source file of a module, found without importing it or its packages (whose ``__init__`` may import torch)."""
-    import importlib.util
-
-    if module == "accel3d" or module.startswith("accel3d."):
-        base = Path(__file__).resolve().parent.joinpath(*module.split(".")[1:])
-        for path in (base.with_suffix(".py"), base / "__init__.py"):
-            if path.is_file():
-                return path
-        return None
-    spec = importlib.util.find_spec(module)
-    return Path(spec.origin) if spec is not None and spec.origin and spec.origin.endswith(".py") else None
+def _defaults(cls: Any) -> dict[str, Any]:
+    """A config dataclass's knobs and their defaults, without constructing it."""
+    return {f.name: f.default for f in cls.knob_fields()}
 
 
 def _report(argv: list[str]) -> None:
@@ -295,7 +279,7 @@ def _main(argv: list[str]) -> None:
     elif command == "report":
         _report(rest)
     elif command == "list":
-        _list()
+        _list(rest)
     elif command == "bench":
         from accel3d.bench import main as bench_main
 

@@ -65,6 +65,9 @@ SKIPPED = [
 ]
 
 
+MIN_RES = "stack.accelerators.hierarchical.min_resolution="  # bench decoding's --set / --sdf-set of the coarsest level
+
+
 def _small_resolutions(match: re.Match) -> str:
     """Every resolution of a run or sweep -> 48 (the shipped stack's coarsest level; a sweep keeps one job each)."""
     return match.group(1) + "48"
@@ -112,8 +115,8 @@ REDUCTIONS = [
     Reduction(SWEEP, r"\bexport_formats=\S+", "export_formats=glb", "export_formats=glb", "three formats per job"),
     # accel3d bench decoding: 32^3 with levels from 8, one repeat, an 8^3 warm-up
     Reduction(BENCH_DECODING, r"--resolutions( \d+)+", "--resolutions 32", "--resolutions 32", "384^3 takes minutes"),
-    Reduction(BENCH_DECODING, r"--min-resolution \d+", "--min-resolution 8", "--min-resolution 8", "levels at 32^3"),
-    Reduction(BENCH_DECODING, r"--sdf-min-resolution \d+", "--sdf-min-resolution 8", "--sdf-min-resolution 8", "levels at 32^3"),
+    Reduction(BENCH_DECODING, rf"(--set (?:\S+ )*{re.escape(MIN_RES)})\d+", r"\g<1>8", f"--set {MIN_RES}8", "levels at 32^3"),
+    Reduction(BENCH_DECODING, rf"(--sdf-set (?:\S+ )*{re.escape(MIN_RES)})\d+", r"\g<1>8", f"--sdf-set {MIN_RES}8", "levels at 32^3"),
     Reduction(BENCH_DECODING, r"--warmup-resolution \d+", "--warmup-resolution 8", "--warmup-resolution 8", "the warm-up"),
     Reduction(BENCH_DECODING, r"--repeats \d+", "--repeats 1", "--repeats 1", "one timed run of each method"),
     Reduction(BENCH_DECODING, r"--field-resolution \d+", "--field-resolution 64", "--field-resolution 64", "fields: 256^3 x 21"),
@@ -261,9 +264,9 @@ def make_fixtures(home: Path, files: Path) -> None:
     from safetensors.torch import save_file
 
     from accel3d.geometry.meshes import BUNDLED_MESH
-    from accel3d.models.loading import load_vae
-    from accel3d.models.unets import build_unet
-    from accel3d.pipelines.vecset_shape import load_shape_inputs
+    from accel3d.models.sds.unets import build_unet
+    from accel3d.models.vecset.checkpoint import load_vae
+    from accel3d.models.vecset.pipeline import load_shape_inputs
 
     vae = load_vae()
     release = home / "models" / "Hunyuan3D-2" / "hunyuan3d-vae-v2-0"
@@ -314,7 +317,7 @@ def environment(tree: Path, home: Path) -> dict[str, str]:
 
 PRELOAD = ["torch", "hydra", "omegaconf", "diffusers", "matplotlib.pyplot", "trimesh", "skimage.measure"]
 PRELOAD += ["accel3d.cli", "accel3d.jobs.run", "accel3d.decoding", "accel3d.caching"]
-PRELOAD += ["accel3d.pipelines.vecset_shape", "accel3d.pipelines.sds"]
+PRELOAD += ["accel3d.models.vecset.pipeline", "accel3d.models.sds.pipeline"]
 SHELL_SYNTAX = re.compile(r"[$~|&;<>()`*?\[\]{}!'\"\\]")
 
 

@@ -9,7 +9,10 @@ os.environ.setdefault("TRITON_INTERPRET", "1")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from accel3d.models.vecset_vae import VecsetVAE, VecsetVAEConfig  # noqa: E402
+from accel3d.jobs.configs import register_configs  # noqa: E402
+from accel3d.models.vecset.vae import VecsetVAE, VecsetVAEConfig  # noqa: E402
+
+register_configs()  # tests compose the configs with Hydra's compose API, as `accel3d run` does after this call
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 

@@ -10,8 +10,8 @@ import trimesh
 
 import accel3d
 from accel3d.core import patch_owners
-from accel3d.models.unets import build_unet
-from accel3d.pipelines.vecset_shape import VecsetShapePipeline
+from accel3d.models.sds.unets import build_unet
+from accel3d.models.vecset.pipeline import VecsetShapePipeline
 
 
 def test_a_named_stack_from_python_matches_the_cli_bit_for_bit(tmp_path, tiny_weights):
@@ -40,7 +40,7 @@ def test_load_stack_overrides_and_errors():
         accel3d.load_stack("nope")
     with pytest.raises(ValueError, match=r"no accelerator of stack 'hierarchical' has a knob 'bandd'; its knobs are \['band'"):
         accel3d.load_stack("hierarchical", bandd=0.3)
-    with pytest.raises(ValueError, match="accelerator 'adaptive_kv' of stack 'flashvdm' has no knob 'top'"):
+    with pytest.raises(ValueError, match=r"'adaptive_kv' of stack 'flashvdm': unknown knob\(s\) \['top'\]; its knobs are \['attention'"):
         accel3d.load_stack("flashvdm", adaptive_kv={"top": 8})
     with pytest.raises(ValueError, match="band: expected a finite number > 0"):
         accel3d.load_stack("hierarchical", band=-1.0)
@@ -49,7 +49,7 @@ def test_load_stack_overrides_and_errors():
 def test_apply_a_one_accelerator_stack_to_a_module():
     unet = build_unet("tiny", seed=0)
     stack = accel3d.apply(unet, "hash3d", retrieve_prob=0.0)
-    assert stack.accelerators[0].attached and stack.accelerators[0].retrieve_prob == 0.0
+    assert stack.accelerators[0].attached and stack.accelerators[0].config.retrieve_prob == 0.0
     with pytest.raises(ValueError, match="apply it to a pipeline"):
         accel3d.apply(unet, "flashvdm")
     assert accel3d.remove(unet) == 1 and "forward" not in vars(unet)

@@ -1,9 +1,10 @@
 """The package's architecture, read from its source with ``ast``: no import cycles, and the strategies
-never import one another, nor do the shared layers below them (``core``, ``geometry``, ``kernels``) import
-any strategy.
+never import one another, nor do the shared layers below them (``core``, ``geometry``, ``kernels``) or the
+models and integrations they attach to import any strategy. The integrations import their real library
+(hy3dgen, TRELLIS, SAM 3D Objects, diffusers) only inside functions, never when accel3d is imported.
 
-A strategy is a subpackage that registers an accelerator (a ``register_accelerator(...)`` call, as a
-decorator or not), so a new strategy folder is checked without editing this file. Every form of import
+A strategy is a subpackage that declares an accelerator (a class derived from ``AcceleratorConfig`` in its
+``config.py``), so a new strategy folder is checked without editing this file. Every form of import
 counts: ``import a.b``, ``from a import b``, relative imports resolved against the importing module's
 package, imports inside functions, and ``importlib.import_module("...")`` with a literal name.
 """
@@ -16,6 +17,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1] / "accel3d"
 SHARED = ("core", "geometry", "kernels")  # what the strategies build on: may import no strategy
+ATTACHED_TO = ("models", "integrations")  # the pipelines and real-model stages strategies attach to: may import none either
+REAL_LIBRARIES = ("hy3dgen", "trellis", "sam3d", "diffusers")  # top-level package names, "sam3d" also for "sam3d_objects"
 
 
 def modules(root: Path) -> dict[str, Path]:
@@ -70,21 +73,20 @@ def subpackage_of(name: str, top: str) -> str | None:
 
 
 def strategies(root: Path) -> set[str]:
-    """The subpackages of the package at ``root`` that call ``register_accelerator``."""
+    """The subpackages of the package at ``root`` that declare an accelerator: a ``config.py`` with a class
+    derived from ``AcceleratorConfig`` (the one declaration each accelerator has)."""
     found = set()
-    for module, path in modules(root).items():
-        sub = subpackage_of(module, root.name)
-        if sub is None or not (root / sub).is_dir():
-            continue
+    for path in sorted(root.glob("*/config.py")):
         tree = ast.parse(path.read_text(), filename=str(path))
-        if any(isinstance(n, ast.Call) and _called_name(n.func) == "register_accelerator" for n in ast.walk(tree)):
-            found.add(sub)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ClassDef) and any(_called_name(base) == "AcceleratorConfig" for base in node.bases):
+                found.add(path.parent.name)
     return found
 
 
-def layering_violations(root: Path, shared: tuple[str, ...] = SHARED) -> list[str]:
+def layering_violations(root: Path, shared: tuple[str, ...] = SHARED + ATTACHED_TO) -> list[str]:
     """One line per import that breaks the rules: a strategy importing another strategy, or a shared
-    subpackage importing any strategy."""
+    subpackage (or a model family, an integration) importing any strategy."""
     strategy_names = strategies(root)
     violations = []
     for module, path in modules(root).items():
@@ -100,6 +102,44 @@ def layering_violations(root: Path, shared: tuple[str, ...] = SHARED) -> list[st
             if not any(name.startswith(other + ".") for other in names):  # `from a.b import c`: report a.b once
                 violations.append(f"{module} imports {name}: {why}")
     return violations
+
+
+def import_time_imports(path: Path) -> set[str]:
+    """The dotted names a module imports when it is imported: its module-level statements, including those
+    inside module-level ``if``/``try``/``with`` blocks and class bodies, but not function bodies nor the body
+    of ``if TYPE_CHECKING:`` (relative imports are left out: they name the package's own modules)."""
+    names: set[str] = set()
+
+    def visit(statements: list[ast.stmt]) -> None:
+        for node in statements:
+            if isinstance(node, ast.Import):
+                names.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                names.add(node.module)
+            elif isinstance(node, ast.If):
+                test = node.test
+                type_checking = getattr(test, "id", None) == "TYPE_CHECKING" or getattr(test, "attr", None) == "TYPE_CHECKING"
+                visit(node.orelse if type_checking else node.body + node.orelse)
+            elif isinstance(node, ast.Try | ast.With | ast.ClassDef):
+                blocks = [node.body] + ([node.orelse, node.finalbody] if isinstance(node, ast.Try) else [])
+                blocks += [handler.body for handler in node.handlers] if isinstance(node, ast.Try) else []
+                for block in blocks:
+                    visit(block)
+
+    visit(ast.parse(path.read_text(), filename=str(path)).body)
+    return names
+
+
+def eager_library_imports(root: Path, folder: str = "integrations", libraries: tuple[str, ...] = REAL_LIBRARIES) -> list[str]:
+    """One line per module of ``root/folder`` that imports one of ``libraries`` when it is imported."""
+    found = []
+    for module, path in modules(root).items():
+        if subpackage_of(module, root.name) != folder:
+            continue
+        for name in sorted(import_time_imports(path)):
+            if name.split(".")[0].startswith(libraries):
+                found.append(f"{module} imports {name} at import time")
+    return found
 
 
 def import_graph(root: Path = ROOT) -> dict[str, set[str]]:
@@ -146,32 +186,34 @@ def _write_package(root: Path, files: dict[str, str]) -> Path:
     return root
 
 
-REGISTERS = """
-from fakepkg.core import register_accelerator
+DECLARES = """
+from fakepkg.core.config import AcceleratorConfig
 
 
-@register_accelerator("{name}")
-class Accelerator:
-    pass
+class {name}Config(AcceleratorConfig):
+    NAME = "{name}"
 """
 
 
 def _fake_package(tmp_path: Path, **extra: str) -> Path:
     files = {
         "fakepkg/__init__.py": "",
-        "fakepkg/core/__init__.py": "def register_accelerator(name):\n    return lambda cls: cls\n",
-        "fakepkg/core/stats.py": "from . import register_accelerator  # inside core: fine\n",
+        "fakepkg/core/__init__.py": "",
+        "fakepkg/core/config.py": "class AcceleratorConfig:\n    NAME = ''\n",
+        "fakepkg/core/stats.py": "from .config import AcceleratorConfig  # inside core: fine\n",
         "fakepkg/geometry/__init__.py": "from ..core import stats\n",
         "fakepkg/alpha/__init__.py": "from .accelerator import Accelerator\n",
-        "fakepkg/alpha/accelerator.py": REGISTERS.format(name="alpha"),
+        "fakepkg/alpha/config.py": DECLARES.format(name="alpha"),
+        "fakepkg/alpha/accelerator.py": "from fakepkg.core import stats\nfrom .config import alphaConfig\n\nConfig = alphaConfig\n",
         "fakepkg/beta/__init__.py": "",
-        "fakepkg/beta/accelerator.py": REGISTERS.format(name="beta") + "\nfrom ..core import stats\nfrom ..geometry import grid\n",
+        "fakepkg/beta/config.py": DECLARES.format(name="beta"),
+        "fakepkg/beta/accelerator.py": "from ..core import stats\nfrom ..geometry import grid\n",
         "fakepkg/jobs/__init__.py": "from fakepkg import alpha, beta  # not shared, not a strategy: may use both\n",
     }
     return _write_package(tmp_path, {**files, **extra}) / "fakepkg"
 
 
-def test_the_checker_finds_strategies_by_their_registrations(tmp_path):
+def test_the_checker_finds_strategies_by_their_declarations(tmp_path):
     root = _fake_package(tmp_path)
     assert strategies(root) == {"alpha", "beta"}
     assert layering_violations(root) == []
@@ -211,6 +253,44 @@ def test_relative_imports_resolve_against_the_package_of_the_module(tmp_path):
     assert "fakepkg.core" in imported_names("fakepkg.alpha.accelerator", module)
 
 
+def test_the_checker_finds_a_library_imported_at_import_time_only(tmp_path):
+    eager = """
+    import json
+
+    import diffusers.models
+    from sam3d_objects.pipeline import InferencePipeline
+
+    try:
+        import trellis
+    except ImportError:
+        trellis = None
+
+
+    class Stage:
+        from hy3dgen import shapegen
+    """
+    lazy = """
+    from typing import TYPE_CHECKING
+
+    if TYPE_CHECKING:
+        from diffusers import UNet2DConditionModel
+
+
+    def load(path) -> "UNet2DConditionModel":
+        from diffusers import UNet2DConditionModel
+        import trellis
+
+        return UNet2DConditionModel.from_pretrained(path)
+    """
+    extra = {"fakepkg/integrations/__init__.py": "", "fakepkg/integrations/eager.py": eager, "fakepkg/integrations/lazy.py": lazy}
+    assert eager_library_imports(_fake_package(tmp_path, **extra)) == [
+        "fakepkg.integrations.eager imports diffusers.models at import time",
+        "fakepkg.integrations.eager imports hy3dgen at import time",
+        "fakepkg.integrations.eager imports sam3d_objects.pipeline at import time",
+        "fakepkg.integrations.eager imports trellis at import time",
+    ]
+
+
 def test_find_cycle_finds_one():
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None
@@ -221,12 +301,26 @@ def test_find_cycle_finds_one():
 
 def test_the_strategies_of_accel3d_are_found():
     found = strategies(ROOT)
-    assert {"caching", "decoding"} <= found  # discovery cannot silently find nothing
-    assert not found & set(SHARED)
+    assert found == {"caching", "decoding", "pruning"}  # discovery cannot silently find nothing, nor a shared layer
+
+
+def test_the_core_imports_nothing_of_accel3d_outside_the_core():
+    """No climb back up: the protocol, stacks and configs know no strategy, pipeline, job or benchmark."""
+    graph = import_graph()
+    assert {"accel3d.core.stack", "accel3d.core.config", "accel3d.core.flow_stage"} <= set(graph)
+    outside = sorted(
+        f"{m} imports {t}" for m, deps in graph.items() if m.startswith("accel3d.core") for t in deps if not t.startswith("accel3d.core")
+    )
+    assert outside == []
 
 
 def test_no_strategy_imports_another_and_the_shared_layers_import_none():
     assert layering_violations(ROOT) == []
+
+
+def test_the_integrations_import_their_libraries_only_inside_functions():
+    assert {"accel3d.integrations.hunyuan3d", "accel3d.integrations.diffusers"} <= set(modules(ROOT))  # the check reads files
+    assert eager_library_imports(ROOT) == []
 
 
 def test_no_import_cycles_in_the_package():

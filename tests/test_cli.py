@@ -93,7 +93,7 @@ def test_a_nan_knob_on_the_command_line_names_it(tmp_path):
 @pytest.mark.parametrize(
     ("override", "valid"),
     [
-        ("stack.accelerators.hierarchical.bandd=0.3", "band, band_units, dilation, enabled, inside, level, min_resolution"),
+        ("stack.accelerators.hierarchical.bandd=0.3", "band, band_units, chunk_size, dilation, enabled, max_memory_bytes, min_resolution"),
         ("pipeline.resolutoin=64", "chunk_size, fscore_threshold, input"),
     ],
 )

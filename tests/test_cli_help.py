@@ -105,22 +105,32 @@ def test_bash_completion_through_hydras_own_script():
     assert lines[3].split() == ["caching", "decoding", "kernels", "pruning"]
 
 
-def test_list_reads_stages_from_source_without_importing_torch_and_matches_the_classes():
-    code = "import sys\nfrom accel3d.cli import main\nmain(['list'])\nassert 'torch' not in sys.modules, 'accel3d list imported torch'\n"
+def test_list_reads_the_declarations_without_importing_torch_and_matches_the_classes():
+    code = (
+        "import sys\nfrom accel3d.cli import main\nmain(['list', 'stacks', 'accelerators'])\n"
+        "assert 'torch' not in sys.modules, 'accel3d list imported torch'\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
+    full = subprocess.run([sys.executable, "-m", "accel3d.cli", "list"], capture_output=True, text=True)  # pipelines too
+    assert full.returncode == 0, full.stderr
     from hydra.utils import get_class
     from omegaconf import OmegaConf
 
-    from accel3d.jobs.configs import config_dir
+    from accel3d.jobs.configs import config_dir, discover
 
-    parts = re.split(r"^(pipelines|stacks|accelerators) \(.*\):$", out.stdout, flags=re.M)  # heading, its lines, ...
+    parts = re.split(r"^(pipelines|stacks|accelerators) \(.*\):$", full.stdout, flags=re.M)  # heading, its lines, ...
     sections = {heading.removesuffix("s"): body for heading, body in zip(parts[1::2], parts[2::2])}
-    for group, attr, fmt in (
-        ("pipeline", "stage_names", lambda v: "stages: " + ", ".join(v)),
-        ("accelerator", "stage", lambda v: f"stage {v};"),
-    ):
-        for path in sorted((config_dir() / group).glob("*.yaml")):
-            value = getattr(get_class(OmegaConf.load(path)["_target_"]), attr)  # what importing the class says
-            line = next(ln for ln in sections[group].splitlines() if ln.split()[:1] == [path.stem])
-            assert fmt(value) in line, (path.stem, line)
+    assert out.stdout.strip() in full.stdout  # the torch-free sections are the same
+    for path in sorted((config_dir() / "pipeline").glob("*.yaml")):
+        stages = get_class(OmegaConf.load(path)["_target_"]).stage_names  # what importing the class says
+        line = next(ln for ln in sections["pipeline"].splitlines() if ln.split()[:1] == [path.stem])
+        assert "stages: " + ", ".join(stages) in line, (path.stem, line)
+    for name, config in discover().items():
+        cls = get_class(config._target_)
+        line = next(ln for ln in sections["accelerator"].splitlines() if ln.split()[:1] == [name])
+        assert f"stage {cls.stage};" in line and all(f"{k}=" in line for k in config.knob_names()), (name, line)
+    with pytest.raises(SystemExit, match="unknown section"):
+        from accel3d.cli import main
+
+        main(["list", "nope"])

@@ -30,7 +30,7 @@ accel3d run -m stack=none,hierarchical \\
     pipeline.resolution=128,256 repeats=5
 # a comment line
 accel3d run pipeline=sds stack=hash3d pipeline.backbone=sd21_base pipeline.iterations=50
-accel3d bench decoding --resolutions 128 256 --min-resolution 48
+accel3d bench decoding --resolutions 128 256 --set stack.accelerators.hierarchical.min_resolution=48
 sbatch job.sh   # docs-check: skip (needs Slurm)
 accel3d run pipeline.weights=$HOME/x.pt
 ```
@@ -82,8 +82,9 @@ def test_reductions(checker):
     sds = reduce("accel3d run pipeline=sds stack=hash3d pipeline.backbone=sd21_base pipeline.iterations=50")
     assert "pipeline.iterations=3" in sds and "pipeline.backbone=tiny" in sds and "pipeline.resolution" not in sds
     assert "pipeline.iterations=3" in reduce("accel3d run +experiment=caching_ablation")
-    bench = reduce("accel3d bench decoding --resolutions 128 256 --min-resolution 48")
-    assert "--resolutions 32 " in bench and "--min-resolution 8" in bench and "--repeats 1" in bench
+    bench = reduce("accel3d bench decoding --resolutions 128 256 --set stack.accelerators.hierarchical.min_resolution=48")
+    assert "--resolutions 32 " in bench and "--set stack.accelerators.hierarchical.min_resolution=8 " in bench and "--repeats 1" in bench
+    assert "--sdf-set stack.accelerators.hierarchical.min_resolution=8" in bench  # appended where the command has none
     caching = reduce("accel3d bench caching --sections sd21 --sd-iterations 500")
     assert caching.startswith("accel3d bench caching --sections tiny --sd-iterations 2 --no-ablations --tiny-iterations 8")
     assert "pipeline.resolution=64" in reduce("accel3d run -m stack=none,hierarchical_flashvdm pipeline.resolution=256")

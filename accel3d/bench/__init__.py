@@ -38,33 +38,42 @@ def main(argv: list[str]) -> None:
     importlib.import_module(BENCHMARKS[argv[0]]).run(args)
 
 
+def _checked(value: Any, check: Callable[..., Any], **bounds: Any) -> Any:
+    """``value`` checked by ``accel3d.core.validate``, its error an argparse one (argparse then names the option)."""
+    from accel3d.core.validate import ArgumentError
+
+    try:
+        return check("value", value, **bounds)
+    except ArgumentError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("value: ")) from None
+
+
 def positive_int(text: str) -> int:
-    """argparse type: an int >= 1 (argparse then names the option in its error)."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
-    return value
+    """argparse type: an int >= 1."""
+    from accel3d.core.validate import check_int
+
+    return _checked(int(text), check_int, low=1)
 
 
 def nonnegative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
+    """argparse type: an int >= 0."""
+    from accel3d.core.validate import check_int
+
+    return _checked(int(text), check_int, low=0)
 
 
 def positive_float(text: str) -> float:
-    value = float(text)
-    if not (value > 0 and value != float("inf")):
-        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text}")
-    return value
+    """argparse type: a finite number > 0."""
+    from accel3d.core.validate import check_float
+
+    return _checked(float(text), check_float, low=0.0, low_open=True)
 
 
 def nonnegative_float(text: str) -> float:
-    value = float(text)
-    if not (value >= 0 and value != float("inf")):
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
-    return value
+    """argparse type: a finite number >= 0."""
+    from accel3d.core.validate import check_float
+
+    return _checked(float(text), check_float, low=0.0)
 
 
 RESULTS_DIR = Path(__file__).resolve().parents[2] / "docs" / "results"  # only in a source checkout

@@ -50,7 +50,7 @@ from accel3d.caching.unet_cut import UNetCut
 from accel3d.core.stack import Stack
 from accel3d.geometry.metrics import psnr
 from accel3d.jobs.compare import compare as compare_runs
-from accel3d.pipelines.sds import SDSPipeline
+from accel3d.models.sds.pipeline import SDSPipeline
 
 ABLATIONS: dict[str, dict[str, Any]] = {
     "fixed grid 10": {"grids": [[10, 10, 0.1, 10]]},
@@ -178,7 +178,7 @@ def calibrate(pipe: SDSPipeline, repeats: int) -> dict[str, float]:
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(2, unet.config.in_channels, pipe.latent_size, pipe.latent_size, generator=gen)
     inputs = pipe.load_inputs()
-    text = inputs.embeddings if pipe.model is None else pipe._pose_tokens(inputs.reference, inputs.reference.camera)
+    text = pipe.conditioning(inputs, inputs.reference.camera if inputs.reference is not None else None)
     cut = UNetCut(unet)
     with torch.no_grad(), cut.capture() as captured:
         unet(x, 500, encoder_hidden_states=text)

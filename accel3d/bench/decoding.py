@@ -24,30 +24,28 @@ import torch
 
 from accel3d.bench import output_path, write_results
 from accel3d.bench.options import decoding_parser
-from accel3d.core.stack import Stack
-from accel3d.decoding.accelerator import AdaptiveKVSelection, HierarchicalDecoding
+from accel3d.bench.stacks import kv_cells, kv_config, stack_configs
+from accel3d.core.stack import build_stack
 from accel3d.decoding.sparsity import attention_sparsity
 from accel3d.geometry import shapes
 from accel3d.jobs.compare import compare
-from accel3d.pipelines.field import FieldPipeline
+from accel3d.models.fields.pipeline import FieldPipeline
 
 TRUNCATION = 0.03  # analytic SDFs are truncated like the shipped VAE's field
 SPARSITY: dict[str, dict[str, float]] = {}  # attention sparsity per subject with cross-attention
 
 
 def subjects(names: list[str], args: argparse.Namespace) -> dict[str, tuple[Callable[[torch.Tensor], torch.Tensor], dict, object]]:
-    """Fields to decode, each with its hierarchical settings (the band is in the field's own units)
-    and its geo decoder (None for fields without cross-attention)."""
-    model_settings = {"band": args.band, "band_units": args.band_units, "dilation": args.dilation, "min_resolution": args.min_resolution}
-    sdf_settings = {
-        "band": args.sdf_band, "band_units": args.sdf_band_units, "dilation": args.sdf_dilation, "min_resolution": args.sdf_min_resolution,
-    }  # fmt: skip
+    """Fields to decode, each with the configs of its hierarchical decoding (``--stack`` for the model,
+    ``--sdf-stack`` for the analytic fields) and its geo decoder (None for fields without cross-attention)."""
+    model_settings = stack_configs(args.stack, args.set)
+    sdf_settings = stack_configs(args.sdf_stack, args.sdf_set)
     out = {}
     for name in names:
         if name in ("fields", "local"):
             continue  # accel3d.bench.decoding_fields, accel3d.bench.decoding_local
         if name == "model":
-            from accel3d.pipelines.vecset_shape import VecsetShapePipeline
+            from accel3d.models.vecset.pipeline import VecsetShapePipeline
 
             pipe = VecsetShapePipeline(progress=False)
             inputs = pipe.load_inputs()
@@ -60,19 +58,13 @@ def subjects(names: list[str], args: argparse.Namespace) -> dict[str, tuple[Call
                 g = torch.Generator().manual_seed(0)
                 near = inputs.points[torch.randint(0, len(inputs.points), (4096,), generator=g)]
                 near = near + 0.02 * torch.randn(near.shape, generator=g)
-                SPARSITY["model:bunny"] = attention_sparsity(pipe.vae.geo_decoder, kv, near, cells=args.cells)
+                SPARSITY["model:bunny"] = attention_sparsity(pipe.vae.geo_decoder, kv, near, cells=kv_cells(args))
         elif name in shapes.SHAPES:
             sdf = shapes.SHAPES[name]()
             out[f"sdf:{name}"] = (lambda p, sdf=sdf: (sdf(p) / TRUNCATION).clamp(-1.0, 1.0), sdf_settings, None)
         else:
             raise SystemExit(f"--subjects: unknown '{name}'; expected 'model' or one of {sorted(shapes.SHAPES)}")
     return out
-
-
-def kv_accelerator(mode: str, args: argparse.Namespace) -> AdaptiveKVSelection:
-    if mode == "mass":
-        return AdaptiveKVSelection(mode=mode, cells=args.cells, mass=args.mass, tolerance=args.tolerance)
-    return AdaptiveKVSelection(mode=mode, topk=args.topk, topk_ratio=args.topk_ratio, cells=args.cells, threshold=args.threshold)
 
 
 def bench_one(
@@ -85,16 +77,12 @@ def bench_one(
         geo_decoder,
         chunk_size=args.chunk_size,
         fscore_threshold=args.fscore_threshold,
-        warmup_resolution=max(warmup_resolution, settings["min_resolution"]),
+        warmup_resolution=max(warmup_resolution, settings["hierarchical"].min_resolution),
     )
-    stacks = [Stack({"hierarchical": HierarchicalDecoding(chunk_size=args.chunk_size, progress=False, **settings)}, name="hierarchical")]
+    hierarchical = {"hierarchical": settings["hierarchical"]}  # chunking and progress: the pipeline's stage's
+    stacks = [build_stack("hierarchical", hierarchical)]
     if geo_decoder is not None:
-        for mode in args.kv_modes:
-            accs = {
-                "hierarchical": HierarchicalDecoding(chunk_size=args.chunk_size, progress=False, **settings),
-                "adaptive_kv": kv_accelerator(mode, args),
-            }
-            stacks.append(Stack(accs, name=f"hier+kv_{mode}"))
+        stacks += [build_stack(f"hier+kv_{mode}", {**hierarchical, "adaptive_kv": kv_config(mode, args)}) for mode in args.kv_modes]
     log = lambda text: print(f"[bench decoding] {resolution}^3 {text}", file=sys.stderr, flush=True)
     with warnings.catch_warnings():  # the small warm-up grid may have a single level; that is fine
         warnings.simplefilter("ignore")
@@ -121,7 +109,7 @@ def bench_one(
         }
     return {
         "resolution": resolution,
-        "settings": settings,
+        "settings": {key: config.knobs() for key, config in settings.items()},
         "levels": [lvl["resolution"] for lvl in comparison.last("hierarchical").grid.levels],
         "dense_s": dense["median"],
         "dense_times_s": dense["repeats"],
@@ -171,7 +159,7 @@ def run(args: argparse.Namespace) -> None:
     for name, sp in SPARSITY.items():
         print(
             f"\n{name} attention sparsity (4096 points near the surface, {int(sp['num_keys'])} keys): 90% of a query's attention "
-            f"is on {sp['query_keys_90']:.1f} keys, 99% on {sp['query_keys_99']:.1f}; a {args.cells}^3 cell needs "
+            f"is on {sp['query_keys_90']:.1f} keys, 99% on {sp['query_keys_99']:.1f}; a {kv_cells(args)}^3 cell needs "
             f"{sp['cell_keys_90']:.1f} (90%) / {sp['cell_keys_99']:.1f} (99%) keys for all its queries"
         )
     meta = {

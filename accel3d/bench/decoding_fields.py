@@ -20,7 +20,7 @@ from typing import Any
 
 from accel3d.core.stack import Stack
 from accel3d.jobs.compare import compare
-from accel3d.pipelines.field import FieldPipeline
+from accel3d.models.fields.pipeline import FieldPipeline
 
 
 def field_meshes(names: list[str]) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from accel3d.bench.stacks import kv_config
 from accel3d.decoding.accelerator import AdaptiveKVSelection
 from accel3d.geometry.grid import DEFAULT_BOUND
 
@@ -85,7 +86,7 @@ def run_local(args: argparse.Namespace) -> dict[str, Any]:
     dense_times, dense_out = _timed(decoder, points, kv, args.repeats)
     rows = {"dense": {"seconds": statistics.median(dense_times), "keys_per_query": float(kv[0].shape[2]), "relative_error": 0.0}}
     for mode in args.kv_modes:
-        acc = AdaptiveKVSelection(mode=mode, cells=args.cells, backend="torch")
+        acc = AdaptiveKVSelection(kv_config(mode, args).replace(backend="torch"))  # the mode's stack, on the CPU
         with acc.applied(decoder):
             times, out = _timed(decoder, points, kv, args.repeats)
         stats = acc.stats()

@@ -18,7 +18,7 @@ import ast
 import importlib.util
 from collections.abc import Callable
 
-from accel3d.bench import add_output_arguments, nonnegative_float, nonnegative_int, positive_float, positive_int
+from accel3d.bench import add_output_arguments, nonnegative_int, positive_float, positive_int
 
 # The fields `bench decoding` can decode: the shipped VAE, then accel3d.geometry.shapes.SHAPES (a test keeps them equal).
 DECODING_SUBJECTS = ("model", "sphere", "torus", "box", "thin_plate", "fields", "local")
@@ -91,12 +91,10 @@ def caching_parser() -> argparse.ArgumentParser:
     return p
 
 
-def decoding_parser() -> argparse.ArgumentParser:
-    from accel3d.jobs.configs import accelerator_settings  # Hydra's compose: the settings `accel3d run` uses
+KV_STACKS = {"mass": "flashvdm", "mean": "flashvdm_mean", "merge": "flashvdm_merge"}  # hierarchical + adaptive KV in each mode
 
-    model = accelerator_settings("hierarchical", "hierarchical")
-    sdf = accelerator_settings("hierarchical_flashvdm", "hierarchical")
-    kv = accelerator_settings("flashvdm", "adaptive_kv")
+
+def decoding_parser() -> argparse.ArgumentParser:
     p = _new("decoding")
     p.add_argument("--resolutions", type=positive_int, nargs="+", default=[128, 256, 384])
     p.add_argument("--subjects", nargs="+", default=["model", "sphere", "torus", "thin_plate"], choices=DECODING_SUBJECTS)
@@ -108,23 +106,26 @@ def decoding_parser() -> argparse.ArgumentParser:
                    help="subject 'fields': meshes of accel3d.geometry.mesh_sources' eval split")  # fmt: skip
     p.add_argument("--local-points", type=positive_int, default=65536, help="subject 'local': query points timed")
     p.add_argument("--field-stacks", nargs="+", default=list(FIELD_STACKS), choices=FIELD_STACKS, help="subject 'fields': stacks compared")
-    p.add_argument("--min-resolution", type=positive_int, default=model["min_resolution"], help="coarsest level, shipped model")
-    p.add_argument("--sdf-min-resolution", type=positive_int, default=sdf["min_resolution"], help="coarsest level, analytic fields")
-    p.add_argument("--band", type=nonnegative_float, default=model["band"], help="tSDF band for the model (stack hierarchical)")
-    p.add_argument("--band-units", choices=("voxels", "field"), default=model["band_units"], help="units of --band")
-    p.add_argument("--dilation", type=nonnegative_int, default=model["dilation"], help="dilations for the shipped model")
-    p.add_argument("--sdf-band", type=nonnegative_float, default=sdf["band"], help="band for the analytic fields (hierarchical_flashvdm)")
-    p.add_argument("--sdf-band-units", choices=("voxels", "field"), default=sdf["band_units"], help="units of --sdf-band")
-    p.add_argument("--sdf-dilation", type=nonnegative_int, default=sdf["dilation"], help="dilations for the analytic fields")
+    p.add_argument("--stack", default="hierarchical", help="the stack (configs/stack/) whose hierarchical decoding the model gets")
+    p.add_argument("--sdf-stack", default="hierarchical_flashvdm", help="the stack whose hierarchical decoding the analytic fields get")
     p.add_argument(
-        "--kv-modes", nargs="*", default=list(KV_MODES), choices=KV_MODES, help="adaptive KV modes to add on the VAE (none given: skip)"
+        "--set",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="KEY=VALUE",
+        help="overrides of the model's stacks (--stack and the adaptive KV ones), as `accel3d run` takes them: "
+        "stack.accelerators.hierarchical.band=2.5 (each applies to the stacks that have that accelerator)",
     )
-    p.add_argument("--topk", type=positive_int, default=kv["topk"], help="adaptive KV K as a count (None: Hunyuan3D-2's rule)")
-    p.add_argument("--topk-ratio", type=positive_float, default=kv["topk_ratio"], help="adaptive KV K as a share of the keys, in (0, 1]")
-    p.add_argument("--cells", type=positive_int, default=kv["cells"], help="adaptive KV cells per axis")
-    p.add_argument("--threshold", type=positive_float, default=kv["threshold"], help="merge-mode probability threshold")
-    p.add_argument("--mass", type=positive_float, default=kv["mass"], help="mass mode: share of each cell's attention kept")
-    p.add_argument("--tolerance", type=positive_float, default=kv["tolerance"], help="mass mode: the check's relative error tolerance")
+    p.add_argument("--sdf-set", nargs="+", action="extend", default=[], metavar="KEY=VALUE", help="overrides of --sdf-stack, likewise")
+    p.add_argument(
+        "--kv-modes",
+        nargs="*",
+        default=list(KV_MODES),
+        choices=KV_MODES,
+        help="adaptive KV modes to add on the VAE, each from its stack "
+        f"({', '.join(f'{m}: {s}' for m, s in KV_STACKS.items())}; none given: skip)",
+    )
     p.add_argument("--chunk-size", type=positive_int, default=65536, help="points per decoder call")
     p.add_argument("--fscore-threshold", type=positive_float, default=0.01, help="F-score distance threshold")
     add_output_arguments(p, "decoding")

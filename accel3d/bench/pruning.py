@@ -65,7 +65,7 @@ def bench_inputs(args: argparse.Namespace, image_size: int, render_size: int, fo
     from accel3d.geometry.camera import Camera, default_pose, random_pose
     from accel3d.geometry.mesh_sources import eval_meshes
     from accel3d.geometry.render import render_crop
-    from accel3d.pipelines.image_to_3d_inputs import ImageTo3DInputs
+    from accel3d.models.image_to_3d.inputs import ImageTo3DInputs
 
     meshes = eval_meshes(sources=("bundled", "procedural"), procedural=0, procedural_eval=5)
     camera = Camera(size=render_size, fov_degrees=fov_degrees)
@@ -145,7 +145,7 @@ def main(argv: list[str]) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from accel3d.pipelines.image_to_3d import ImageTo3DPipeline
+    from accel3d.models.image_to_3d.pipeline import ImageTo3DPipeline
 
     output_path(args, "pruning")  # a bad --out fails now, not after the work
     stacks = configurations(args)

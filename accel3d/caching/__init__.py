@@ -2,21 +2,30 @@
 
 - :class:`GridHashTable` and :class:`GridCells`: the grid hash table (with the adaptive grid).
 - :class:`UNetCut`: the partial U-Net forward around a cut point of a diffusers ``UNet2DConditionModel``.
-- :class:`Hash3D`: the accelerator (stage ``denoiser``) that puts them together.
+- :class:`Hash3D`: the accelerator (stage ``denoiser``) that puts them together, declared once in
+  :class:`Hash3DConfig` (:mod:`accel3d.caching.config`, torch-free).
+
+Names load on first use, so that reading the config (``accel3d list``) does not import torch.
+
+Example::
+
+    from accel3d.caching import Hash3D
+    hash3d = Hash3D(retrieve_prob=0.9)
 """
 
-from accel3d.caching.accelerator import Hash3D
-from accel3d.caching.hash_table import PAPER_GRIDS, GridCells, GridHashTable, Retrieval
-from accel3d.caching.unet_cut import CutPoint, UNetCut, cut_points, resolve_cut_point
+from accel3d.core.lazy import lazy_exports
 
-__all__ = [
-    "PAPER_GRIDS",
-    "CutPoint",
-    "GridCells",
-    "GridHashTable",
-    "Hash3D",
-    "Retrieval",
-    "UNetCut",
-    "cut_points",
-    "resolve_cut_point",
-]
+_EXPORTS = {
+    "Hash3DConfig": "config",
+    "Hash3D": "accelerator",
+    "PAPER_GRIDS": "hash_table",
+    "GridCells": "hash_table",
+    "GridHashTable": "hash_table",
+    "Retrieval": "hash_table",
+    "CutPoint": "unet_cut",
+    "UNetCut": "unet_cut",
+    "cut_points": "unet_cut",
+    "resolve_cut_point": "unet_cut",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

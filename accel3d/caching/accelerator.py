@@ -14,60 +14,31 @@ from __future__ import annotations
 import inspect
 import time
 import warnings
-from collections.abc import Sequence
 from typing import Any
 
 import torch
 
 from accel3d.caching.batch_layout import call_pose, element_keys, element_rows, per_element, per_row, rows_of, take_rows
 from accel3d.caching.conditioning import conditioning_fingerprints, tag_fingerprints
-from accel3d.caching.hash_table import PAPER_GRIDS, GridCells, GridHashTable
+from accel3d.caching.config import Hash3DConfig
+from accel3d.caching.hash_table import GridHashTable
 from accel3d.caching.unet_cut import UNetCut
 from accel3d.core.accelerator import BaseAccelerator
-from accel3d.core.context import camera_pose
-from accel3d.core.registry import register_accelerator
-from accel3d.core.validate import check_bool, check_choice, check_float, check_int, check_seed
-
-MODES = ("feature", "noise")
-MISSING_POSE = ("error", "full")
 
 
-@register_accelerator("hash3d")
 class Hash3D(BaseAccelerator):
     """Hash3D feature caching for a diffusers U-Net in a score-distillation loop.
 
-    Args:
-        mode: ``feature`` caches the hidden state at the cut (the paper's method);
-            ``noise`` caches the final noise prediction (faster, worse: the paper's Table 9).
-        cut: the cut point (``'up_blocks.3.0'``, an up-path index, or None = the
-            first layer of the last up block, as in DeepCache and the paper).
-        retrieve_prob: the probability that an element tries the cache. 0 never
-            reuses (outputs equal the plain U-Net bit for bit); 1 reuses whenever the
-            table has something. Higher is faster and further from the full forward.
-            The paper calls its knob η and sets it to 0.1 while reporting 1.3-4x
-            speedups, which only a retrieval probability near 0.9 can give; read as
-            "compute with probability η", the paper's setting is ``retrieve_prob=0.9``.
-        grids: cell sizes ``[azimuth°, elevation°, radius, timestep]`` per grid; one
-            grid is a fixed grid, several the adaptive grid (default: the paper's
-            {10, 20, 30}° / {0.1, 0.15, 0.2} / {10, 20, 30} steps).
-        num_buckets, queue_length, max_megabytes, temperature, similarity_decay,
-        exact_cells: see :class:`GridHashTable`.
-        match_conditioning: reuse an entry only under the conditioning it was stored
-            with (text embeddings, class labels, added conditions): a new or
-            view-dependent prompt never reuses another's features. False for
-            U-Nets whose conditioning encodes the camera itself (Zero123's pose-
-            concatenated image embedding differs on every call; the pose is in the
-            key already); a warning says so when nearly every call is new. ``"auto"``
-            (the default): False for a U-Net that declares it
-            (``conditioning_encodes_camera = True``, as accel3d's novel-view model does), else True.
-        guidance_pairs: the batch is diffusers' CFG layout ``[uncond; cond]``: rows
-            i and i + N/2 are one element, looked up and stored together.
-        missing_pose: ``error`` (default) raises when a call has no camera;
-            ``full`` runs such calls in full and counts them.
-        check_every: every k-th call with hits also runs the full U-Net on the hit
-            elements and records the cosine similarity and relative L2 error of the
-            reused prediction (0 = off; the check's time is reported apart).
-        seed: seeds the retrieval coin, so runs repeat.
+    Its knobs are declared once, with their defaults and checks, in
+    :class:`~accel3d.caching.config.Hash3DConfig`; pass a config or the knobs as keywords. In short:
+    ``mode`` feature (the paper) or noise; ``cut`` the cut point; ``retrieve_prob`` the probability
+    that an element tries the cache (0 is exact); ``grids`` the cell sizes of each grid (several:
+    the adaptive grid); the table's ``num_buckets``, ``queue_length``, ``max_megabytes``,
+    ``temperature``, ``similarity_decay`` and ``exact_cells`` (see :class:`GridHashTable`);
+    ``match_conditioning`` (reuse only under the conditioning an entry was stored with; ``auto``:
+    not for U-Nets that declare ``conditioning_encodes_camera = True``, as Zero123-style ones do);
+    ``guidance_pairs`` (diffusers' CFG layout); ``missing_pose``; ``check_every`` (every k-th call
+    with hits is also run in full to measure fidelity, its time reported apart); ``seed``.
 
     Example::
 
@@ -79,63 +50,25 @@ class Hash3D(BaseAccelerator):
         hash3d.stats()["hit_rate"]
     """
 
-    name = "hash3d"
-    stage = "denoiser"
+    Config = Hash3DConfig
 
-    def __init__(
-        self,
-        mode: str = "feature",
-        cut: str | int | None = None,
-        retrieve_prob: float = 0.9,
-        grids: Sequence[GridCells | Sequence[float]] = PAPER_GRIDS,
-        num_buckets: int = 200,
-        queue_length: int = 3,
-        max_megabytes: float = 2048.0,
-        temperature: float = 0.1,
-        similarity_decay: float = 0.9,
-        exact_cells: bool = False,
-        match_conditioning: bool | str = "auto",
-        guidance_pairs: bool = True,
-        missing_pose: str = "error",
-        check_every: int = 0,
-        seed: int = 0,
-    ) -> None:
-        super().__init__()
-        check_choice("mode", mode, MODES)
-        check_choice("missing_pose", missing_pose, MISSING_POSE)
-        check_float("retrieve_prob", retrieve_prob, low=0.0, high=1.0)
-        check_int("check_every", check_every, low=0)
-        check_float("max_megabytes", max_megabytes, low=1e-3, high=2.0**40)
-        for flag, value in (("exact_cells", exact_cells), ("guidance_pairs", guidance_pairs)):
-            check_bool(flag, value)
-        if match_conditioning != "auto":
-            check_bool("match_conditioning", match_conditioning)
-        check_seed("seed", seed)
-        if cut is not None and (isinstance(cut, bool) or not isinstance(cut, str | int)):
-            raise ValueError(f"cut: expected None, a cut-point name such as 'up_blocks.3.0' or an up-path index, got {cut!r}")
-        self.mode = mode
-        self.cut = cut
-        self.retrieve_prob = float(retrieve_prob)
-        self.guidance_pairs = guidance_pairs
-        self.match_conditioning_setting = match_conditioning
-        self.match_conditioning = match_conditioning if match_conditioning != "auto" else True
+    def __init__(self, config: Hash3DConfig | None = None, **knobs: Any) -> None:
+        super().__init__(config, **knobs)
+        c = self.config
+        self.match_conditioning = c.match_conditioning if c.match_conditioning != "auto" else True
         self._new_tags = 0
-        self.missing_pose = missing_pose
-        self.check_every = check_every
-        self.seed = seed
         self.table = GridHashTable(
-            grids=grids,
-            num_buckets=num_buckets,
-            queue_length=queue_length,
-            max_bytes=int(max_megabytes * 2**20),
-            temperature=temperature,
-            similarity_decay=similarity_decay,
-            exact_cells=exact_cells,
+            grids=c.grids,
+            num_buckets=c.num_buckets,
+            queue_length=c.queue_length,
+            max_bytes=int(c.max_megabytes * 2**20),
+            temperature=c.temperature,
+            similarity_decay=c.similarity_decay,
+            exact_cells=c.exact_cells,
         )
         self._cut: UNetCut | None = None
         self._signature: inspect.Signature | None = None
-        self._original: Any = None
-        self._generator = torch.Generator().manual_seed(seed)
+        self._generator = torch.Generator().manual_seed(c.seed)
         self._calls_with_hits = 0
         self._fingerprints: torch.Tensor | None = None  # conditioning fingerprints; a row's index is its table tag
         self._projections: dict[tuple[int, str], torch.Tensor] = {}
@@ -144,45 +77,39 @@ class Hash3D(BaseAccelerator):
 
     # ------------------------------------------------------------------ protocol
     def _attach(self, target: Any) -> None:
-        self._cut = UNetCut(target, self.cut)  # validates the architecture and the cut point
+        self._cut = UNetCut(target, self.config.cut)  # validates the architecture and the cut point
         self.table.clear()  # features of another U-Net (or an earlier attach) must never be reused
         self._fingerprints = None
-        if self.mode == "feature" and (reason := self._cut.check_unet()) is not None:
+        if self.config.mode == "feature" and (reason := self._cut.check_unet()) is not None:
             raise ValueError(f"unet: Hash3D cannot run a partial forward of this U-Net: {reason}")
         self._signature = inspect.signature(target.forward)
-        if self.match_conditioning_setting == "auto":
+        if self.config.match_conditioning == "auto":
             self.match_conditioning = not getattr(target, "conditioning_encodes_camera", False)
         self.patches.wrap(target, "forward", self._wrap)
 
     def detach(self) -> None:
         super().detach()
         self._cut = None
-        self._original = None
 
     def reset(self) -> None:
         super().reset()
         self.table.clear()
         self._fingerprints = None
         self._new_tags = 0
-        self._generator.manual_seed(self.seed)
+        self._generator.manual_seed(self.config.seed)
         self._calls_with_hits = 0
         self.history = []
         self.check_history = []
-
-    @staticmethod
-    def pose(azimuth: object, elevation: object, radius: object) -> Any:
-        """Same as :func:`accel3d.core.context.camera_pose`: declare the camera of the calls inside."""
-        return camera_pose(azimuth, elevation, radius)
 
     def stats(self) -> dict[str, float]:
         s = dict(self.statistics.as_dict())
         elements = s.get("elements", 0)
         s["hit_rate"] = s.get("hits", 0) / elements if elements else 0.0
         full, part = s.get("full_elements", 0), s.get("partial_elements", 0)
-        if full and part and self.mode == "feature":
+        if full and part and self.config.mode == "feature":
             per_full, per_part = s["full_s"] / full, s["partial_s"] / part
             s["saved_s_estimate"] = part * max(per_full - per_part, 0.0)  # what the hits would have cost in full
-        elif full and self.mode == "noise":
+        elif full and self.config.mode == "noise":
             s["saved_s_estimate"] = s.get("hits", 0) * s["full_s"] / full
         if s.get("checks"):
             s["check_cosine"] = s.pop("check_cosine_sum") / s["checks"]
@@ -205,7 +132,7 @@ class Hash3D(BaseAccelerator):
         if not full or not elements:
             return None
         hit = s.get("hits", 0) / elements
-        cost_hit = (s["partial_s"] / part) / (s["full_s"] / full) if part and self.mode == "feature" else 0.0
+        cost_hit = (s["partial_s"] / part) / (s["full_s"] / full) if part and self.config.mode == "feature" else 0.0
         return 1.0 / max((1.0 - hit) + hit * cost_hit, 1e-9)
 
     def excluded_seconds(self) -> float:
@@ -213,8 +140,6 @@ class Hash3D(BaseAccelerator):
 
     # ------------------------------------------------------------------ the patched forward
     def _wrap(self, original: Any) -> Any:
-        self._original = original
-
         def forward(*args: Any, camera: Any = None, **kwargs: Any) -> Any:
             return self._forward(original, camera, args, kwargs)
 
@@ -226,14 +151,14 @@ class Hash3D(BaseAccelerator):
         sample: torch.Tensor = arguments["sample"]
         return_dict = arguments.get("return_dict", True)
         self.statistics.add("calls")
-        pose = call_pose(camera, self.missing_pose)
+        pose = call_pose(camera, self.config.missing_pose)
         reason = self._cut.unsupported(arguments) if pose is not None else "no camera pose"
         if reason is not None:
             self.statistics.add("unsupported_calls")
             warnings.warn(f"hash3d: running the full U-Net for a call with {reason}", stacklevel=4)
             return original(*args, **kwargs)
 
-        rows, elements = element_rows(sample, self.guidance_pairs)
+        rows, elements = element_rows(sample, self.config.guidance_pairs)
         keys = element_keys(pose, arguments["timestep"], elements, sample)
         inputs = sample[rows].reshape(elements, -1)  # both CFG halves of an element, side by side
         self.statistics.add("elements", elements)
@@ -243,7 +168,7 @@ class Hash3D(BaseAccelerator):
         cells = self.table.cells(keys)  # computed once per call
         tags = self._conditioning_tags(arguments, rows) if self.match_conditioning else torch.zeros(elements, dtype=torch.int64)
         finite = torch.isfinite(inputs).all(1).cpu()  # a NaN input runs in full and is not stored
-        attempt = (torch.rand(elements, generator=self._generator) < self.retrieve_prob) & finite
+        attempt = (torch.rand(elements, generator=self._generator) < self.config.retrieve_prob) & finite
         hit = torch.zeros(elements, dtype=torch.bool)
         found = None
         if attempt.any():
@@ -284,7 +209,7 @@ class Hash3D(BaseAccelerator):
         sample = call["sample"]
         self._sync(sample)
         start = time.perf_counter()
-        if self.mode == "feature":
+        if self.config.mode == "feature":
             with self._cut.capture() as captured:
                 output = original(**call)
         else:
@@ -293,7 +218,7 @@ class Hash3D(BaseAccelerator):
         count = len(keys) if subset is None else len(subset)
         self.statistics.add("full_s", time.perf_counter() - start)
         self.statistics.add("full_elements", count)
-        value = captured["feature"] if self.mode == "feature" else output[0]
+        value = captured["feature"] if self.config.mode == "feature" else output[0]
         start = time.perf_counter()
         value = per_element(value, rows, count)  # (elements, groups, ...): uncond and cond halves together
         sel = torch.arange(len(keys)) if subset is None else subset
@@ -310,7 +235,7 @@ class Hash3D(BaseAccelerator):
         """The output for hit elements: the shallow path around the feature, or the stored noise."""
         stored = per_row(retrieved)  # back to [uncond; cond] rows
         self.statistics.add("partial_elements", count)
-        if self.mode == "noise":
+        if self.config.mode == "noise":
             return stored
         call = take_rows(arguments, hit_rows)
         self._sync(stored)
@@ -321,10 +246,10 @@ class Hash3D(BaseAccelerator):
         return out
 
     def _maybe_check(self, original: Any, arguments: dict, hit_rows: torch.Tensor, reused: torch.Tensor) -> None:
-        if not self.check_every:
+        if not self.config.check_every:
             return
         self._calls_with_hits += 1
-        if self._calls_with_hits % self.check_every:
+        if self._calls_with_hits % self.config.check_every:
             return
         start = time.perf_counter()
         call = take_rows(arguments, hit_rows)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-MIN_CELL = 1e-6  # smallest cell size: keys up to 1e6 give cell indices below 1e12
+from accel3d.caching.config import MIN_CELL, PAPER_CELL_SIZES
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ def _grid_cells(value: object, index: int) -> GridCells:
 
 
 # The paper's adaptive grid: {10, 20, 30} degrees and steps, {0.1, 0.15, 0.2} radius.
-PAPER_GRIDS = (GridCells(10, 10, 0.1, 10), GridCells(20, 20, 0.15, 20), GridCells(30, 30, 0.2, 30))
+PAPER_GRIDS = tuple(GridCells(*sizes) for sizes in PAPER_CELL_SIZES)
 
 
 def check_keys(keys: torch.Tensor, name: str = "keys") -> np.ndarray:

@@ -39,9 +39,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from accel3d.caching.config import MAX_BUCKETS, MAX_QUEUE, Hash3DConfig
 from accel3d.caching.entry_store import EntryStore
 from accel3d.caching.grid_cells import MIN_CELL, PAPER_GRIDS, GridCells, _grid_cells, check_keys
-from accel3d.core.validate import check_bool, check_float, check_int
+from accel3d.core.validate import check_float, check_int
 
 __all__ = [  # GridCells, PAPER_GRIDS, MIN_CELL and check_keys live in grid_cells, re-exported here
     "MAX_BUCKETS",
@@ -56,8 +57,6 @@ __all__ = [  # GridCells, PAPER_GRIDS, MIN_CELL and check_keys live in grid_cell
 ]
 
 PRIMES = (73856093, 19349669, 83492791)  # N1, N2, N3: the spatial-hash primes the paper cites
-# Upper bounds that keep the per-bucket bookkeeping allocatable (10M buckets x 3 grids: 240 MB).
-MAX_BUCKETS, MAX_QUEUE = 10_000_000, 10_000
 
 
 @dataclass
@@ -101,26 +100,29 @@ class GridHashTable(EntryStore):
     def __init__(
         self,
         grids: Sequence[GridCells] = PAPER_GRIDS,
-        num_buckets: int = 200,
-        queue_length: int = 3,
-        max_bytes: int = 2 << 30,
-        temperature: float = 0.1,
-        similarity_decay: float = 0.9,
+        num_buckets: int = Hash3DConfig.num_buckets,
+        queue_length: int = Hash3DConfig.queue_length,
+        max_bytes: int = int(Hash3DConfig.max_megabytes * 2**20),
+        temperature: float = Hash3DConfig.temperature,
+        similarity_decay: float = Hash3DConfig.similarity_decay,
         unmeasured_similarity: float = 1.0,
-        exact_cells: bool = False,
+        exact_cells: bool = Hash3DConfig.exact_cells,
     ) -> None:
+        # Hash3D's knobs keep the limits of their one declaration (Hash3DConfig); max_bytes and
+        # unmeasured_similarity are the table's own.
+        knob = Hash3DConfig.check_knob
         if isinstance(grids, (str, bytes)) or not isinstance(grids, Sequence):
             raise ValueError(f"grids: expected a list of [azimuth, elevation, radius, timestep] cell sizes, got {grids!r}")
         grids = [g if isinstance(g, GridCells) else _grid_cells(g, i) for i, g in enumerate(grids)]
         if not grids:
             raise ValueError("grids: expected at least one GridCells")
-        check_int("num_buckets", num_buckets, low=1, high=MAX_BUCKETS)
-        check_int("queue_length", queue_length, low=1, high=MAX_QUEUE)
+        knob("num_buckets", num_buckets)
+        knob("queue_length", queue_length)
         check_int("max_bytes", max_bytes, low=1)
-        check_float("temperature", temperature, low=0.0, low_open=True)
-        check_float("similarity_decay", similarity_decay, low=0.0, high=1.0, high_open=True)
+        knob("temperature", temperature)
+        knob("similarity_decay", similarity_decay)
         check_float("unmeasured_similarity", unmeasured_similarity, low=-1.0, high=1.0)
-        check_bool("exact_cells", exact_cells)
+        knob("exact_cells", exact_cells)
         self.grids = tuple(grids)
         self.num_buckets = num_buckets
         self.queue_length = queue_length

@@ -1,29 +1,30 @@
-"""Shared core: the Accelerator protocol, stacks, reversible hooks, statistics, per-call camera poses."""
+"""Shared core: the Accelerator protocol and its config, stacks, reversible hooks, statistics, per-call
+camera poses, the pipeline and flow-stage contracts.
 
-from accel3d.core.accelerator import Accelerator, BaseAccelerator
-from accel3d.core.context import CameraPose, camera_pose, current_camera_pose
-from accel3d.core.hooks import PatchConflictError, PatchSet, detach_all, patch_owners
-from accel3d.core.pipeline import Pipeline
-from accel3d.core.registry import available_accelerators, create_accelerator, register_accelerator
-from accel3d.core.stack import Stack, StackConflictError, build_stack
-from accel3d.core.stats import Statistics
+Names load on first use, so that a torch-free module (an accelerator's config) can import
+``accel3d.core.config`` without importing torch.
+"""
 
-__all__ = [
-    "Accelerator",
-    "BaseAccelerator",
-    "CameraPose",
-    "PatchConflictError",
-    "PatchSet",
-    "Pipeline",
-    "Stack",
-    "StackConflictError",
-    "Statistics",
-    "available_accelerators",
-    "build_stack",
-    "camera_pose",
-    "create_accelerator",
-    "current_camera_pose",
-    "detach_all",
-    "patch_owners",
-    "register_accelerator",
-]
+from accel3d.core.lazy import lazy_exports
+
+_EXPORTS = {
+    "Accelerator": "accelerator",
+    "BaseAccelerator": "accelerator",
+    "AcceleratorConfig": "config",
+    "accelerator_configs": "config",
+    "knob": "config",
+    "CameraPose": "context",
+    "camera_pose": "context",
+    "current_camera_pose": "context",
+    "PatchConflictError": "hooks",
+    "PatchSet": "hooks",
+    "detach_all": "hooks",
+    "patch_owners": "hooks",
+    "Pipeline": "pipeline",
+    "Stack": "stack",
+    "StackConflictError": "stack",
+    "build_stack": "stack",
+    "Statistics": "stats",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
+from accel3d.core.config import AcceleratorConfig, resolve_config
 from accel3d.core.hooks import PatchSet
 from accel3d.core.stats import Statistics
 
@@ -17,7 +18,11 @@ class Accelerator(Protocol):
     ``stage`` names the pipeline stage it targets (``denoiser``, ``volume_decoder``,
     ``ss_sampler``, ``slat_sampler``, ``mesh_decoder``, ...). ``attach`` patches that
     stage's object; ``detach`` leaves it exactly as before; ``reset`` clears per-run
-    state between generations; ``stats`` reports what it did.
+    state between generations; ``stats`` reports what it did. The job layer reads the
+    rest: ``summary`` (headline figures), ``ceiling`` (the speedup its skipped work allows),
+    ``excluded_seconds`` (time spent only measuring itself), ``fell_back`` (why it did the
+    full work after all) and ``check_pipeline`` (refuse a pipeline before any work).
+    :class:`BaseAccelerator` has defaults for all of them.
     """
 
     name: str
@@ -34,6 +39,14 @@ class Accelerator(Protocol):
 
     def summary(self) -> dict[str, float]: ...
 
+    def ceiling(self) -> float | None: ...
+
+    def excluded_seconds(self) -> float: ...
+
+    def fell_back(self) -> str | None: ...
+
+    def check_pipeline(self, pipeline: Any) -> None: ...
+
     @property
     def attached(self) -> bool: ...
 
@@ -41,28 +54,53 @@ class Accelerator(Protocol):
 class BaseAccelerator:
     """Bookkeeping for accelerators: reversible patches, statistics, attach state.
 
-    Subclasses set ``name`` and ``stage`` and implement :meth:`_attach`, which
-    patches the target only through ``self.patches`` so that detach is exact.
+    Subclasses set ``Config`` to their :class:`~accel3d.core.config.AcceleratorConfig` (which states
+    the name, the stage and the knobs once; ``name`` and ``stage`` are copied from it) and implement
+    :meth:`_attach`, which patches the target only through ``self.patches`` so that detach is exact.
+    The constructor takes a config object or its knobs as keywords; ``self.config`` holds it.
+    (A quick experiment may instead set ``name`` and ``stage`` by hand and take no knobs; it then
+    cannot be named in a config file.)
 
     Example::
 
+        @dataclass(frozen=True)
+        class DoublerConfig(AcceleratorConfig):
+            NAME: ClassVar[str] = "doubler"
+            STAGE: ClassVar[str] = "denoiser"
+            _target_: str = "mypkg.Doubler"
+            factor: float = knob(2.0, "what the output is multiplied by", check_float)
+
         class Doubler(BaseAccelerator):
-            name, stage = "doubler", "denoiser"
+            Config = DoublerConfig
 
             def _attach(self, target):
-                self.patches.wrap(target, "forward", lambda f: lambda x: f(x) * 2)
+                self.patches.wrap(target, "forward", lambda f: lambda x: f(x) * self.config.factor)
 
-        acc = Doubler()
+        acc = Doubler(factor=3.0)          # or Doubler(DoublerConfig(factor=3.0))
         with acc.applied(module):
-            module(x)          # doubled
+            module(x)          # tripled
         module(x)              # original again
     """
 
+    Config: ClassVar[type[AcceleratorConfig] | None] = None
     name: ClassVar[str] = "accelerator"
     stage: ClassVar[str] = ""
     composable: ClassVar[bool] = False
 
-    def __init__(self) -> None:
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        config = cls.__dict__.get("Config")
+        if config is not None:  # the name and stage are the config's, by construction
+            cls.name, cls.stage = config.NAME, config.STAGE
+
+    def __init__(self, config: AcceleratorConfig | None = None, **knobs: Any) -> None:
+        cls = type(self).Config
+        if cls is None:
+            if config is not None or knobs:
+                raise TypeError(f"{type(self).__name__} declares no Config, so it takes no knobs")
+            self.config: Any = None
+        else:
+            self.config = resolve_config(cls, config, knobs)
         # Non-composable accelerators refuse to share a patched attribute (two Hash3D on one U-Net).
         self.patches = PatchSet(owner=self)
         self.statistics = Statistics()
@@ -110,6 +148,9 @@ class BaseAccelerator:
     def fell_back(self) -> str | None:
         """Why it did the full work after all (a dense fallback), or None."""
         return None
+
+    def check_pipeline(self, pipeline: Any) -> None:
+        """Refuse a pipeline it cannot serve, before any work (default: accept every pipeline)."""
 
     @contextlib.contextmanager
     def applied(self, target: Any) -> Iterator[BaseAccelerator]:

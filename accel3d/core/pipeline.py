@@ -32,8 +32,8 @@ class Pipeline:
       ``higher_is_better`` for it;
     - ``stage_timings``: the timing key of each stage, so that time an accelerator
       spends only on measuring itself is taken out of its stage;
-    - ``caption_metrics`` (optional): the fidelity figures the pictures' captions show
-      (default: all of them).
+    - ``caption_metrics``: the fidelity figures the pictures' captions show (empty: all of them);
+    - ``table_timings``: timings shown beside the headline and the total in the results table.
 
     Example::
 
@@ -54,7 +54,8 @@ class Pipeline:
     fidelity_metric: str = ""
     higher_is_better: bool = True
     stage_timings: dict[str, str] = {}
-    table_timings: tuple[str, ...] = ()  # timings shown beside the headline and total in the table
+    table_timings: tuple[str, ...] = ()
+    caption_metrics: tuple[str, ...] = ()
 
     def stage(self, name: str) -> Any:
         if name not in self.stages:
@@ -84,6 +85,10 @@ class Pipeline:
         ``options`` carries the job's ``export_formats`` and ``preview`` settings, the stack's name, and
         ``captions``: ``{"baseline": ..., "accelerated": ...}``, one line of time, speedup and fidelity
         for each run, to print under its picture."""
+        return {}
+
+    def result_figures(self, result: Any) -> dict[str, Any]:
+        """Figures of one result for the table and the record beside the timings (queries, faces, ...; default none)."""
         return {}
 
     def describe(self) -> dict[str, Any]:

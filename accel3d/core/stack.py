@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextlib
-import warnings
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from accel3d.core.accelerator import Accelerator
+from accel3d.core.accelerator import Accelerator, BaseAccelerator
+from accel3d.core.config import AcceleratorConfig
 from accel3d.core.pipeline import Pipeline
+from accel3d.core.validate import ArgumentError, check_bool
 
 
 class StackConflictError(ValueError):
@@ -37,15 +38,15 @@ class Stack:
         elif isinstance(accelerators, (str, bytes)) or not isinstance(accelerators, Sequence):
             raise TypeError(f"accelerators: expected a list or a mapping of Accelerator objects, got {type(accelerators).__name__}")
         else:
-            names = _unique_names([getattr(a, "name", type(a).__name__) for a in accelerators])
-        self.name = name
-        self.names = names
-        self.accelerators = list(accelerators)
-        if len({id(a) for a in self.accelerators}) != len(self.accelerators):
-            raise ValueError(f"stack '{name}': the same accelerator object is listed twice")
-        for acc in self.accelerators:
+            names = None
+        for acc in accelerators:
             if not isinstance(acc, Accelerator):
                 raise TypeError(f"accelerators: expected Accelerator objects, got {type(acc).__name__}")
+        self.name = name
+        self.accelerators = list(accelerators)
+        self.names = names if names is not None else _unique_names([a.name for a in self.accelerators])
+        if len({id(a) for a in self.accelerators}) != len(self.accelerators):
+            raise ValueError(f"stack '{name}': the same accelerator object is listed twice")
         self._check_conflicts()
         self._pipeline: Pipeline | None = None
 
@@ -95,9 +96,7 @@ class Stack:
         if self.attached:
             raise RuntimeError(f"stack '{self.name}' is attached; check it before attaching it")
         for acc in self.accelerators:
-            check = getattr(acc, "check_pipeline", None)
-            if callable(check):
-                check(pipeline)
+            acc.check_pipeline(pipeline)
         with self.applied(pipeline):
             pass
         self.reset()
@@ -107,16 +106,6 @@ class Stack:
         for acc in reversed(self.accelerators):
             acc.detach()
         self._pipeline = None
-
-    def apply(self, pipeline: Pipeline) -> Stack:
-        """Deprecated name of :meth:`attach`."""
-        warnings.warn("Stack.apply is deprecated; use Stack.attach", DeprecationWarning, stacklevel=2)
-        return self.attach(pipeline)
-
-    def remove(self) -> None:
-        """Deprecated name of :meth:`detach`."""
-        warnings.warn("Stack.remove is deprecated; use Stack.detach", DeprecationWarning, stacklevel=2)
-        self.detach()
 
     def reset(self) -> None:
         for acc in self.accelerators:
@@ -128,7 +117,7 @@ class Stack:
 
     def summary(self) -> dict[str, dict[str, Any]]:
         """Each accelerator's headline figures under its unique name."""
-        return {key: _call(acc, "summary", {}) for key, acc in zip(self.names, self.accelerators)}
+        return {key: acc.summary() for key, acc in zip(self.names, self.accelerators)}
 
     @contextlib.contextmanager
     def applied(self, pipeline: Pipeline) -> Iterator[Stack]:
@@ -153,53 +142,31 @@ def _unique_names(names: list[str]) -> list[str]:
     return out
 
 
-def _call(acc: Any, method: str, default: Any) -> Any:
-    fn = getattr(acc, method, None)
-    return fn() if callable(fn) else default
-
-
 def build_stack(name: str, accelerators: Mapping[str, Any] | None = None) -> Stack:
-    """A :class:`Stack` from config: ``accelerators`` maps a unique name to an accelerator config
-    (``_target_`` plus knobs, and ``enabled``; a disabled one is left out and named in the stack's name).
-
-    Each config's knobs are checked against its accelerator's signature first, so a misspelled knob
-    fails naming the valid ones. Stacks in ``configs/stack/`` build through this (``_recursive_: false``).
+    """A :class:`Stack` from config: ``accelerators`` maps a unique name to an accelerator's config: a
+    config object, a Hydra node of its schema (what ``configs/stack/*.yaml`` compose), or a mapping with a
+    ``_target_`` (the accelerator class) and knobs. ``enabled: false`` leaves one out and names the rest
+    in the stack's name. Every knob is checked by the accelerator's config dataclass, which names the
+    valid ones for a misspelled knob. Stacks in ``configs/stack/`` build through this (``_recursive_: false``).
 
     Example::
 
         build_stack("mine", {"hierarchical": {"_target_": "accel3d.decoding.HierarchicalDecoding", "band": 0.5}})
+        build_stack("mine", {"hierarchical": HierarchicalConfig(band=0.5)})
     """
-    from hydra.utils import get_class, instantiate
-    from omegaconf import DictConfig, OmegaConf
-
-    from accel3d.core.validate import ArgumentError, check_bool
-
     if accelerators is None:
         accelerators = {}
-    if not isinstance(accelerators, Mapping | DictConfig):
+    if not _is_mapping(accelerators):
         raise ArgumentError(f"stack.accelerators: expected a mapping of name -> accelerator config, got {accelerators!r}")
     built: dict[str, Any] = {}
     disabled = []
     for key, node in accelerators.items():
         where = f"stack.accelerators.{key}"
-        cfg = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node or {})
-        if not isinstance(cfg, dict) or "_target_" not in cfg:
-            raise ArgumentError(f"{where}: expected an accelerator config with a _target_, got {node!r}")
-        if not check_bool(f"{where}.enabled", cfg.pop("enabled", True)):
+        config = accelerator_config_of(where, node)
+        if not config.enabled:
             disabled.append(key)
             continue
-        try:
-            cls = get_class(cfg["_target_"])
-        except Exception as exc:
-            raise ArgumentError(f"{where}._target_: cannot import {cfg['_target_']!r} ({exc})") from None
-        _check_knobs(where, cls, cfg)
-        try:
-            built[key] = instantiate(cfg, _convert_="object")
-        except Exception as exc:
-            cause = exc.__cause__ if exc.__cause__ is not None else exc
-            if isinstance(cause, ValueError | TypeError):
-                raise ArgumentError(f"{where}: {cause}") from cause
-            raise
+        built[key] = _import(where, config._target_)(config)
     if disabled and built:
         name = f"{name}[{'+'.join(built)}]"
     elif disabled:
@@ -207,17 +174,41 @@ def build_stack(name: str, accelerators: Mapping[str, Any] | None = None) -> Sta
     return Stack(built, name=name)
 
 
-def _check_knobs(where: str, cls: type, cfg: dict[str, Any]) -> None:
-    import inspect
+def accelerator_config_of(where: str, node: Any) -> AcceleratorConfig:
+    """The checked config object that ``node`` (a config, a Hydra node or a mapping with ``_target_``) describes."""
+    if isinstance(node, AcceleratorConfig):
+        return node
+    from omegaconf import DictConfig, OmegaConf
 
-    from accel3d.core.validate import ArgumentError
+    schema = OmegaConf.get_type(node) if isinstance(node, DictConfig) else None
+    knobs = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+    if not isinstance(knobs, Mapping):
+        raise ArgumentError(f"{where}: expected an accelerator config, got {node!r}")
+    knobs = dict(knobs)
+    if not (isinstance(schema, type) and issubclass(schema, AcceleratorConfig)):  # untyped: the class names its config
+        if "_target_" not in knobs:
+            raise ArgumentError(f"{where}: expected an accelerator config with a _target_, got {node!r}")
+        check_bool(f"{where}.enabled", knobs.get("enabled", True))
+        cls = _import(where, knobs["_target_"])
+        schema = cls.Config if isinstance(cls, type) and issubclass(cls, BaseAccelerator) else None
+        if schema is None:
+            raise ArgumentError(f"{where}._target_: {knobs['_target_']} declares no Config (an AcceleratorConfig) to build it from")
+    try:
+        return schema.from_knobs(knobs, where=where)
+    except ArgumentError as exc:
+        raise (exc if str(exc).startswith(where) else ArgumentError(f"{where}: {exc}")) from None
 
-    params = inspect.signature(cls).parameters
-    valid = {p for p, v in params.items() if v.kind not in (v.VAR_POSITIONAL, v.VAR_KEYWORD)}
-    if any(v.kind == v.VAR_KEYWORD for v in params.values()):
-        valid |= set(getattr(cls, "knobs", lambda: set())())
-        if not getattr(cls, "knobs", None):
-            return  # takes any keyword; the class checks them itself
-    unknown = sorted(k for k in cfg if not k.startswith("_") and k not in valid)
-    if unknown:
-        raise ArgumentError(f"{where}: unknown knob(s) {unknown}; valid knobs of {cls.__name__}: {sorted(valid)} (and enabled)")
+
+def _import(where: str, target: str) -> Any:
+    from hydra.utils import get_class
+
+    try:
+        return get_class(target)
+    except Exception as exc:
+        raise ArgumentError(f"{where}._target_: cannot import {target!r} ({exc})") from None
+
+
+def _is_mapping(value: Any) -> bool:
+    from omegaconf import DictConfig
+
+    return isinstance(value, Mapping | DictConfig)

@@ -19,9 +19,10 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:  # torch is imported where a tensor is checked: configs import this module without torch
+    import torch
 
 
 class ArgumentError(ValueError, TypeError):
@@ -133,8 +134,26 @@ def check_pair(name: str, value: Any, *, low: float | None = None, high: float |
     return a, b
 
 
+def check_floats(name: str, value: Any, count: int, what: str, **bounds: Any) -> tuple[float, ...]:
+    """``value`` as ``count`` checked floats (``what`` says what they are), each named ``name[i]`` in an error."""
+    if not isinstance(value, Sequence) or isinstance(value, str) or len(value) != count:
+        raise ArgumentError(f"{name}: expected {what}, got {value!r}")
+    return tuple(check_float(f"{name}[{i}]", v, **bounds) for i, v in enumerate(value))  # type: ignore[misc]
+
+
+def check_names(name: str, value: Any) -> tuple[str, ...]:
+    """A list of non-empty names (one string is a list of one)."""
+    if isinstance(value, str):
+        value = (value,)
+    if not isinstance(value, Sequence) or not all(isinstance(v, str) and v for v in value):
+        raise ArgumentError(f"{name}: expected a list of names, got {value!r}")
+    return tuple(value)
+
+
 def check_finite_tensor(name: str, tensor: torch.Tensor, where: str = "") -> torch.Tensor:
     """Raise ``FloatingPointError`` naming ``name`` (and ``where``) if ``tensor`` holds NaN or inf."""
+    import torch
+
     if tensor.is_floating_point() or tensor.is_complex():
         bad = ~torch.isfinite(tensor)
         if bool(bad.any()):

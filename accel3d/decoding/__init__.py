@@ -1,25 +1,32 @@
-"""FlashVDM's training-free volume decoding: hierarchical decoding and adaptive KV selection."""
+"""FlashVDM's training-free volume decoding: hierarchical decoding and adaptive KV selection.
 
-from accel3d.decoding.accelerator import AdaptiveKVSelection, HierarchicalDecoding
-from accel3d.decoding.hierarchical import HierarchicalVolumeDecoder, coarse_to_fine_levels
-from accel3d.decoding.kv_selection import CellPlan, KVSelector, Selection, default_topk, plan_cells, resolve_topk
-from accel3d.decoding.refinement import refinement_mask
-from accel3d.decoding.sparsity import attention_sparsity
-from accel3d.geometry.volume import DenseVolumeDecoder, VolumeGrid
+Each accelerator is declared once in :mod:`accel3d.decoding.config` (torch-free). Names load on
+first use, so that reading the configs (``accel3d list``) does not import torch.
 
-__all__ = [
-    "AdaptiveKVSelection",
-    "CellPlan",
-    "DenseVolumeDecoder",
-    "HierarchicalDecoding",
-    "HierarchicalVolumeDecoder",
-    "KVSelector",
-    "Selection",
-    "VolumeGrid",
-    "attention_sparsity",
-    "coarse_to_fine_levels",
-    "default_topk",
-    "plan_cells",
-    "refinement_mask",
-    "resolve_topk",
-]
+Example::
+
+    from accel3d.decoding import HierarchicalDecoding, HierarchicalVolumeDecoder
+"""
+
+from accel3d.core.lazy import lazy_exports
+
+_EXPORTS = {
+    "AdaptiveKVConfig": "config",
+    "HierarchicalConfig": "config",
+    "AdaptiveKVSelection": "accelerator",
+    "HierarchicalDecoding": "accelerator",
+    "HierarchicalVolumeDecoder": "hierarchical",
+    "coarse_to_fine_levels": "hierarchical",
+    "CellPlan": "kv_selection",
+    "KVSelector": "kv_selection",
+    "Selection": "kv_selection",
+    "default_topk": "kv_selection",
+    "plan_cells": "kv_selection",
+    "resolve_topk": "kv_selection",
+    "refinement_mask": "refinement",
+    "attention_sparsity": "sparsity",
+    "DenseVolumeDecoder": "accel3d.geometry.volume",
+    "VolumeGrid": "accel3d.geometry.volume",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -13,13 +13,13 @@ import torch
 from torch import Tensor
 
 from accel3d.core.accelerator import BaseAccelerator
-from accel3d.core.registry import register_accelerator
-from accel3d.core.validate import ArgumentError, check_choice, check_float, check_int
+from accel3d.core.validate import ArgumentError
+from accel3d.decoding.config import AdaptiveKVConfig, HierarchicalConfig
 from accel3d.decoding.hierarchical import HierarchicalVolumeDecoder
-from accel3d.decoding.kv_selection import MAX_CELLS, CellPlan, KVSelector, plan_cells, resolve_topk
+from accel3d.decoding.kv_selection import CellPlan, KVSelector, plan_cells, resolve_topk
 from accel3d.geometry.grid import DEFAULT_BOUND
 from accel3d.geometry.volume import VolumeGrid
-from accel3d.kernels import BACKENDS, packed_sparse_attention
+from accel3d.kernels import packed_sparse_attention
 
 
 def _accepts(fn: Callable[..., Any], count: int) -> bool:
@@ -33,35 +33,29 @@ def _accepts(fn: Callable[..., Any], count: int) -> bool:
     return True
 
 
-@register_accelerator("hierarchical")
 class HierarchicalDecoding(BaseAccelerator):
     """Attach to any object with ``decode(fn, resolution, bound) -> VolumeGrid``
     (the ``volume_decoder`` stage) and decode coarse-to-fine instead.
 
+    The surface level and the inside side are the stage's: a stage with ``level`` and ``inside``
+    attributes (as :class:`~accel3d.geometry.volume.DenseVolumeDecoder` has) is refined around
+    its own level, so the mesh it extracts there is the dense one. Its ``chunk_size``,
+    ``progress`` and ``max_memory_bytes`` are inherited too.
+
     Example::
 
-        acc = HierarchicalDecoding(min_resolution=63, band=0.95)
-        with acc.applied(DenseVolumeDecoder()) as a:   # or Stack([acc]).attach(pipeline)
-            ...
+        acc = HierarchicalDecoding(min_resolution=63, band=0.95, band_units="field")
+        with acc.applied(DenseVolumeDecoder(level=0.3)) as a:   # or Stack([acc]).attach(pipeline)
+            ...                                                # refines around 0.3
         acc.stats()  # {"calls": 1, "queries": ..., "dense_queries": ..., "query_fraction": ...}
     """
 
-    name = "hierarchical"
-    stage = "volume_decoder"
+    Config = HierarchicalConfig
 
-    @classmethod
-    def knobs(cls) -> set[str]:
-        """The keyword arguments it takes: those of :class:`HierarchicalVolumeDecoder`."""
-        return set(inspect.signature(HierarchicalVolumeDecoder).parameters)
-
-    def __init__(self, **decoder_kwargs: Any) -> None:
-        super().__init__()
-        known = self.knobs()
-        unknown = sorted(set(decoder_kwargs) - known)
-        if unknown:
-            raise ArgumentError(f"hierarchical: unknown knob(s) {unknown}; expected some of {sorted(known)}")
-        self.decoder_kwargs = decoder_kwargs
-        self.decoder = HierarchicalVolumeDecoder(**decoder_kwargs)
+    def __init__(self, config: HierarchicalConfig | None = None, **knobs: Any) -> None:
+        super().__init__(config, **knobs)
+        own = {a: getattr(self.config, a) for a in ("chunk_size", "progress", "max_memory_bytes") if getattr(self.config, a) is not None}
+        self.decoder = HierarchicalVolumeDecoder(self.config, **own)
         self.last_levels: list[dict] = []
 
     def _attach(self, target: Any) -> None:
@@ -70,18 +64,20 @@ class HierarchicalDecoding(BaseAccelerator):
             raise TypeError(
                 f"hierarchical: expected a volume decoder with a decode(fn, resolution, bound) method, got {type(target).__name__}"
             )
-        # Inherit the target's chunking and progress settings where it has them.
-        for attr in ("chunk_size", "progress", "max_memory_bytes"):
-            if hasattr(target, attr) and attr not in self.decoder_kwargs:
-                setattr(self.decoder, attr, getattr(target, attr))
+        # The stage's conventions and chunking, where it states them; chunking set on the accelerator wins.
+        settings = {a: getattr(target, a) for a in ("level", "inside", "chunk_size", "progress", "max_memory_bytes") if hasattr(target, a)}
+        settings.update(
+            {a: getattr(self.config, a) for a in ("chunk_size", "progress", "max_memory_bytes") if getattr(self.config, a) is not None}
+        )
+        self.decoder = HierarchicalVolumeDecoder(self.config, **settings)
         self.patches.set(target, "decode", self._decode)
 
     def check_pipeline(self, pipeline: Any) -> None:
         """Refuse a pipeline whose target resolution is below ``min_resolution`` (before any decoding)."""
         resolution = getattr(pipeline, "resolution", None)
-        if isinstance(resolution, int) and resolution < self.decoder.min_resolution:
+        if isinstance(resolution, int) and resolution < self.config.min_resolution:
             raise ArgumentError(
-                f"pipeline.resolution: {resolution} is below min_resolution {self.decoder.min_resolution} of the "
+                f"pipeline.resolution: {resolution} is below min_resolution {self.config.min_resolution} of the "
                 f"'{self.name}' accelerator; raise the resolution or lower min_resolution"
             )
 
@@ -115,13 +111,12 @@ class HierarchicalDecoding(BaseAccelerator):
         return grid
 
 
-@register_accelerator("adaptive_kv")
 class AdaptiveKVSelection(BaseAccelerator):
     """FlashVDM's adaptive KV selection on the ``geo_decoder`` stage.
 
     The target is a vecset geo decoder with ``query(points, kv)`` whose cross-attention
     (at the dotted ``attention`` path) computes attention through an ``attend(q, k, v)``
-    method on (B, H, N, d) tensors, as :class:`accel3d.models.vecset_vae.CrossAttention`
+    method on (B, H, N, d) tensors, as :class:`accel3d.models.vecset.vae.CrossAttention`
     does. Each call's points are sorted into spatial cells (:func:`plan_cells`), every
     cell picks its keys (:class:`KVSelector`), and the cells attend in one packed call
     (:func:`accel3d.kernels.packed_sparse_attention`); outputs come back in the
@@ -150,61 +145,38 @@ class AdaptiveKVSelection(BaseAccelerator):
         AdaptiveKVSelection(mode="mass", mass=0.999999, tolerance=0.01)   # error-bounded: within the tolerance where checked
     """
 
-    name = "adaptive_kv"
-    stage = "geo_decoder"
+    Config = AdaptiveKVConfig
 
-    def __init__(
-        self,
-        mode: str = "mean",
-        topk: int | None = None,
-        per_head: bool | None = None,
-        cells: int = 6,
-        sample_every: int | None = None,
-        threshold: float = 1e-6,
-        bound: float = DEFAULT_BOUND,
-        attention: str = "cross_attn_decoder.attn",
-        backend: str | None = None,
-        scale: float | None = None,
-        topk_ratio: float | None = None,
-        mass: float = 0.999999,
-        tolerance: float = 0.01,
-        check: bool = True,
-        dense_above: float = 0.9,
-        probe_calls: int = 4,
-    ) -> None:
-        super().__init__()
+    def __init__(self, config: AdaptiveKVConfig | None = None, **knobs: Any) -> None:
+        super().__init__(config, **knobs)
+        c = self.config
         self.selector = KVSelector(
-            mode, topk, per_head, sample_every, threshold, topk_ratio=topk_ratio, mass=mass, tolerance=tolerance, check=check
+            c.mode,
+            c.topk,
+            c.per_head,
+            c.sample_every,
+            c.threshold,
+            topk_ratio=c.topk_ratio,
+            mass=c.mass,
+            tolerance=c.tolerance,
+            check=c.check,
         )
-        self.dense_above = check_float("dense_above", dense_above, low=0.0, low_open=True, high=1.0)
-        self.probe_calls = check_int("probe_calls", probe_calls, low=0)
         self._probe_keys: weakref.ref | None = None  # the keys the dense run below counts calls on
         self._dense_run = 0  # consecutive dense calls on those keys; negative once a call kept fewer keys
-        check_int("cells", cells, low=1, high=MAX_CELLS)
-        bound = check_float("bound", bound, low=0.0, low_open=True)
-        if backend is not None:
-            check_choice("backend", backend, BACKENDS)
-        if not isinstance(attention, str) or not attention or any(not part for part in attention.split(".")):
-            raise ValueError(f"attention: expected a dotted attribute path such as 'cross_attn_decoder.attn', got {attention!r}")
-        self.scale = check_float("scale", scale, low=0.0, low_open=True, allow_none=True)
-        self.cells = cells
-        self.bound = bound
-        self.attention = attention
-        self.backend = backend
         self._plan: CellPlan | None = None
 
     def _attach(self, target: Any) -> None:
         if not callable(getattr(target, "query", None)):
             raise TypeError(f"adaptive_kv: expected a geo decoder with a query(points, kv) method, got {type(target).__name__}")
         attn = target
-        for part in self.attention.split("."):
+        for part in self.config.attention.split("."):
             if not hasattr(attn, part):
                 raise AttributeError(
-                    f"adaptive_kv: {type(target).__name__} has no attention module at '{self.attention}' (missing '{part}')"
+                    f"adaptive_kv: {type(target).__name__} has no attention module at '{self.config.attention}' (missing '{part}')"
                 )
             attn = getattr(attn, part)
         if not callable(getattr(attn, "attend", None)):
-            raise TypeError(f"adaptive_kv: the module at '{self.attention}' has no attend(q, k, v) method to replace")
+            raise TypeError(f"adaptive_kv: the module at '{self.config.attention}' has no attend(q, k, v) method to replace")
         self.patches.wrap(target, "query", self._wrap_query)
         self.patches.wrap(attn, "attend", self._wrap_attend)
 
@@ -216,13 +188,13 @@ class AdaptiveKVSelection(BaseAccelerator):
                 return original(points, kv)  # nothing to select: the untouched computation, bit for bit
             if self._probe_keys is None or self._probe_keys() is not kv[0]:  # other keys: a new decode, probe again
                 self._probe_keys, self._dense_run = weakref.ref(kv[0]), 0
-            if self.selector.mode == "mass" and self.probe_calls and self._dense_run >= self.probe_calls:
+            if self.selector.mode == "mass" and self.config.probe_calls and self._dense_run >= self.config.probe_calls:
                 self.statistics.add("probed_dense_calls")
                 self._count(points.shape[0] * points.shape[1], num_keys, num_keys)
                 return original(points, kv)  # the probe found no saving on these keys: dense, bit for bit
             outs = []
             for b in range(points.shape[0]):
-                plan = plan_cells(points[b], self.cells, self.bound)
+                plan = plan_cells(points[b], self.config.cells, self.config.bound)
                 kv_b = tuple(t[b : b + 1] if t.shape[0] == points.shape[0] else t for t in kv)
                 self._plan = plan
                 try:
@@ -288,9 +260,9 @@ class AdaptiveKVSelection(BaseAccelerator):
                 return original(q, k, v)
             # Timings are host wall times; on a GPU they include only what the host waits for.
             with self.statistics.time("select"):
-                sel = self.selector.select(q[0], k[0], plan.cell_offsets, self.scale, v=v[0])
+                sel = self.selector.select(q[0], k[0], plan.cell_offsets, self.config.scale, v=v[0])
             self._record_check(sel)
-            if self.selector.mode == "mass" and sel.keys_per_query >= self.dense_above * k.shape[2]:
+            if self.selector.mode == "mass" and sel.keys_per_query >= self.config.dense_above * k.shape[2]:
                 # Keeping nearly every key saves nothing over dense attention: compute it densely, exactly.
                 self.statistics.add("dense_calls")
                 self._dense_run += 1
@@ -299,7 +271,14 @@ class AdaptiveKVSelection(BaseAccelerator):
             self._dense_run = -(10**9)  # a saving was found on these keys: keep selecting
             with self.statistics.time("attend"):
                 out = packed_sparse_attention(
-                    q[0], k[0], v[0], plan.cell_offsets, sel.kv_offsets, sel.kv_indices, scale=self.scale, backend=self.backend
+                    q[0],
+                    k[0],
+                    v[0],
+                    plan.cell_offsets,
+                    sel.kv_offsets,
+                    sel.kv_indices,
+                    scale=self.config.scale,
+                    backend=self.config.backend,
                 )
             self._count(q.shape[2], sel.keys_per_query, k.shape[2])
             return out[None]

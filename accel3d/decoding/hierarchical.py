@@ -18,17 +18,17 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from accel3d.core.validate import ArgumentError, check_bool, check_choice, check_float, check_int
+from accel3d.core.config import resolve_config
+from accel3d.core.validate import check_bool, check_choice, check_float, check_int
+from accel3d.decoding.config import HierarchicalConfig
 from accel3d.decoding.refinement import (
-    BAND_UNITS,
-    SQRT3,
     field_band_mask,
     is_unresolved,
     largest_step,
@@ -46,8 +46,6 @@ from accel3d.geometry.volume import (
     lattice_points,
     query_field,
 )
-
-SLOPES = ("local", "global")
 
 
 def coarse_to_fine_levels(resolution: int, min_resolution: int) -> list[int]:
@@ -109,66 +107,56 @@ class HierarchicalVolumeDecoder:
         grid.query_fraction      # share of the dense grid's queries actually made
         grid.levels[1]           # what each part of the rule flagged at that level
 
+    The knobs (``min_resolution``, ``band``, ``band_units``, ``slope_margin``, ``slope``,
+    ``dilation``, ``verify``, ``verify_tolerance``, ``verify_refine``, ``seed``) are those of the
+    ``hierarchical`` accelerator, declared once in :class:`~accel3d.decoding.config.HierarchicalConfig`
+    with their defaults and documentation; pass a config or the knobs as keywords, and read them
+    back as attributes (``dec.band``). In short:
+
+    - ``band`` in ``voxels`` (the default units): that many voxels of each level, converted to
+      field units through the field's measured slope (:mod:`accel3d.decoding.refinement`);
+      ``sqrt(3)`` or more is exact wherever the slope bound holds. In ``field`` units
+      (FlashVDM's): refine where ``|value - level| < band``.
+    - ``slope="local"``: each sample's band is read through the steepest slope measured within
+      the band's reach of it; ``"global"``: through the steepest slope seen anywhere so far.
+    - ``verify``: decode this share of the never-decoded points afterwards and compare their signs
+      with the interpolated ones (:mod:`accel3d.decoding.verification`).
+
+    The field's conventions and the decoding's chunking are the decoder's own arguments:
+
     Args:
-        min_resolution: the coarsest level is the target halved while it stays at
-            or above this (FlashVDM: 63). Also the smallest target accepted.
-        band: how far from the surface to refine. In ``voxels`` (the default units): that many
-            voxels of each level, converted to field units through the field's measured slope
-            (:mod:`accel3d.decoding.refinement`); ``sqrt(3)`` or more is exact wherever the slope
-            bound holds. In ``field`` units (FlashVDM's): refine where ``|value - level| < band``;
-            ``None`` turns it off there.
-        band_units: ``"voxels"`` or ``"field"``.
-        slope_margin: the measured slope is multiplied by this before use (a finite difference
-            underestimates the steepest slope between samples).
-        slope: ``"local"`` (the default): each sample's band is read through the steepest slope
-            measured within the band's reach of it, so a steep region elsewhere does not widen the
-            band everywhere; ``"global"``: through the steepest slope seen anywhere so far.
-            Saturated samples and the choice of rule use the global slope either way.
-        dilation: how many 3x3x3 dilations grow the refinement mask.
         level: the iso-level of the surface.
         inside: ``"positive"`` if values above ``level`` are inside, else ``"negative"``.
-        verify: decode this share of the never-decoded points afterwards and compare their signs
-            with the interpolated ones (:mod:`accel3d.decoding.verification`); ``None``: no check.
-        verify_tolerance: warn when more than this share of the sample is on the wrong side.
-        verify_refine: decode around each miss the check finds.
-        seed: the verification sample's seed.
+        chunk_size: points per field call.
+        progress: show a progress bar.
+        max_memory_bytes: cap on one chunk's working memory (None: no cap).
     """
+
+    _OWN = ("chunk_size", "progress", "max_memory_bytes")  # the decoder's own arguments, not read from the config
 
     def __init__(
         self,
-        min_resolution: int = 63,
-        band: float | None = SQRT3,
-        band_units: Literal["voxels", "field"] = "voxels",
-        slope_margin: float = 1.25,
-        slope: Literal["local", "global"] = "local",
-        dilation: int = 0,
+        config: HierarchicalConfig | None = None,
+        *,
         level: float = 0.0,
         inside: Literal["positive", "negative"] = "positive",
         chunk_size: int = 65536,
         progress: bool = True,
         max_memory_bytes: int | None = None,
-        verify: float | None = None,
-        verify_tolerance: float = 1e-3,
-        verify_refine: bool = True,
-        seed: int = 0,
+        **knobs: Any,
     ) -> None:
-        self.min_resolution = check_int("min_resolution", min_resolution, low=2)
-        self.band_units = check_choice("band_units", band_units, BAND_UNITS)
-        if band is None and self.band_units == "voxels":
-            raise ArgumentError("band: expected a positive number of voxels, got None (None turns the band off only in field units)")
-        self.band = check_float("band", band, low=0.0, low_open=True, allow_none=True)
-        self.slope_margin = check_float("slope_margin", slope_margin, low=1.0)
-        self.slope = check_choice("slope", slope, SLOPES)
-        self.dilation = check_int("dilation", dilation, low=0)
+        self.config = resolve_config(HierarchicalConfig, config, knobs)
         self.level = check_float("level", level)
         self.inside = check_choice("inside", inside, ("positive", "negative"))
         self.chunk_size = check_int("chunk_size", chunk_size, low=1)
         self.progress = check_bool("progress", progress)
         self.max_memory_bytes = check_int("max_memory_bytes", max_memory_bytes, low=1, allow_none=True)
-        self.verify = check_float("verify", verify, low=0.0, low_open=True, high=1.0, allow_none=True)
-        self.verify_tolerance = check_float("verify_tolerance", verify_tolerance, low=0.0, low_open=True, high=1.0)
-        self.verify_refine = check_bool("verify_refine", verify_refine)
-        self.seed = check_int("seed", seed, low=0)
+
+    def __getattr__(self, name: str) -> Any:
+        config = self.__dict__.get("config")
+        if config is not None and name in config.knob_names() and name not in self._OWN:  # the knobs as attributes: dec.band
+            return getattr(config, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def levels(self, resolution: int) -> list[int]:
         return coarse_to_fine_levels(resolution, self.min_resolution)

@@ -42,13 +42,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from accel3d.core.validate import check_bool, check_choice, check_float, check_int
+from accel3d.core.validate import check_float, check_int
+from accel3d.decoding.config import AdaptiveKVConfig
 from accel3d.geometry.grid import DEFAULT_BOUND
 
-MODES = ("mean", "merge", "mass")
 SAMPLE_EVERY = {"mean": 50, "merge": 30, "mass": 30}  # FlashVDM's strides at its finer levels
 MERGE_CHUNK = 8192  # sampled queries scored at once in merge mode
-MAX_CELLS = 64  # cells per axis; 64^3 cells already leave most cells of a decoding chunk empty
 
 
 def default_topk(num_keys: int) -> int:
@@ -71,8 +70,8 @@ def resolve_topk(topk: int | None, num_keys: int, ratio: float | None = None) ->
 
 def check_topk(topk: object, ratio: object) -> None:
     """Refuse a non-int count, a ratio outside (0, 1], or both given."""
-    check_int("topk", topk, low=1, allow_none=True)
-    check_float("topk_ratio", ratio, low=0.0, low_open=True, high=1.0, allow_none=True)
+    AdaptiveKVConfig.check_knob("topk", topk)
+    AdaptiveKVConfig.check_knob("topk_ratio", ratio)
     if topk is not None and ratio is not None:
         raise ValueError(f"topk, topk_ratio: give a count of keys or a share of them, not both (got {topk!r} and {ratio!r})")
 
@@ -110,8 +109,8 @@ def plan_cells(points: Tensor, cells: int = 6, bound: float = DEFAULT_BOUND) -> 
     if not isinstance(points, Tensor) or points.ndim != 2 or points.shape[-1] != 3 or not points.is_floating_point():
         shape = tuple(points.shape) if isinstance(points, Tensor) else type(points).__name__
         raise ValueError(f"points: expected a floating-point (N, 3) tensor, got {shape}")
-    check_int("cells", cells, low=1, high=MAX_CELLS)
-    bound = check_float("bound", bound, low=0.0, low_open=True)
+    AdaptiveKVConfig.check_knob("cells", cells)
+    bound = AdaptiveKVConfig.check_knob("bound", bound)
     if not bool(torch.isfinite(points).all()):
         raise ValueError("points: NaN or inf coordinates cannot be placed in a cell")
     ijk = ((points.float() + bound) * (cells / (2 * bound))).floor().long().clamp_(0, cells - 1)
@@ -160,26 +159,26 @@ class KVSelector:
         topk: int | None = None,
         per_head: bool | None = None,
         sample_every: int | None = None,
-        threshold: float = 1e-6,
+        threshold: float = AdaptiveKVConfig.threshold,
         topk_ratio: float | None = None,
-        mass: float = 0.999999,
-        tolerance: float = 0.01,
-        check: bool = True,
+        mass: float = AdaptiveKVConfig.mass,
+        tolerance: float = AdaptiveKVConfig.tolerance,
+        check: bool = AdaptiveKVConfig.check,
     ) -> None:
-        check_choice("mode", mode, MODES)
-        self.mass = check_float("mass", mass, low=0.0, low_open=True, high=1.0)
-        self.tolerance = check_float("tolerance", tolerance, low=0.0, low_open=True)
-        self.check = check_bool("check", check)
+        # The limits are the adaptive_kv accelerator's, declared once in AdaptiveKVConfig; the default mode here
+        # is FlashVDM's (mean), the accelerator's is the error-bounded mass mode.
+        knob = AdaptiveKVConfig.check_knob
+        self.mode = knob("mode", mode)
+        self.mass = knob("mass", mass)
+        self.tolerance = knob("tolerance", tolerance)
+        self.check = knob("check", check)
         check_topk(topk, topk_ratio)  # resolved against the real key count at selection time
-        check_bool("per_head", per_head, allow_none=True)
-        sample_every = SAMPLE_EVERY[mode] if sample_every is None else check_int("sample_every", sample_every, low=1)
-        threshold = check_float("threshold", threshold, low=0.0, high=1.0, high_open=True)
-        self.mode = mode
+        knob("per_head", per_head)
+        self.sample_every = SAMPLE_EVERY[mode] if sample_every is None else knob("sample_every", sample_every)
+        self.threshold = knob("threshold", threshold)
         self.topk = topk
         self.topk_ratio = topk_ratio
         self.per_head = (mode == "mean") if per_head is None else per_head
-        self.sample_every = sample_every
-        self.threshold = threshold
 
     def _sampled(self, q: Tensor, cell_offsets: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Sampled queries (H, S, D) in fp32, their cells (S,), and rows per cell (C,)."""

@@ -37,9 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from accel3d.core.validate import check_float, check_int
-
-BAND_UNITS = ("voxels", "field")
-SQRT3 = math.sqrt(3.0)
+from accel3d.decoding.config import SQRT3
 
 
 def sign_changes(values: Tensor) -> Tensor:

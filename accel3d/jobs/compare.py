@@ -118,7 +118,7 @@ def _eta(start: float, done: int, total: int) -> str:
 def _exclude_measurement(pipeline: Any, stack: Stack, result: Any) -> None:
     """Time the accelerators spent only measuring themselves (fidelity checks) is not part of the run."""
     for acc in stack.accelerators:
-        spent = acc.excluded_seconds() if callable(getattr(acc, "excluded_seconds", None)) else 0.0
+        spent = acc.excluded_seconds()
         if spent:
             key = pipeline.stage_timings.get(acc.stage)
             for k in {key, "total_s"} - {None}:
@@ -131,11 +131,11 @@ def _accelerator_figures(stack: Stack) -> dict[str, Any]:
     figures: dict[str, Any] = {"summary": stack.summary(), "stats": stack.stats(), "ceilings": {}, "fallbacks": {}}
     bounds = []
     for key, acc in zip(stack.names, stack.accelerators):
-        ceiling = acc.ceiling() if callable(getattr(acc, "ceiling", None)) else None
+        ceiling = acc.ceiling()
         bounds.append(ceiling)
         if ceiling is not None:
             figures["ceilings"][key] = {"stage": acc.stage, "ceiling": ceiling}
-        reason = acc.fell_back() if callable(getattr(acc, "fell_back", None)) else None
+        reason = acc.fell_back()
         if reason:
             figures["fallbacks"][key] = reason
     # The work ratio of the whole stack is known only when every accelerator states its own; savings of

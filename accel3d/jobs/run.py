@@ -51,12 +51,15 @@ def check_job_config(cfg: DictConfig) -> dict[str, Any]:
     }
 
 
-def build(node: DictConfig, what: str) -> Any:
-    """Instantiate a config node; an argument error comes out as ``<config key>: ...`` without Hydra's wrapping."""
+def build(node: DictConfig, what: str, convert: str = "object") -> Any:
+    """Instantiate a config node; an argument error comes out as ``<config key>: ...`` without Hydra's wrapping.
+
+    A stack is built with ``convert="none"``: its accelerators' nodes go to ``build_stack`` as they are, whose
+    config dataclasses check them (converting them to objects first would skip those messages)."""
     from hydra.errors import InstantiationException
 
     try:
-        return instantiate(node, _convert_="object")
+        return instantiate(node, _convert_=convert)
     except InstantiationException as exc:
         cause = exc.__cause__
         if isinstance(cause, (ValueError, TypeError, FileNotFoundError)):
@@ -81,7 +84,7 @@ def prepare_job(cfg: DictConfig) -> tuple[Any, Stack, dict[str, Any]]:
             "accelerator: a top-level accelerator config is not part of any stack; add one to a stack with "
             "+accelerator@stack.accelerators.<name>=<file> (for example +accelerator@stack.accelerators.hash3d=hash3d)"
         )
-    stack = build(cfg.stack, "stack")
+    stack = build(cfg.stack, "stack", convert="none")
     if not isinstance(stack, Stack):
         raise TypeError(f"stack: expected the config to build an accel3d.core.Stack, got {type(stack).__name__}")
     pipeline = build(cfg.pipeline, "pipeline")
@@ -157,10 +160,7 @@ def _run(cfg: DictConfig, out_dir: Path, parallel_jobs: int) -> dict[str, Any]:
 
 def _with_figures(pipeline: Any, comparison: Comparison) -> dict[str, dict[str, Any]]:
     """The rows, each with the pipeline's figures of its last result (queries, faces, ...)."""
-    figures = getattr(pipeline, "result_figures", None)
     rows = {}
     for name, row in comparison.rows.items():
-        rows[name] = dict(row)
-        if callable(figures):
-            rows[name]["figures"] = figures(comparison.last(name))
+        rows[name] = {**row, "figures": pipeline.result_figures(comparison.last(name))}
     return rows

@@ -31,7 +31,7 @@ def format_table(pipeline: Any, rows: dict[str, dict[str, Any]], parallel_jobs: 
     speedup, the ceiling the skipped work allows, the pipeline's figures and fidelity, and the accelerators'
     headline figures; flags below."""
     head_key = pipeline.headline_timing
-    timing_keys = list(dict.fromkeys([head_key, *getattr(pipeline, "table_timings", ()), "total_s"]))
+    timing_keys = list(dict.fromkeys([head_key, *pipeline.table_timings, "total_s"]))
     figure_keys = list(dict.fromkeys(k for r in rows.values() for k in r.get("figures", {})))
     fidelity_keys = list(dict.fromkeys(k for r in rows.values() for k in r.get("fidelity", {})))
     summary_keys = list(dict.fromkeys((a, k) for r in rows.values() for a, s in r.get("summary", {}).items() for k in s))
@@ -71,7 +71,7 @@ def captions(pipeline: Any, rows: dict[str, dict[str, Any]]) -> dict[str, str]:
     · hierarchical query_fraction 0.08397"}``.
     """
     key = pipeline.headline_timing
-    shown = getattr(pipeline, "caption_metrics", None)
+    shown = pipeline.caption_metrics
     out = {}
     for name, r in rows.items():
         t = r["timings"].get(key)

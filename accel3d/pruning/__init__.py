@@ -9,6 +9,9 @@
   picks a factor; the structure is shrunk by it, merged voxels max-pooled, the layout scale compensated;
 - the baselines (:mod:`accel3d.pruning.baselines`): ``taylorseer``, ``easycache``, ``random_drop``, ``uniform_merge``.
 
+Each is declared once in :mod:`accel3d.pruning.config` (torch-free). Names load on first use, so that
+reading the configs (``accel3d list``) does not import torch.
+
 Example::
 
     from accel3d.pruning import ModalityStepCache
@@ -16,17 +19,16 @@ Example::
         result = pipeline.run(inputs)
 """
 
-from accel3d.pruning.aggregation import SpectralAggregation
-from accel3d.pruning.baselines import EasyCacheSkip, RandomTokenDrop, UniformTaylorCache, UniformTokenMerge
-from accel3d.pruning.step_cache import ModalityStepCache
-from accel3d.pruning.token_carving import TokenCarving
+from accel3d.core.lazy import lazy_exports
 
-__all__ = [
-    "EasyCacheSkip",
-    "ModalityStepCache",
-    "RandomTokenDrop",
-    "SpectralAggregation",
-    "TokenCarving",
-    "UniformTaylorCache",
-    "UniformTokenMerge",
-]
+_EXPORTS = {
+    "SpectralAggregation": "aggregation",
+    "EasyCacheSkip": "baselines",
+    "RandomTokenDrop": "baselines",
+    "UniformTaylorCache": "baselines",
+    "UniformTokenMerge": "baselines",
+    "ModalityStepCache": "step_cache",
+    "TokenCarving": "token_carving",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -2,7 +2,7 @@
 
 Attaches to the ``sparse_structure`` stage: an object whose ``coords(logits, mask)`` returns the
 voxels the SLaT flow samples over as a dataclass with ``coords`` ``[N, 3]``, ``factor`` and
-``occupied`` (accel3d's :class:`~accel3d.pipelines.image_to_3d_stages.SparseCoords`), and with a
+``occupied`` (accel3d's :class:`~accel3d.models.image_to_3d.stages.SparseCoords`), and with a
 ``resolution``. The wrapped ``coords``:
 
 1. scores the object: ``H = w HFER(mask) / s_2D + (1 - w) HFER(occupancy) / s_3D``
@@ -31,24 +31,16 @@ factor. See docs/pruning.md.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from accel3d.core.accelerator import BaseAccelerator
-from accel3d.core.registry import register_accelerator
-from accel3d.core.validate import ArgumentError, check_bool, check_float, check_int
 from accel3d.kernels import scatter_max_rows
-from accel3d.pruning.spectral import CALIBRATED_SCALES, CALIBRATED_TAU, mask_hfer, occupancy_hfer, quantise_about_centre, route_factor
-
-
-def check_floats(name: str, value: Any, count: int, what: str, **bounds: Any) -> tuple[float, ...]:
-    """``value`` as ``count`` checked floats, or an error naming ``name`` (``name[i]`` for one entry)."""
-    if not isinstance(value, Sequence) or isinstance(value, str) or len(value) != count:
-        raise ArgumentError(f"{name}: expected {what}, got {value!r}")
-    return tuple(check_float(f"{name}[{i}]", v, **bounds) for i, v in enumerate(value))  # type: ignore[misc]
+from accel3d.pruning.config import SpectralAggregationConfig
+from accel3d.pruning.spectral import mask_hfer, occupancy_hfer, quantise_about_centre, route_factor
 
 
 def merge_voxels(coords: Tensor, logits: Tensor, factor: float, resolution: int) -> tuple[Tensor, Tensor]:
@@ -60,22 +52,14 @@ def merge_voxels(coords: Tensor, logits: Tensor, factor: float, resolution: int)
     return unique, pooled[:, 0]
 
 
-@register_accelerator("spectral_aggregation")
 class SpectralAggregation(BaseAccelerator):
     """Fast-SAM3D's spectral-aware token aggregation on the ``sparse_structure`` stage.
 
-    Args:
-        mask_weight: ``w`` of the 2D mask's HFER in the mix (0.9).
-        hfer_scales: (2D, 3D) units the two ratios are divided by before mixing (calibrated medians).
-        tau_high, tau_low: the routing thresholds on the mixed score (calibrated terciles).
-        factors: (gentle, middle, strong) factors (1.25, 1.5, 2.0) at ``reference_resolution``.
-        mask_size, mask_radius: the 2D HFER's resize side (256) and low-frequency radius as a share of it (0.15).
-        occupancy_radius: the 3D HFER's low-frequency radius as a share of the grid side (8 of 64).
-        min_tokens: no aggregation below this many voxels at ``reference_resolution`` (2048 at 64, SAM3D's grid).
-        reference_resolution: the grid side ``min_tokens`` and the factors are given at.
-        scale_factors: convert the factors to the stage's grid side (``1 + (S - 1) R / reference_resolution``);
-            False takes them as given.
-        factor: a fixed factor instead of the spectral routing (1 = no aggregation), converted alike.
+    Knobs (declared once in :class:`~accel3d.pruning.config.SpectralAggregationConfig`): ``mask_weight``,
+    ``hfer_scales``, ``tau_high`` and ``tau_low`` (the routing), ``factors`` (gentle, middle, strong, at
+    ``reference_resolution``), ``mask_size``, ``mask_radius``, ``occupancy_radius``, ``min_tokens``,
+    ``reference_resolution``, ``scale_factors`` (convert the factors to the stage's grid side) and
+    ``factor`` (a fixed factor instead of the routing; 1 = no aggregation).
 
     Example::
 
@@ -85,39 +69,10 @@ class SpectralAggregation(BaseAccelerator):
         aggregation.stats()   # factor, hfer_2d, hfer_3d, score, tokens_before, tokens_after
     """
 
-    name = "spectral_aggregation"
-    stage = "sparse_structure"
+    Config = SpectralAggregationConfig
 
-    def __init__(
-        self,
-        mask_weight: float = 0.9,
-        hfer_scales: Sequence[float] = CALIBRATED_SCALES,
-        tau_high: float = CALIBRATED_TAU[1],
-        tau_low: float = CALIBRATED_TAU[0],
-        factors: Sequence[float] = (1.25, 1.5, 2.0),
-        mask_size: int = 256,
-        mask_radius: float = 0.15,
-        occupancy_radius: float = 8 / 64,
-        min_tokens: int = 2048,
-        reference_resolution: int = 64,
-        scale_factors: bool = True,
-        factor: float | None = None,
-    ) -> None:
-        super().__init__()
-        self.mask_weight = check_float("mask_weight", mask_weight, low=0.0, high=1.0)
-        self.hfer_scales = check_floats("hfer_scales", hfer_scales, 2, "two positive scales (2D, 3D)", low=0.0, low_open=True)
-        self.tau_high = check_float("tau_high", tau_high, low=0.0)
-        self.tau_low = check_float("tau_low", tau_low, low=0.0)
-        if self.tau_low > self.tau_high:
-            raise ArgumentError(f"tau_low: expected at most tau_high ({self.tau_high}), got {self.tau_low}")
-        self.factors = check_floats("factors", factors, 3, "three factors (gentle, middle, strong)", low=1.0, high=16.0)
-        self.mask_size = check_int("mask_size", mask_size, low=8)
-        self.mask_radius = check_float("mask_radius", mask_radius, low=0.0, high=1.0)
-        self.occupancy_radius = check_float("occupancy_radius", occupancy_radius, low=0.0, high=1.0)
-        self.min_tokens = check_int("min_tokens", min_tokens, low=0)
-        self.reference_resolution = check_int("reference_resolution", reference_resolution, low=1)
-        self.scale_factors = check_bool("scale_factors", scale_factors)
-        self.factor = check_float("factor", factor, low=1.0, high=16.0, allow_none=True)
+    def __init__(self, config: SpectralAggregationConfig | None = None, **knobs: Any) -> None:
+        super().__init__(config, **knobs)
         self._resolution: Callable[[], int] = lambda: 0
 
     def _attach(self, target: Any) -> None:
@@ -131,26 +86,26 @@ class SpectralAggregation(BaseAccelerator):
 
     def min_tokens_at(self, resolution: int) -> int:
         """The token guard at a grid of side ``resolution`` (``min_tokens`` scaled by the area ratio)."""
-        return int(round(self.min_tokens * (resolution / self.reference_resolution) ** 2))
+        return int(round(self.config.min_tokens * (resolution / self.config.reference_resolution) ** 2))
 
     def factor_at(self, factor: float, resolution: int) -> float:
         """A factor given at ``reference_resolution`` as it applies to a grid of side ``resolution``."""
-        if not self.scale_factors:
+        if not self.config.scale_factors:
             return factor
-        return 1.0 + (factor - 1.0) * resolution / self.reference_resolution
+        return 1.0 + (factor - 1.0) * resolution / self.config.reference_resolution
 
     def score(self, hfer_2d: float | None, hfer_3d: float) -> float:
         """The mixed score ``w HFER_2D / s_2D + (1 - w) HFER_3D / s_3D`` (without a mask: the 3D term alone)."""
-        w = self.mask_weight if hfer_2d is not None else 0.0
-        return w * (hfer_2d or 0.0) / self.hfer_scales[0] + (1 - w) * hfer_3d / self.hfer_scales[1]
+        w = self.config.mask_weight if hfer_2d is not None else 0.0
+        return w * (hfer_2d or 0.0) / self.config.hfer_scales[0] + (1 - w) * hfer_3d / self.config.hfer_scales[1]
 
     def choose(self, logits: Tensor, mask: Tensor | None) -> tuple[float, dict[str, float]]:
         """The factor for this object (at ``reference_resolution``) and the figures it was chosen from."""
-        h3 = occupancy_hfer(logits > 0, self.occupancy_radius)
-        h2 = mask_hfer(mask, self.mask_size, self.mask_radius) if mask is not None else None
+        h3 = occupancy_hfer(logits > 0, self.config.occupancy_radius)
+        h2 = mask_hfer(mask, self.config.mask_size, self.config.mask_radius) if mask is not None else None
         score = self.score(h2, h3)
         figures = {"hfer_3d": h3, "score": score, **({"hfer_2d": h2} if h2 is not None else {})}
-        return route_factor(score, self.tau_high, self.tau_low, self.factors), figures
+        return route_factor(score, self.config.tau_high, self.config.tau_low, self.config.factors), figures
 
     def _wrap(self, original: Callable[..., Any]) -> Callable[..., Any]:
         def coords(logits: Tensor, mask: Tensor | None = None) -> Any:
@@ -159,8 +114,8 @@ class SpectralAggregation(BaseAccelerator):
             before = len(found.coords)
             self.statistics.add("calls")
             self.statistics.add("tokens_before", before)
-            if self.factor is not None:
-                factor, figures = self.factor, {}
+            if self.config.factor is not None:
+                factor, figures = self.config.factor, {}
             else:
                 factor, figures = self.choose(logits, mask)
             factor = self.factor_at(factor, resolution)

@@ -16,8 +16,6 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-WEIGHTINGS = ("paper", "code", "random")
-
 
 def minmax(x: Tensor) -> Tensor:
     """``(x - min) / (max - min)``; all zeros when ``x`` is constant (no token stands out)."""

@@ -28,8 +28,6 @@ from torch import Tensor
 
 # scripts/calibrate_spectral.py on the reference pipeline's training meshes (docs/results/spectral_calibration.json)
 # (132 renders of the 33 training meshes, 4 views each: the 2D ratio spans 2e-8 (a box) to 8e-4 (a ring))
-CALIBRATED_SCALES: tuple[float, float] = (2.98e-6, 0.651)
-CALIBRATED_TAU: tuple[float, float] = (0.332, 6.63)
 
 
 def calibrate_routing(

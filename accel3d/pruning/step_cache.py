@@ -16,24 +16,17 @@ The cached velocity replaces the whole guided velocity, so both CFG passes are s
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from torch import Tensor
 
 from accel3d.core.accelerator import BaseAccelerator
-from accel3d.core.registry import register_accelerator
-from accel3d.core.validate import ArgumentError, check_float, check_int
+from accel3d.core.flow_stage import check_flow_stage, group_tensors, stage_steps
+from accel3d.core.validate import ArgumentError
+from accel3d.pruning.config import ModalityCacheConfig
 from accel3d.pruning.extrapolation import extrapolate, is_full_step
-from accel3d.pruning.state import finite, group_leaves, rebuild, signature, target_steps, token_groups_of
-
-
-def check_layout_groups(value: Any) -> tuple[str, ...]:
-    if isinstance(value, str):
-        value = (value,)
-    if not isinstance(value, Sequence) or not all(isinstance(v, str) and v for v in value):
-        raise ArgumentError(f"layout_groups: expected a list of token-group names, got {value!r}")
-    return tuple(value)
+from accel3d.pruning.state import finite, rebuild, signature
 
 
 class TrajectoryHistory:
@@ -61,18 +54,14 @@ class TrajectoryHistory:
         return [(s, leaves[group][key]) for s, leaves in self.points]
 
 
-@register_accelerator("modality_cache")
 class ModalityStepCache(BaseAccelerator):
     """Fast-SAM3D's modality-aware step caching on the ``ss_sampler`` stage.
 
-    Args:
-        warmup: steps evaluated in full first (paper and code: 2).
-        stride: ``k``, a full evaluation every ``k`` steps after the warm-up (3); 1 = every step.
-        beta: the layout blend ``beta * v_lin + (1 - beta) * v_anchor`` (0.7; the paper gives 0.5-0.7).
-        order: Taylor order, 1 (the paper) or 2 (three full evaluations, for the ablation).
-        layout_groups: the token groups that get the anchored blend (``layout``). A stage that declares
-            one group only (TRELLIS's SS flow) has none and gets plain Taylor; a stage with several
-            groups must declare each named one.
+    Knobs (declared once in :class:`~accel3d.pruning.config.ModalityCacheConfig`): ``warmup``,
+    ``stride`` (``k``: a full evaluation every ``k`` steps after the warm-up), ``beta`` (the layout
+    blend), ``order`` (Taylor order) and ``layout_groups`` (the token groups that get the anchored
+    blend; a stage that declares one group only, as TRELLIS's SS flow does, gets plain Taylor; a
+    stage with several groups must declare each named one).
 
     Example::
 
@@ -82,53 +71,45 @@ class ModalityStepCache(BaseAccelerator):
         cache.stats()   # {"full_steps": 11, "cached_steps": 14, ...}
     """
 
-    name = "modality_cache"
-    stage = "ss_sampler"
+    Config = ModalityCacheConfig
 
-    def __init__(
-        self, warmup: int = 2, stride: int = 3, beta: float = 0.7, order: int = 1, layout_groups: Sequence[str] = ("layout",)
-    ) -> None:
-        super().__init__()
-        self.warmup = check_int("warmup", warmup, low=0)
-        self.stride = check_int("stride", stride, low=1)
-        self.beta = check_float("beta", beta, low=0.0, high=1.0)
-        self.order = check_int("order", order, low=1, high=2)
-        self.layout_groups = check_layout_groups(layout_groups)
-        self.history = TrajectoryHistory(self.order + 1)
+    def __init__(self, config: ModalityCacheConfig | None = None, **knobs: Any) -> None:
+        super().__init__(config, **knobs)
+        self.history = TrajectoryHistory(self.config.order + 1)
         self._groups: dict[str, tuple[str, ...]] = {}
         self._anchored: tuple[str, ...] = ()
         self._steps: Callable[[], int | None] = lambda: None
 
     def _attach(self, target: Any) -> None:
-        self._groups = token_groups_of(target, self.name)
-        missing = [g for g in self.layout_groups if g not in self._groups]
+        self._groups = check_flow_stage(target, self.name)
+        missing = [g for g in self.config.layout_groups if g not in self._groups]
         if missing and len(self._groups) > 1:
             raise ArgumentError(
                 f"layout_groups: {missing} are not token groups of {type(target).__name__}, which declares "
                 f"{sorted(self._groups)}; name its layout groups (or [] for none)"
             )
-        self._anchored = tuple(g for g in self.layout_groups if g in self._groups)
-        self._steps = lambda: target_steps(target)
-        self.history = TrajectoryHistory(self.order + 1)
+        self._anchored = tuple(g for g in self.config.layout_groups if g in self._groups)
+        self._steps = lambda: stage_steps(target)
+        self.history = TrajectoryHistory(self.config.order + 1)
         self.patches.wrap(target, "velocity", self._wrap)
 
     def reset(self) -> None:
         super().reset()
-        self.history = TrajectoryHistory(self.order + 1)
+        self.history = TrajectoryHistory(self.config.order + 1)
 
     def _wrap(self, original: Callable[..., Any]) -> Callable[..., Any]:
         def velocity(x: Any, t: Any, cond: Any, step: int, *args: Any, **kwargs: Any) -> Any:
-            leaves_in = group_leaves(x, self._groups)
+            leaves_in = group_tensors(x, self._groups)
             if self.history.starts(step, signature(leaves_in)):
                 self.statistics.add("trajectories")
             # extrapolation needs two full evaluations (order 2 with only two uses order 1)
-            full = is_full_step(step, self._steps(), self.warmup, self.stride) or len(self.history.points) < 2
+            full = is_full_step(step, self._steps(), self.config.warmup, self.config.stride) or len(self.history.points) < 2
             if not full:
                 self.statistics.add("cached_steps")
                 return rebuild(x, self._predict(step))
             v = original(x, t, cond, step, *args, **kwargs)
             self.statistics.add("full_steps")
-            leaves = group_leaves(v, self._groups)
+            leaves = group_tensors(v, self._groups)
             if finite(leaves):
                 self.history.add(step, leaves)
             else:  # never cached; the history restarts, so the next steps run in full until two are finite again
@@ -144,9 +125,9 @@ class ModalityStepCache(BaseAccelerator):
         for group, keys in anchor.items():
             out[group] = {}
             for key in keys:
-                v_lin = extrapolate(self.history.series(group, key), step, self.order)
+                v_lin = extrapolate(self.history.series(group, key), step, self.config.order)
                 if group in self._anchored:
-                    v_lin = self.beta * v_lin + (1 - self.beta) * anchor[group][key]
+                    v_lin = self.config.beta * v_lin + (1 - self.config.beta) * anchor[group][key]
                 out[group][key] = v_lin
         return out
 

@@ -26,14 +26,10 @@ import torch
 from torch import Tensor
 
 from accel3d.core.accelerator import BaseAccelerator
-from accel3d.core.flow_state import state_tensors, with_tensor
-from accel3d.core.registry import register_accelerator
-from accel3d.core.validate import check_bool, check_choice, check_float, check_int
+from accel3d.core.flow_stage import check_flow_stage, stage_steps, state_tensors, with_tensor
 from accel3d.kernels import gather_rows, scatter_add_rows
-from accel3d.pruning.saliency import WEIGHTINGS, carve, frequency_score, grid_side, token_saliency
-from accel3d.pruning.state import target_steps, token_groups_of
-
-RATES = ("ema", "curvature")
+from accel3d.pruning.config import TokenCarvingConfig
+from accel3d.pruning.saliency import carve, frequency_score, grid_side, token_saliency
 
 
 class SlatTrajectory:
@@ -57,24 +53,14 @@ def _mean_abs(x: Tensor) -> float:
     return float(x.abs().float().mean())
 
 
-@register_accelerator("token_carving")
 class TokenCarving(BaseAccelerator):
     """Fast-SAM3D's spatiotemporal token carving with adaptive step skipping on the ``slat_sampler`` stage.
 
-    Args:
-        warmup: steps computed in full first (3); carving and skipping start after them.
-        ratio: share of tokens carved (keeping their previous velocity) on computed steps (0.1), in [0, 1).
-        max_stale: a token cached this many steps in a row is forced to update (4; the public code 5).
-        gamma: weight of the abrupt change ``A`` in the paper's saliency.
-        weighting: ``paper`` (``(M + gamma A)/2 + S_freq/2``), ``code`` (``0.3 S_freq + 0.7 (0.7 A + 0.3 M)``)
-            or ``random`` (the random-drop baseline, drawn from ``seed``).
-        freq_radius: the low-frequency sphere's radius as a share of the grid side (8 of 64).
-        resolution: the structure grid's side for ``S_freq`` (None: the smallest power of two holding the coordinates).
-        skip_threshold: ``E`` at which a step is computed again (1.5, as in the public code); 0 never skips.
-        rate: ``ema`` (``k <- 0.7 k + 0.3 kappa``) or ``curvature`` (``k = kappa``, the latest, the paper's option).
-        force_last: compute the last step (the public code may skip it).
-        token_kwargs: the velocity's keyword arguments that hold one row per token (gathered with the tokens).
-        seed: the random scores of ``weighting="random"`` (restarted by ``reset``).
+    Knobs (declared once in :class:`~accel3d.pruning.config.TokenCarvingConfig`): ``warmup``,
+    ``ratio`` (share of tokens carved on computed steps), ``max_stale``, ``gamma`` and ``weighting``
+    (the saliency), ``freq_radius`` and ``resolution`` (``S_freq``), ``skip_threshold`` and ``rate``
+    (step skipping), ``force_last``, ``token_kwargs`` (the velocity's keyword arguments that hold one
+    row per token) and ``seed`` (the random scores of ``weighting="random"``).
 
     Example::
 
@@ -84,51 +70,24 @@ class TokenCarving(BaseAccelerator):
         carving.stats()   # model_calls, skipped_steps, tokens_computed, tokens_dense, ...
     """
 
-    name = "token_carving"
-    stage = "slat_sampler"
+    Config = TokenCarvingConfig
 
-    def __init__(
-        self,
-        warmup: int = 3,
-        ratio: float = 0.1,
-        max_stale: int = 4,
-        gamma: float = 1.0,
-        weighting: str = "paper",
-        freq_radius: float = 8 / 64,
-        resolution: int | None = None,
-        skip_threshold: float = 1.5,
-        rate: str = "ema",
-        force_last: bool = True,
-        token_kwargs: tuple[str, ...] = ("coords", "mask"),
-        seed: int = 0,
-    ) -> None:
-        super().__init__()
-        self.warmup = check_int("warmup", warmup, low=0)
-        self.ratio = check_float("ratio", ratio, low=0.0, high=1.0, high_open=True)
-        self.max_stale = check_int("max_stale", max_stale, low=1)
-        self.gamma = check_float("gamma", gamma, low=0.0)
-        self.weighting = check_choice("weighting", weighting, WEIGHTINGS)
-        self.freq_radius = check_float("freq_radius", freq_radius, low=0.0, high=1.0)
-        self.resolution = check_int("resolution", resolution, low=2, allow_none=True)
-        self.skip_threshold = check_float("skip_threshold", skip_threshold, low=0.0)
-        self.rate = check_choice("rate", rate, RATES)
-        self.force_last = check_bool("force_last", force_last)
-        self.token_kwargs = tuple(token_kwargs)
-        self.seed = check_int("seed", seed, low=0)
-        self._generator = torch.Generator().manual_seed(self.seed)  # the random-drop baseline's scores
+    def __init__(self, config: TokenCarvingConfig | None = None, **knobs: Any) -> None:
+        super().__init__(config, **knobs)
+        self._generator = torch.Generator().manual_seed(self.config.seed)  # the random-drop baseline's scores
         self.trajectory = SlatTrajectory()
         self._steps: Callable[[], int | None] = lambda: None
 
     def _attach(self, target: Any) -> None:
-        token_groups_of(target, self.name)
-        self._steps = lambda: target_steps(target)
+        check_flow_stage(target, self.name)
+        self._steps = lambda: stage_steps(target)
         self.trajectory = SlatTrajectory()
         self.patches.wrap(target, "velocity", self._wrap)
 
     def reset(self) -> None:
         super().reset()
         self.trajectory = SlatTrajectory()
-        self._generator = torch.Generator().manual_seed(self.seed)
+        self._generator = torch.Generator().manual_seed(self.config.seed)
 
     # ------------------------------------------------------------------ one step
     def _wrap(self, original: Callable[..., Any]) -> Callable[..., Any]:
@@ -160,12 +119,12 @@ class TokenCarving(BaseAccelerator):
         return steps is not None and step >= steps - 1
 
     def _skips(self, step: int, tokens: Tensor, tr: SlatTrajectory) -> bool:
-        if self.skip_threshold == 0 or step < self.warmup or tr.computed_v is None or tr.rate is None:
+        if self.config.skip_threshold == 0 or step < self.config.warmup or tr.computed_v is None or tr.rate is None:
             return False
-        if self.force_last and self._is_last(step):
+        if self.config.force_last and self._is_last(step):
             return False
         eps = tr.rate * _mean_abs(tokens - tr.prev_x) / (_mean_abs(tr.prev_v) + 1e-6)
-        if tr.error + eps < self.skip_threshold:
+        if tr.error + eps < self.config.skip_threshold:
             tr.error += eps
             return True
         return False
@@ -194,7 +153,7 @@ class TokenCarving(BaseAccelerator):
 
     def _carved(self, step: int, x: Any, tokens: Tensor, kwargs: dict, tr: SlatTrajectory) -> Tensor | None:
         """The tokens to carve this step, or None (carving off, warm-up, no history, a batch of several)."""
-        if self.ratio == 0 or step < self.warmup or tr.prev_prev_v is None or tokens.shape[1] < 2:
+        if self.config.ratio == 0 or step < self.config.warmup or tr.prev_prev_v is None or tokens.shape[1] < 2:
             return None  # (0 or 1 tokens: nothing to rank)
         if not isinstance(x, Tensor) or tokens.shape[0] != 1 or not isinstance(kwargs.get("coords"), Tensor):
             # carving needs one object as a plain token tensor and its coordinates; a sparse tensor's
@@ -206,16 +165,16 @@ class TokenCarving(BaseAccelerator):
             tr.stale = torch.zeros(n, dtype=torch.long, device=tokens.device)
         if tr.freq is None:
             coords = kwargs["coords"][0].long()
-            tr.freq = frequency_score(coords, self.resolution or grid_side(coords), self.freq_radius).to(tokens.device)
-        score = token_saliency(tr.prev_v[0], tr.prev_prev_v[0], tr.freq, self.gamma, self.weighting, self._generator)
-        return carve(score, tr.stale, self.ratio, self.max_stale)
+            tr.freq = frequency_score(coords, self.config.resolution or grid_side(coords), self.config.freq_radius).to(tokens.device)
+        score = token_saliency(tr.prev_v[0], tr.prev_prev_v[0], tr.freq, self.config.gamma, self.config.weighting, self._generator)
+        return carve(score, tr.stale, self.config.ratio, self.config.max_stale)
 
     def _partial(self, original, x, tokens, t, cond, step, kwargs, carved: Tensor, tr: SlatTrajectory) -> Tensor | None:
         """The velocity with only the uncarved tokens through the model; None if it came out non-finite."""
         keep = torch.nonzero(~carved, as_tuple=True)[0]
         n = tokens.shape[1]
         sub_kwargs = {
-            k: (v.index_select(1, keep) if k in self.token_kwargs and isinstance(v, Tensor) and v.shape[:2] == (1, n) else v)
+            k: (v.index_select(1, keep) if k in self.config.token_kwargs and isinstance(v, Tensor) and v.shape[:2] == (1, n) else v)
             for k, v in kwargs.items()
         }
         sub_x = gather_rows(tokens[0], keep)[None]
@@ -236,7 +195,7 @@ class TokenCarving(BaseAccelerator):
                 dx = _mean_abs(tokens - tr.computed_x)
                 kappa = _mean_abs(v - tr.computed_v) / dx if dx > 0 else None
                 if kappa is not None:
-                    tr.rate = kappa if tr.rate is None or self.rate == "curvature" else 0.7 * tr.rate + 0.3 * kappa
+                    tr.rate = kappa if tr.rate is None or self.config.rate == "curvature" else 0.7 * tr.rate + 0.3 * kappa
             tr.computed_x, tr.computed_v = tokens, v
             tr.error = 0.0
         tr.prev_prev_v, tr.prev_v, tr.prev_x = tr.prev_v, v, tokens

@@ -7,7 +7,8 @@ import sys
 import pytest
 import torch
 
-from accel3d.bench.options import decoding_parser, kernels_parser
+from accel3d.bench.options import kernels_parser
+from accel3d.bench.stacks import stack_configs
 from accel3d.decoding import resolve_topk
 from accel3d.geometry.mesh_fields import FIELD_FAMILIES
 
@@ -28,14 +29,12 @@ def test_bench_decoding_smoke(tmp_path):
         "model",
         "--resolutions",
         "32",
-        "--sdf-min-resolution",
-        "8",
-        "--min-resolution",
-        "8",
-        "--band-units",  # the shipped field does not ramp between 8^3 samples: the default rule would decode it densely
-        "field",
-        "--band",
-        "0.3",
+        "--sdf-set",
+        "stack.accelerators.hierarchical.min_resolution=8",
+        "--set",  # the shipped field does not ramp between 8^3 samples: the default rule would decode it densely
+        "stack.accelerators.hierarchical.min_resolution=8",
+        "stack.accelerators.hierarchical.band_units=field",
+        "stack.accelerators.hierarchical.band=0.3",
         "--repeats",
         "1",
         "--warmup-resolution",
@@ -58,8 +57,8 @@ def test_bench_decoding_smoke(tmp_path):
             assert m["query_fraction"] == pytest.approx(m["queries"] / result["dense_queries"]), name
     # mean mode keeps K keys of every cell, K by the rule for the bench's default settings (a third of 256)
     num_keys = int(report["meta"]["attention_sparsity"]["model:bunny"]["num_keys"])
-    defaults = decoding_parser().parse_args([])
-    k = resolve_topk(defaults.topk, num_keys, defaults.topk_ratio)
+    mean = stack_configs("flashvdm_mean", [])["adaptive_kv"]
+    k = resolve_topk(mean.topk, num_keys, mean.topk_ratio)
     kv = model["methods"]["hier+kv_mean"]
     assert kv["keys_per_query"] == k and kv["key_fraction"] == pytest.approx(k / num_keys)
     assert kv["queries"] < model["dense_queries"]
@@ -187,7 +186,7 @@ def test_bench_caching_smoke(tmp_path):
 def test_bench_pruning_smoke(tmp_path):
     from accel3d.models.image_to_3d import ImageTo3DConfig, ImageTo3DModels
     from accel3d.pruning.extrapolation import full_steps
-    from tests.pipelines.conftest import TINY_IMAGE_TO_3D
+    from tests.models.image_to_3d.conftest import TINY_IMAGE_TO_3D
     from tests.pruning.fakes import ss_model_calls
 
     torch.manual_seed(0)

@@ -2,8 +2,9 @@ import pytest
 import torch
 
 from accel3d.caching import Hash3D, UNetCut, cut_points, resolve_cut_point
-from accel3d.core import Stack, camera_pose, create_accelerator
-from accel3d.models.unets import build_unet
+from accel3d.core import camera_pose
+from accel3d.core.stack import build_stack
+from accel3d.models.sds.unets import build_unet
 
 
 @pytest.fixture(scope="module")
@@ -276,7 +277,7 @@ def test_reset_clears_the_table_and_replays_the_coin(unet):
     assert hash3d.stats()["attempts"] == first["attempts"] and hash3d.stats()["hits"] == first["hits"]
 
 
-def test_registered_and_usable_in_a_stack():
-    hash3d = create_accelerator("hash3d", retrieve_prob=0.5)
-    assert isinstance(hash3d, Hash3D) and hash3d.stage == "denoiser"
-    Stack([hash3d])  # no conflicts on its own
+def test_built_from_config_and_usable_in_a_stack():
+    stack = build_stack("mine", {"hash3d": {"_target_": "accel3d.caching.Hash3D", "retrieve_prob": 0.5}})
+    hash3d = stack.accelerators[0]
+    assert isinstance(hash3d, Hash3D) and hash3d.stage == "denoiser" and hash3d.config.retrieve_prob == 0.5

@@ -1,8 +1,10 @@
 import pytest
 import torch
 
-from accel3d.core import BaseAccelerator, PatchSet, Pipeline, Stack, StackConflictError, create_accelerator
-from accel3d.core.registry import available_accelerators
+from accel3d.core import BaseAccelerator, PatchSet, Pipeline, Stack, StackConflictError
+from accel3d.core.validate import ArgumentError
+from accel3d.decoding import HierarchicalDecoding
+from accel3d.jobs.configs import accelerator_config
 
 
 class Scale(BaseAccelerator):
@@ -85,11 +87,11 @@ def test_stack_rejects_non_accelerators():
         Stack([object()])
 
 
-def test_registry_finds_strategies_and_names_unknown():
-    assert "hierarchical" in available_accelerators()
-    assert create_accelerator("hierarchical", min_resolution=8).decoder.min_resolution == 8
-    with pytest.raises(KeyError, match="unknown name 'nope'.*hierarchical"):
-        create_accelerator("nope")
+def test_configs_are_found_by_name_and_unknown_names_are_listed():
+    config = accelerator_config("hierarchical")(min_resolution=8)
+    assert HierarchicalDecoding(config).decoder.min_resolution == 8
+    with pytest.raises(ArgumentError, match="unknown name 'nope'.*hierarchical"):
+        accelerator_config("nope")
 
 
 def test_patchset_restores_module_children_and_parameters():

@@ -13,7 +13,7 @@ from accel3d.core import BaseAccelerator, PatchConflictError, PatchSet, Pipeline
 from accel3d.core.io import write_json
 from accel3d.core.validate import check_bool, check_float, check_int, check_pair
 from accel3d.decoding import AdaptiveKVSelection, DenseVolumeDecoder, HierarchicalDecoding
-from accel3d.models.vecset_vae import VecsetVAE, VecsetVAEConfig
+from accel3d.models.vecset.vae import VecsetVAE, VecsetVAEConfig
 
 
 class Affine(BaseAccelerator):
@@ -148,7 +148,7 @@ class ToyShapePipeline(Pipeline):
 def _stacks():
     return [
         Stack([HierarchicalDecoding(min_resolution=8, band=0.5, progress=False)], name="h"),
-        Stack([AdaptiveKVSelection(topk=4, cells=2)], name="kv"),
+        Stack([AdaptiveKVSelection(mode="mean", topk=4, cells=2)], name="kv"),
         Stack([EncoderAffine(1.5, attr="encode")], name="enc"),  # the VAE's encode: a third object
     ]
 
@@ -172,7 +172,7 @@ def test_two_stacks_with_the_same_accelerator_conflict_and_leave_the_first_appli
     pipe = ToyShapePipeline(vae)
     plain = pipe.run()
     first = Stack([HierarchicalDecoding(min_resolution=8, progress=False)], name="first")
-    second = Stack([AdaptiveKVSelection(topk=4), HierarchicalDecoding(min_resolution=8, progress=False)], name="second")
+    second = Stack([AdaptiveKVSelection(mode="mean", topk=4), HierarchicalDecoding(min_resolution=8, progress=False)], name="second")
     first.attach(pipe)
     with pytest.raises(PatchConflictError, match="hierarchical: DenseVolumeDecoder.decode is already patched by hierarchical"):
         second.attach(pipe)

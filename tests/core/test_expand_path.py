@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from accel3d.core.io import expand_path, load_torch_file, path_origin
-from accel3d.models.loading import load_vae
-from accel3d.models.vecset_vae import VecsetVAE
+from accel3d.models.vecset.checkpoint import load_vae
+from accel3d.models.vecset.vae import VecsetVAE
 
 
 @pytest.fixture
@@ -56,8 +56,8 @@ def test_paths_under_home_load(home, tiny_config):
 
 def test_input_mesh_and_unet_folder(home):
     from accel3d.geometry.meshes import BUNDLED_MESH
-    from accel3d.models.unets import build_unet
-    from accel3d.pipelines.vecset_shape import load_shape_inputs
+    from accel3d.models.sds.unets import build_unet
+    from accel3d.models.vecset.pipeline import load_shape_inputs
 
     (home / "data").mkdir()
     (home / "data" / "bunny.ply").write_bytes(BUNDLED_MESH.read_bytes())

@@ -55,14 +55,3 @@ def test_attaching_twice_is_refused_with_the_verb_to_use():
     with pytest.raises(RuntimeError, match="already attached; detach it first"):
         stack.attach(pipe)
     stack.detach()
-
-
-def test_apply_and_remove_are_deprecated_names_of_attach_and_detach():
-    pipe, x = Toy(), torch.arange(3.0)
-    stack = Stack([Double()])
-    with pytest.warns(DeprecationWarning, match="use Stack.attach"):
-        stack.apply(pipe)
-    assert torch.equal(pipe.net(x), 2 * (x + 1))
-    with pytest.warns(DeprecationWarning, match="use Stack.detach"):
-        stack.remove()
-    assert not stack.attached and torch.equal(pipe.net(x), x + 1)

@@ -7,7 +7,7 @@ import torch
 from accel3d.core import PatchConflictError
 from accel3d.decoding import AdaptiveKVSelection, DenseVolumeDecoder, HierarchicalDecoding, HierarchicalVolumeDecoder, KVSelector
 from accel3d.geometry import shapes
-from accel3d.models.vecset_vae import VecsetVAE
+from accel3d.models.vecset.vae import VecsetVAE
 from tests.fields import truncated
 
 NAN, INF = float("nan"), float("inf")
@@ -49,6 +49,10 @@ NAN, INF = float("nan"), float("inf")
 def test_hierarchical_knobs_are_refused_by_name(knob, value):
     with pytest.raises((ValueError, TypeError), match=f"^{knob}: expected"):
         HierarchicalVolumeDecoder(**{knob: value})
+    if knob in ("level", "inside"):  # the stage's conventions, never the accelerator's knobs
+        with pytest.raises((ValueError, TypeError), match=f"unknown knob.*'{knob}'.*its knobs are"):
+            HierarchicalDecoding(**{knob: value})
+        return
     with pytest.raises((ValueError, TypeError), match=f"^{knob}: expected"):
         HierarchicalDecoding(**{knob: value})  # the accelerator checks at construction, not at decode time
 
@@ -144,7 +148,7 @@ def test_review_findings_in_decoding():
         AdaptiveKVSelection(cells=100_000)  # was accepted, then failed in the allocator after the baseline
     with pytest.raises(ValueError, match="^cells"):
         plan_cells(torch.rand(5, 3), 2000)
-    with pytest.raises(ValueError, match=r"^hierarchical: unknown knob\(s\) \['bandd'\]; expected some of .*'band'"):
+    with pytest.raises(ValueError, match=r"^hierarchical: unknown knob\(s\) \['bandd'\]; its knobs are .*'band'"):
         HierarchicalDecoding(bandd=0.3)
     with pytest.raises(ValueError, match="min_resolution"):
         coarse_to_fine_levels(32, 0)
@@ -163,7 +167,7 @@ def test_review_findings_in_decoding():
 
 
 def test_hierarchical_refuses_an_object_whose_decode_is_not_a_volume_decoder(tiny_config):
-    from accel3d.models.vecset_vae import VecsetVAE
+    from accel3d.models.vecset.vae import VecsetVAE
 
     with pytest.raises(TypeError, match=r"expected a volume decoder with a decode\(fn, resolution, bound\)"):
         HierarchicalDecoding().attach(VecsetVAE(tiny_config))  # its decode(latents) is not one
@@ -177,11 +181,11 @@ def test_two_adaptive_kv_on_one_geo_decoder_is_refused(tiny_config):
     normals = torch.nn.functional.normalize(torch.randn(1, 64, 3, generator=gen), dim=-1)
     decode = lambda: DenseVolumeDecoder(progress=False).decode(vae.field(vae.encode(points, normals)), 16).values
     plain = decode()
-    first = AdaptiveKVSelection(topk=4, cells=2)
+    first = AdaptiveKVSelection(mode="mean", topk=4, cells=2)
     first.attach(vae.geo_decoder)
     accelerated = decode()
     with pytest.raises(PatchConflictError, match="adaptive_kv: CrossAttentionDecoder.query is already patched by adaptive_kv"):
-        AdaptiveKVSelection(topk=8).attach(vae.geo_decoder)
+        AdaptiveKVSelection(mode="mean", topk=8).attach(vae.geo_decoder)
     assert torch.equal(decode(), accelerated)
     first.detach()
     assert torch.equal(decode(), plain)

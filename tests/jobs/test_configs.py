@@ -20,7 +20,7 @@ def test_config_dir_is_the_repository_configs():
     assert {"pipeline", "stack", "experiment"} <= {p.name for p in CONFIGS.iterdir() if p.is_dir()}
 
 
-# Every stack composes with every pipeline (decoding stacks read ${pipeline.level} with a default);
+# Every stack composes with every pipeline;
 # whether the pipeline has the stage a stack targets is checked when the job starts.
 PAIRS = [(pipeline, stack) for stack in group_options("stack") for pipeline in group_options("pipeline")]
 

@@ -1,7 +1,7 @@
 """A fourth strategy is one new folder plus one config file, with nothing else edited.
 
 The test copies the package and its configs as they are into a temporary tree, adds
-``accel3d/toy/`` (an accelerator) and ``configs/accelerator/toy.yaml`` (its knobs),
+``accel3d/toy/`` (its config dataclass and its accelerator) and ``configs/accelerator/toy.yaml``,
 and runs the unchanged command line from that tree. It fails if anything had to be
 registered by hand: the registry's name lookup, ``accel3d list``, the knob-name check
 and the job layer must all find the new strategy by themselves.
@@ -20,30 +20,43 @@ import pytest
 import accel3d
 from accel3d.jobs.configs import config_dir
 
+TOY_CONFIG_MODULE = '''
+"""The toy strategy's one declaration: its name, stage and knobs (torch-free)."""
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from accel3d.core.config import AcceleratorConfig, knob
+from accel3d.core.validate import check_int
+
+
+@dataclass(frozen=True)
+class ToyConfig(AcceleratorConfig):
+    NAME: ClassVar[str] = "toy"
+    STAGE: ClassVar[str] = "volume_decoder"
+    _target_: str = "accel3d.toy.CoarseDecoding"
+    factor: int = knob(2, "decode at resolution / factor; higher is faster and coarser", check_int, low=1)
+'''
+
 TOY_STRATEGY = '''
 """A toy strategy: decode the volume at a coarser resolution and upsample it."""
 
 import torch
 
-from accel3d.core import BaseAccelerator, register_accelerator
-from accel3d.core.validate import check_int
+from accel3d.core import BaseAccelerator
 from accel3d.geometry.volume import VolumeGrid
+from accel3d.toy.config import ToyConfig
 
 
-@register_accelerator("toy")
 class CoarseDecoding(BaseAccelerator):
-    name, stage = "toy", "volume_decoder"
-
-    def __init__(self, factor: int = 2):
-        super().__init__()
-        self.factor = check_int("factor", factor, low=1)
+    Config = ToyConfig
 
     def _attach(self, decoder):
         self.patches.wrap(decoder, "decode", self._wrap)
 
     def _wrap(self, decode):
         def coarse(fn, resolution, bound=1.01):
-            low = decode(fn, resolution // self.factor, bound)
+            low = decode(fn, resolution // self.config.factor, bound)
             n = resolution + 1
             values = torch.nn.functional.interpolate(low.values[None, None], size=(n, n, n), mode="trilinear")[0, 0]
             self.statistics.add("calls")
@@ -57,18 +70,20 @@ class CoarseDecoding(BaseAccelerator):
 '''
 
 TOY_CONFIG = """
-_target_: accel3d.toy.CoarseDecoding
-enabled: true
-factor: 2     # decode at resolution / factor; higher is faster and coarser
+# Coarse decoding, a toy strategy (accel3d.toy.CoarseDecoding); its knobs are in accel3d/toy/config.py.
+defaults:
+  - /schema/accelerator/toy@_here_
+  - _self_
 """
 
 CHECK_REGISTRY = """
 import accel3d
-from accel3d.core import available_accelerators, create_accelerator
+from accel3d.jobs.configs import discover
 print("PACKAGE", accel3d.__file__)
-print("REGISTRY", available_accelerators(), create_accelerator("toy", factor=4).factor)
 from accel3d.cli import main
-main(["list"])
+main(["list", "accelerators"])
+from accel3d.toy import CoarseDecoding
+print("REGISTRY", sorted(discover()), CoarseDecoding(factor=4).config.factor, CoarseDecoding.name, CoarseDecoding.stage)
 """
 
 
@@ -83,6 +98,7 @@ def _tree(tmp_path: Path) -> Path:
     assert not (tree / "accel3d" / "toy").exists() and not (configs / "accelerator" / "toy.yaml").exists()
     (tree / "accel3d" / "toy").mkdir()
     (tree / "accel3d" / "toy" / "__init__.py").write_text(textwrap.dedent(TOY_STRATEGY).lstrip())
+    (tree / "accel3d" / "toy" / "config.py").write_text(textwrap.dedent(TOY_CONFIG_MODULE).lstrip())
     (configs / "accelerator" / "toy.yaml").write_text(TOY_CONFIG.lstrip())
     return tree
 
@@ -102,7 +118,7 @@ def test_the_registry_and_the_listing_find_the_new_folder(toy_tree, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"PACKAGE {toy_tree / 'accel3d' / '__init__.py'}" in proc.stdout  # the copy, not the installed package
     registry = next(line for line in proc.stdout.splitlines() if line.startswith("REGISTRY"))
-    assert "'toy'" in registry and "'hierarchical'" in registry and registry.endswith(" 4")
+    assert "'toy'" in registry and "'hierarchical'" in registry and registry.endswith(" 4 toy volume_decoder")
     assert "toy" in proc.stdout and "stage volume_decoder; enabled=True, factor=2" in proc.stdout  # accel3d list
 
 

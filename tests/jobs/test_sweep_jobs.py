@@ -3,7 +3,7 @@
 from hydra import compose, initialize_config_dir
 
 from accel3d.jobs.configs import config_dir
-from accel3d.sweep import sweep_jobs
+from accel3d.jobs.sweep import sweep_jobs
 
 
 def _jobs(*overrides):

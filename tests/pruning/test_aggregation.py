@@ -8,7 +8,7 @@ import types
 import pytest
 import torch
 
-from accel3d.pipelines.image_to_3d_stages import SparseCoords, SparseStructure
+from accel3d.models.image_to_3d.stages import SparseCoords, SparseStructure
 from accel3d.pruning import SpectralAggregation
 from accel3d.pruning.aggregation import merge_voxels
 from accel3d.pruning.spectral import calibrate_routing, mask_hfer, occupancy_hfer, quantise_about_centre, route_factor

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
+from hydra.utils import get_class
 
-from accel3d.core import create_accelerator
+from accel3d.jobs.configs import accelerator_config
 from accel3d.pruning import EasyCacheSkip, ModalityStepCache, RandomTokenDrop, TokenCarving, UniformTaylorCache, UniformTokenMerge
 from tests.pruning.fakes import PolynomialStage, TokenStage
 from tests.pruning.test_aggregation import _box_logits, _structure
@@ -55,6 +57,11 @@ def test_uniform_merge_uses_its_factor_whatever_the_object():
             assert stage.coords(_box_logits(lo=lo, hi=hi)).factor == 1.25
 
 
-def test_every_baseline_is_registered_under_its_name():
+def test_every_baseline_is_declared_under_its_name_and_turns_its_feature_off():
     for cls in (UniformTaylorCache, EasyCacheSkip, RandomTokenDrop, UniformTokenMerge):
-        assert type(create_accelerator(cls.name)) is cls
+        assert get_class(accelerator_config(cls.name)._target_) is cls
+    assert UniformTaylorCache().config.beta == 1.0 and UniformTaylorCache().config.layout_groups == ()
+    assert EasyCacheSkip().config.ratio == 0.0
+    assert RandomTokenDrop().config.weighting == "random" and RandomTokenDrop().config.skip_threshold == 0.0
+    with pytest.raises(TypeError, match="beta"):  # what a baseline turns off is not a knob of it
+        UniformTaylorCache(beta=0.5)

@@ -13,7 +13,7 @@ from accel3d.api import load_stack
 from accel3d.core.validate import ArgumentError
 from accel3d.jobs.configs import config_dir
 from accel3d.jobs.run import prepare_job
-from accel3d.pipelines.image_to_3d import ImageTo3DPipeline
+from accel3d.models.image_to_3d.pipeline import ImageTo3DPipeline
 from accel3d.pruning.extrapolation import full_steps
 from tests.pruning.fakes import ss_model_calls
 

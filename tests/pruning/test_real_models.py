@@ -9,11 +9,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from accel3d.models.adapters import Sam3DFlowStage, TrellisFlowStage
+from accel3d.integrations.sam3d import Sam3DFlowStage
+from accel3d.integrations.trellis import TrellisFlowStage
 from accel3d.pruning import ModalityStepCache, TokenCarving
 from accel3d.pruning.extrapolation import full_steps
-from tests.models.real_models import keep_sparse_convs_training
-from tests.models.test_real_model_adapters import (
+from tests.integrations.real_models import keep_sparse_convs_training
+from tests.integrations.test_real_model_adapters import (
     count_forwards,
     sam3d_slat_backbone,
     sam3d_ss_backbone,

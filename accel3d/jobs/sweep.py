@@ -5,7 +5,8 @@ When a multirun starts, the sweep folder gets a fresh id and the list of its job
 report covers exactly this sweep's jobs, whatever an earlier sweep left in a
 reused folder, and names the jobs that failed or never ran. A failed job is
 recorded instead of stopping the sweep (see ``accel3d.cli``), and the command
-exits with an error after the report is written. Records live on the
+exits with an error after the report is written: the callback raises ``SystemExit``, which Hydra,
+unlike an exception, does not turn into a warning. Records live on the
 filesystem, so this holds for parallel (joblib) and cluster (submitit) jobs alike.
 """
 
@@ -21,15 +22,6 @@ from omegaconf import DictConfig
 
 from accel3d.core.io import write_json
 from accel3d.jobs.report import SWEEP_MARKER, collect, read_sweep_marker, write_report
-
-
-class SweepFailed(RuntimeError):
-    """Some jobs of a sweep failed; the report of the others was written."""
-
-
-# Set by the callback when a sweep ends with failed jobs: Hydra turns a callback's exception into a
-# warning, so `accel3d run -m` reads this after the sweep to exit with an error.
-last_sweep_failure: SweepFailed | None = None
 
 
 def sweep_jobs(config: DictConfig) -> list[list[str]]:
@@ -60,8 +52,6 @@ class SweepSummary(Callback):
         start_sweep(Path(config.hydra.sweep.dir), jobs)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        global last_sweep_failure
-        last_sweep_failure = None
         sweep_dir = Path(config.hydra.sweep.dir)
         try:
             written = write_report(sweep_dir)
@@ -72,7 +62,7 @@ class SweepSummary(Callback):
         found = collect(sweep_dir)
         bad = [f"{Path(r['path']).name}: {r.get('error', r['status'])}" for r in found.failed + found.running] + found.missing
         if bad:
-            last_sweep_failure = SweepFailed(f"{len(bad)} sweep job(s) did not complete: {'; '.join(bad)}. The report covers the others.")
+            raise SystemExit(f"accel3d run: {len(bad)} sweep job(s) did not complete: {'; '.join(bad)}. The report covers the others.")
 
 
 def start_sweep(sweep_dir: Path, jobs: list[list[str]] | None = None) -> str:
