@@ -52,7 +52,7 @@ def load_stack(name: str, **overrides: Any) -> Stack:
                 raise ArgumentError(f"load_stack: {key}: expected a dict of knobs, got {value!r}")
             changes[key].update(value)
             continue
-        owners = [acc for acc, config in configs.items() if key in config.knob_names()]
+        owners = [acc for acc, config in configs.items() if key in ("enabled", *config.knob_names())]
         if len(owners) != 1:
             why = "no accelerator of" if not owners else f"several accelerators ({owners}) of"
             valid = sorted({k for config in configs.values() for k in config.knob_names()})

@@ -95,13 +95,14 @@ def _check_knob_names(argv: list[str]) -> None:
 
     from accel3d.jobs.configs import discover
 
-    pipeline, accelerators = _chosen_pipeline(argv), discover()
+    pipeline, accelerators, names = _chosen("pipeline", argv), discover(), _accelerator_names(argv)
     for arg in argv:
         if arg.startswith(("+", "~")) or "=" not in arg:
             continue
         key = arg.split("=", 1)[0]
-        if (m := re.fullmatch(r"stack\.accelerators\.(\w+)\.(\w+)", key)) and m[1] in accelerators:
-            what, knob, valid = f"accelerator '{m[1]}'", m[2], ["enabled", *accelerators[m[1]].knob_names()]
+        if (m := re.fullmatch(r"stack\.accelerators\.(\w+)\.(\w+)", key)) and names.get(m[1], m[1]) in accelerators:
+            name = names.get(m[1], m[1])
+            what, knob, valid = f"accelerator '{name}'", m[2], ["enabled", *accelerators[name].knob_names()]
         elif (m := re.fullmatch(r"pipeline\.(\w+)", key)) and (path := config_dir() / "pipeline" / f"{pipeline}.yaml").is_file():
             what, knob, valid = f"pipeline '{pipeline}'", m[1], [str(k) for k in OmegaConf.load(path) if not str(k).startswith("_")]
         else:
@@ -110,11 +111,12 @@ def _check_knob_names(argv: list[str]) -> None:
             sys.exit(f"accel3d run: {key}: {what} has no knob '{knob}'; its knobs are {', '.join(sorted(valid))}")
 
 
-def _chosen_pipeline(argv: list[str]) -> str:
-    """The pipeline a command line picks: `pipeline=`, else an experiment's `override /pipeline`, else the default."""
+def _chosen(group: str, argv: list[str]) -> str:
+    """The option of ``group`` (pipeline, stack) a command line picks: `group=`, else an experiment's
+    `override /group`, else run.yaml's default."""
     from omegaconf import OmegaConf
 
-    explicit = next((a.split("=", 1)[1] for a in argv if a.startswith("pipeline=")), None)
+    explicit = next((a.split("=", 1)[1] for a in argv if a.startswith(f"{group}=")), None)
     if explicit:
         return explicit
     for arg in argv:
@@ -122,9 +124,29 @@ def _chosen_pipeline(argv: list[str]) -> str:
             path = config_dir() / "experiment" / f"{arg.split('=', 1)[1]}.yaml"
             if path.is_file():
                 for entry in OmegaConf.load(path).get("defaults", []):
-                    if hasattr(entry, "keys") and "override /pipeline" in entry:
-                        return str(entry["override /pipeline"])
-    return str(OmegaConf.load(config_dir() / "run.yaml")["defaults"][0]["pipeline"])
+                    if hasattr(entry, "keys") and f"override /{group}" in entry:
+                        return str(entry[f"override /{group}"])
+    defaults = OmegaConf.load(config_dir() / "run.yaml")["defaults"]
+    return str(next(entry[group] for entry in defaults if hasattr(entry, "keys") and group in entry))
+
+
+def _accelerator_names(argv: list[str]) -> dict[str, str]:
+    """Key in ``stack.accelerators`` -> accelerator name, from the chosen stack's file and the command line's
+    ``+accelerator@stack.accelerators.KEY=NAME`` (a key is usually the name itself)."""
+    from omegaconf import OmegaConf
+
+    names = {}
+    path = config_dir() / "stack" / f"{_chosen('stack', argv)}.yaml"
+    for entry in OmegaConf.load(path).get("defaults", []) if path.is_file() else []:
+        if hasattr(entry, "keys"):
+            target, name = next(iter(entry.items()))
+            if str(target).startswith("/accelerator@accelerators."):
+                names[str(target).removeprefix("/accelerator@accelerators.")] = str(name)
+    for arg in argv:
+        if arg.startswith("+accelerator@stack.accelerators.") and "=" in arg:
+            key, name = arg.removeprefix("+accelerator@stack.accelerators.").split("=", 1)
+            names[key] = name
+    return names
 
 
 def _parallel_jobs(hc: Any) -> int:

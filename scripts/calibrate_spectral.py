@@ -12,7 +12,7 @@ upright view turned by up to 45 degrees); the 3D ratio is taken on the structure
 SS stage predicts from the view, as ``SpectralAggregation`` sees it at run time. The benchmark
 inputs (held-out procedural shapes, and the bunny at other poses) are not in the set.
 Writes the per-view ratios and the calibration to ``--out`` (JSON, atomically); copy the three
-numbers into ``accel3d/pruning/spectral.py`` to make them the defaults.
+numbers into ``accel3d/pruning/config.py`` (``CALIBRATED_SCALES``, ``CALIBRATED_TAU``) to make them the defaults.
 """
 
 from __future__ import annotations
@@ -77,20 +77,20 @@ def main(argv: list[str] | None = None) -> dict:
             logits = structure_logits(pipe, crop.rgb, crop.mask)
             rows.append({
                 "mesh": name,
-                "hfer_2d": mask_hfer(crop.mask, agg.mask_size, agg.mask_radius),
-                "hfer_3d": occupancy_hfer(logits > 0, agg.occupancy_radius),
+                "hfer_2d": mask_hfer(crop.mask, agg.config.mask_size, agg.config.mask_radius),
+                "hfer_3d": occupancy_hfer(logits > 0, agg.config.occupancy_radius),
                 "voxels": int((logits > 0).sum()),
             })  # fmt: skip
-    found = calibrate_routing([r["hfer_2d"] for r in rows], [r["hfer_3d"] for r in rows], agg.mask_weight)
+    found = calibrate_routing([r["hfer_2d"] for r in rows], [r["hfer_3d"] for r in rows], agg.config.mask_weight)
     low, high = found["tau"]
     calibrated = SpectralAggregation(hfer_scales=found["hfer_scales"], tau_low=low, tau_high=high)
-    routed = [route_factor(calibrated.score(r["hfer_2d"], r["hfer_3d"]), high, low, agg.factors) for r in rows]
+    routed = [route_factor(calibrated.score(r["hfer_2d"], r["hfer_3d"]), high, low, agg.config.factors) for r in rows]
     report = {
         "args": {k: str(v) for k, v in vars(args).items()},
         "pipeline": pipe.describe(),
-        "mask_weight": agg.mask_weight,
+        "mask_weight": agg.config.mask_weight,
         **found,
-        "routed": {str(f): routed.count(f) for f in agg.factors},
+        "routed": {str(f): routed.count(f) for f in agg.config.factors},
         "rows": rows,
     }
     write_json(args.out, report)

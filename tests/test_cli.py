@@ -108,10 +108,21 @@ def test_a_misspelled_knob_fails_at_once_naming_the_valid_ones(tmp_path, overrid
 
 
 def test_an_experiment_picks_the_pipeline_whose_knobs_are_checked(tmp_path):
-    from accel3d.cli import _chosen_pipeline
+    from accel3d.cli import _chosen
 
-    assert _chosen_pipeline(["+experiment=caching_ablation"]) == "sds"
-    assert _chosen_pipeline([]) == "vecset_shape" and _chosen_pipeline(["pipeline=sds"]) == "sds"
+    assert _chosen("pipeline", ["+experiment=caching_ablation"]) == "sds"
+    assert _chosen("pipeline", []) == "vecset_shape" and _chosen("pipeline", ["pipeline=sds"]) == "sds"
+    assert _chosen("stack", ["+experiment=decoding_onoff"]) == "flashvdm" and _chosen("stack", []) == "hierarchical"
+
+
+def test_a_knob_of_an_accelerator_under_another_key_is_checked_against_its_declaration(tmp_path):
+    from accel3d.cli import _accelerator_names
+
+    assert _accelerator_names(["stack=none", "+accelerator@stack.accelerators.h2=hierarchical"]) == {"h2": "hierarchical"}
+    assert _accelerator_names(["stack=flashvdm"]) == {"hierarchical": "hierarchical", "adaptive_kv": "adaptive_kv"}
+    args = ["run", "stack=none", "+accelerator@stack.accelerators.h2=hierarchical", "stack.accelerators.h2.bnd=1"]
+    proc = subprocess.run([sys.executable, "-m", "accel3d.cli", *args], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "accelerator 'hierarchical' has no knob 'bnd'; its knobs are band," in proc.stderr
 
 
 def test_a_bare_tilde_in_a_path_value_is_expanded_before_hydra_sees_it(tmp_path):

@@ -23,8 +23,8 @@ from typing import Any
 import torch
 
 from accel3d.bench import output_path, write_results
-from accel3d.bench.options import decoding_parser
-from accel3d.bench.stacks import kv_cells, kv_config, stack_configs
+from accel3d.bench.options import KV_STACKS, decoding_parser
+from accel3d.bench.stacks import check_overrides, kv_cells, kv_config, stack_configs
 from accel3d.core.stack import build_stack
 from accel3d.decoding.sparsity import attention_sparsity
 from accel3d.geometry import shapes
@@ -38,6 +38,8 @@ SPARSITY: dict[str, dict[str, float]] = {}  # attention sparsity per subject wit
 def subjects(names: list[str], args: argparse.Namespace) -> dict[str, tuple[Callable[[torch.Tensor], torch.Tensor], dict, object]]:
     """Fields to decode, each with the configs of its hierarchical decoding (``--stack`` for the model,
     ``--sdf-stack`` for the analytic fields) and its geo decoder (None for fields without cross-attention)."""
+    check_overrides("--set", args.set, [args.stack, *(KV_STACKS[mode] for mode in args.kv_modes)])
+    check_overrides("--sdf-set", args.sdf_set, [args.sdf_stack])
     model_settings = stack_configs(args.stack, args.set)
     sdf_settings = stack_configs(args.sdf_stack, args.sdf_set)
     out = {}

@@ -19,6 +19,7 @@ import importlib.util
 from collections.abc import Callable
 
 from accel3d.bench import add_output_arguments, nonnegative_int, positive_float, positive_int
+from accel3d.decoding.config import AdaptiveKVConfig
 
 # The fields `bench decoding` can decode: the shipped VAE, then accel3d.geometry.shapes.SHAPES (a test keeps them equal).
 DECODING_SUBJECTS = ("model", "sphere", "torus", "box", "thin_plate", "fields", "local")
@@ -141,7 +142,7 @@ def kernels_parser() -> argparse.ArgumentParser:
     p.add_argument("--keys", type=positive_int, default=None, help=gpu_cpu(3072, 1024))
     p.add_argument("--queries", type=positive_int, default=None, help=gpu_cpu(262144, 65536))
     p.add_argument("--topk", type=positive_int, default=None, help="K per cell as a count (None: Hunyuan3D-2's rule)")
-    p.add_argument("--cells", type=positive_int, default=6, help="cells per axis")
+    p.add_argument("--cells", type=positive_int, default=AdaptiveKVConfig.cells, help="cells per axis (adaptive_kv's default)")
     p.add_argument("--block-m", type=power_of_two, nargs="+", default=[64, 128], help="Triton query block sizes to try")
     p.add_argument("--block-n", type=power_of_two, nargs="+", default=[32, 64], help="Triton key block sizes to try")
     p.add_argument("--rows", type=positive_int, default=None, help=gpu_cpu(262144, 65536) + " rows for gather/scatter")

@@ -23,9 +23,29 @@ def stack_configs(name: str, overrides: list[str]) -> dict[str, AcceleratorConfi
     from accel3d.jobs.configs import compose_run
 
     keys = set(compose_run([f"stack={name}"]).stack.accelerators)
-    mine = [o for o in overrides if o.split("=", 1)[0].removeprefix("stack.accelerators.").split(".", 1)[0] in keys]
+    mine = [o for o in overrides if _accelerator_of(o) in keys]
     nodes = compose_run([f"stack={name}", *mine]).stack.accelerators
     return {key: accelerator_config_of(f"stack.accelerators.{key}", node) for key, node in nodes.items()}
+
+
+def _accelerator_of(override: str) -> str | None:
+    """``hierarchical`` for ``stack.accelerators.hierarchical.band=2.5``; None for anything else."""
+    key = override.split("=", 1)[0]
+    parts = key.split(".")
+    return parts[2] if len(parts) == 4 and parts[:2] == ["stack", "accelerators"] else None
+
+
+def check_overrides(flag: str, overrides: list[str], stacks: list[str]) -> None:
+    """Refuse an override that no stack of the benchmark takes (a typo would otherwise run the defaults)."""
+    from accel3d.jobs.configs import compose_run
+
+    keys = {key for name in stacks for key in compose_run([f"stack={name}"]).stack.accelerators}
+    unused = [o for o in overrides if _accelerator_of(o) not in keys]
+    if unused:
+        raise SystemExit(
+            f"{flag}: {unused} set(s) no accelerator of the stacks {stacks}; "
+            f"expected stack.accelerators.<one of {sorted(keys)}>.<knob>=<value>"
+        )
 
 
 def kv_config(mode: str, args: argparse.Namespace) -> AcceleratorConfig:

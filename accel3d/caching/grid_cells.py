@@ -8,7 +8,6 @@ paper's adaptive grid, and :func:`check_keys` validates a batch of keys.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,20 +43,6 @@ class GridCells:
 
     def as_tuple(self) -> tuple[float, float, float, float]:
         return (self.azimuth, self.elevation, self.radius, self.timestep)
-
-
-def _grid_cells(value: object, index: int) -> GridCells:
-    numbers_only = (
-        isinstance(value, Sequence)
-        and not isinstance(value, str)
-        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
-    )
-    if not numbers_only:
-        raise ValueError(f"grids[{index}]: expected [azimuth, elevation, radius, timestep] cell sizes, got {value!r}")
-    sizes = [float(v) for v in value]
-    if len(sizes) != 4:
-        raise ValueError(f"grids[{index}]: expected 4 cell sizes [azimuth, elevation, radius, timestep], got {len(sizes)}: {value!r}")
-    return GridCells(*sizes)
 
 
 # The paper's adaptive grid: {10, 20, 30} degrees and steps, {0.1, 0.15, 0.2} radius.

@@ -41,7 +41,7 @@ import torch
 
 from accel3d.caching.config import MAX_BUCKETS, MAX_QUEUE, Hash3DConfig
 from accel3d.caching.entry_store import EntryStore
-from accel3d.caching.grid_cells import MIN_CELL, PAPER_GRIDS, GridCells, _grid_cells, check_keys
+from accel3d.caching.grid_cells import MIN_CELL, PAPER_GRIDS, GridCells, check_keys
 from accel3d.core.validate import check_float, check_int
 
 __all__ = [  # GridCells, PAPER_GRIDS, MIN_CELL and check_keys live in grid_cells, re-exported here
@@ -111,11 +111,7 @@ class GridHashTable(EntryStore):
         # Hash3D's knobs keep the limits of their one declaration (Hash3DConfig); max_bytes and
         # unmeasured_similarity are the table's own.
         knob = Hash3DConfig.check_knob
-        if isinstance(grids, (str, bytes)) or not isinstance(grids, Sequence):
-            raise ValueError(f"grids: expected a list of [azimuth, elevation, radius, timestep] cell sizes, got {grids!r}")
-        grids = [g if isinstance(g, GridCells) else _grid_cells(g, i) for i, g in enumerate(grids)]
-        if not grids:
-            raise ValueError("grids: expected at least one GridCells")
+        grids = [GridCells(*sizes) for sizes in knob("grids", grids)]  # a list of GridCells or of 4 cell sizes each
         knob("num_buckets", num_buckets)
         knob("queue_length", queue_length)
         check_int("max_bytes", max_bytes, low=1)

@@ -9,6 +9,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 from accel3d.core.config import AcceleratorConfig, resolve_config
 from accel3d.core.hooks import PatchSet
 from accel3d.core.stats import Statistics
+from accel3d.core.validate import ArgumentError
 
 
 @runtime_checkable
@@ -101,6 +102,8 @@ class BaseAccelerator:
             self.config: Any = None
         else:
             self.config = resolve_config(cls, config, knobs)
+            if not self.config.enabled:  # only a stack reads it: it leaves a disabled accelerator out
+                raise ArgumentError(f"{cls.NAME}: enabled=false leaves an accelerator out of a stack; one built directly is always on")
         # Non-composable accelerators refuse to share a patched attribute (two Hash3D on one U-Net).
         self.patches = PatchSet(owner=self)
         self.statistics = Statistics()

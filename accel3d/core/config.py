@@ -49,6 +49,20 @@ def knob(default: Any, doc: str, check: Callable[..., Any] | None = None, **limi
     return dataclasses.field(default=default, metadata={"doc": doc, "check": bound})
 
 
+def knob_from(config: type[AcceleratorConfig], name: str, **changes: Any) -> Any:
+    """A field that reuses another config's knob: its default, documentation and check (a baseline keeps the
+    knobs of the module it runs on without writing them again). ``changes`` may set another ``default`` or ``doc``.
+
+    Example::
+
+        warmup: int = knob_from(TokenCarvingConfig, "warmup")
+    """
+    known = config.__dataclass_fields__[name]
+    default = changes.pop("default", known.default)
+    metadata = {**known.metadata, **changes}
+    return dataclasses.field(default=default, metadata=metadata)
+
+
 @dataclasses.dataclass(frozen=True)
 class AcceleratorConfig:
     """Base of every accelerator's config. Subclasses state ``NAME`` and ``STAGE`` once, as class variables,
@@ -71,11 +85,12 @@ class AcceleratorConfig:
         if not name:
             return
         known = _CONFIGS.get(name)
-        if known is not None and known.__qualname__ != cls.__qualname__:
+        if known is not None and (known.__module__, known.__qualname__) != (cls.__module__, cls.__qualname__):
             raise ValueError(f"accelerator name '{name}' is already declared by {known.__module__}.{known.__qualname__}")
         _CONFIGS[name] = cls
 
     def __post_init__(self) -> None:
+        # `enabled` is read where a config becomes an accelerator in a stack (build_stack leaves a disabled one out)
         for f in dataclasses.fields(self):
             check = f.metadata.get("check")
             if check is not None:

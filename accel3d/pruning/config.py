@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from accel3d.core.config import AcceleratorConfig, knob
+from accel3d.core.config import AcceleratorConfig, knob, knob_from
 from accel3d.core.validate import ArgumentError, check_bool, check_choice, check_float, check_floats, check_int, check_names, check_seed
 
 WEIGHTINGS = ("paper", "code", "random")
@@ -168,9 +168,9 @@ class TaylorSeerConfig(AcceleratorConfig):
     beta: ClassVar[float] = 1.0  # off: no layout anchor
     layout_groups: ClassVar[tuple[str, ...]] = ()  # every group extrapolated alike
     _target_: str = "accel3d.pruning.UniformTaylorCache"
-    warmup: int = knob(2, "full steps first", check_int, low=0)
-    stride: int = knob(3, "a full step every stride after the warm-up", check_int, low=1)
-    order: int = knob(1, "Taylor order, 1 or 2", check_int, low=1, high=2)
+    warmup: int = knob_from(ModalityCacheConfig, "warmup")
+    stride: int = knob_from(ModalityCacheConfig, "stride")
+    order: int = knob_from(ModalityCacheConfig, "order")
 
 
 @dataclass(frozen=True)
@@ -194,10 +194,10 @@ class EasyCacheConfig(AcceleratorConfig):
     token_kwargs: ClassVar[tuple[str, ...]] = TokenCarvingConfig.token_kwargs
     seed: ClassVar[int] = TokenCarvingConfig.seed
     _target_: str = "accel3d.pruning.EasyCacheSkip"
-    warmup: int = knob(3, "steps computed in full first", check_int, low=0)
-    skip_threshold: float = knob(1.5, "the accumulated relative change at which a step is computed again", check_float, low=0.0)
-    rate: str = knob("ema", "k in eps = k |dx| / |v|: ema | curvature", check_choice, choices=RATES)
-    force_last: bool = knob(True, "always compute the last step", check_bool)
+    warmup: int = knob_from(TokenCarvingConfig, "warmup")
+    skip_threshold: float = knob_from(TokenCarvingConfig, "skip_threshold")
+    rate: str = knob_from(TokenCarvingConfig, "rate")
+    force_last: bool = knob_from(TokenCarvingConfig, "force_last")
 
 
 @dataclass(frozen=True)
@@ -221,17 +221,12 @@ class RandomDropConfig(AcceleratorConfig):
     force_last: ClassVar[bool] = TokenCarvingConfig.force_last
     token_kwargs: ClassVar[tuple[str, ...]] = TokenCarvingConfig.token_kwargs
     _target_: str = "accel3d.pruning.RandomTokenDrop"
-    warmup: int = knob(3, "steps computed in full first", check_int, low=0)
-    ratio: float = knob(
-        0.1,
-        "share of tokens dropped (keeping their previous velocity) on a step, in [0, 1)",
-        check_float,
-        low=0.0,
-        high=1.0,
-        high_open=True,
+    warmup: int = knob_from(TokenCarvingConfig, "warmup")
+    ratio: float = knob_from(
+        TokenCarvingConfig, "ratio", doc="share of tokens dropped at random (keeping their previous velocity), in [0, 1)"
     )
-    max_stale: int = knob(4, "a token cached this many steps in a row is forced to update", check_int, low=1)
-    seed: int = knob(0, "the random scores", check_seed)
+    max_stale: int = knob_from(TokenCarvingConfig, "max_stale")
+    seed: int = knob_from(TokenCarvingConfig, "seed", doc="the random scores")
 
 
 @dataclass(frozen=True)
@@ -255,9 +250,9 @@ class UniformMergeConfig(AcceleratorConfig):
     mask_radius: ClassVar[float] = SpectralAggregationConfig.mask_radius
     occupancy_radius: ClassVar[float] = SpectralAggregationConfig.occupancy_radius
     _target_: str = "accel3d.pruning.UniformTokenMerge"
-    factor: float = knob(
-        1.5, "at reference_resolution, converted like SpectralAggregation's (1.25 at a 32^3 grid)", check_float, low=1.0, high=16.0
+    factor: float = knob(  # never None: a fixed factor is what this baseline is
+        1.5, "the one factor at reference_resolution, converted alike (1.25 at a 32^3 grid)", check_float, low=1.0, high=16.0
     )
-    min_tokens: int = knob(2048, "no merge below this many voxels at reference_resolution", check_int, low=0)
-    reference_resolution: int = knob(64, "the grid side min_tokens and the factor are given at", check_int, low=1)
-    scale_factors: bool = knob(True, "false: the factor as given, at any grid side", check_bool)
+    min_tokens: int = knob_from(SpectralAggregationConfig, "min_tokens")
+    reference_resolution: int = knob_from(SpectralAggregationConfig, "reference_resolution")
+    scale_factors: bool = knob_from(SpectralAggregationConfig, "scale_factors")

@@ -4,6 +4,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from accel3d.bench.caching import merge_sections
 from accel3d.bench.decoding import merge_results
 
@@ -43,3 +45,13 @@ def test_bench_options_are_checked_before_any_work(tmp_path):
     (tmp_path / "folder").mkdir()
     proc = accel3d("bench", "kernels", "--out", str(tmp_path / "folder"), cwd=tmp_path, ok=False)
     assert "is a folder" in proc.stderr and not list(tmp_path.rglob("*.json"))
+
+
+def test_bench_decoding_refuses_an_override_no_stack_takes():
+    from accel3d.bench.stacks import check_overrides
+
+    check_overrides("--set", ["stack.accelerators.hierarchical.band=2.5"], ["hierarchical", "flashvdm"])
+    with pytest.raises(SystemExit, match=r"--set: \['stack.accelerators.hierarchcal.band=1'\] set\(s\) no accelerator"):
+        check_overrides("--set", ["stack.accelerators.hierarchcal.band=1"], ["hierarchical"])
+    with pytest.raises(SystemExit, match="band=1"):
+        check_overrides("--set", ["band=1"], ["hierarchical"])

@@ -91,3 +91,31 @@ def test_constants_copied_into_torch_free_configs_match_their_sources():
     from accel3d.kernels.dispatch import BACKENDS as KERNEL_BACKENDS
 
     assert BACKENDS == KERNEL_BACKENDS and DEFAULT_BOUND == GRID_BOUND
+
+
+def test_enabled_is_read_by_stacks_and_refused_on_an_accelerator_built_directly():
+    from accel3d.decoding import HierarchicalDecoding
+
+    assert build_stack("s", {"h": {"_target_": "accel3d.decoding.HierarchicalDecoding", "enabled": False}}).is_empty
+    with pytest.raises(ArgumentError, match="^hierarchical: enabled=false leaves an accelerator out of a stack"):
+        HierarchicalDecoding(enabled=False)
+
+
+def test_load_stack_takes_enabled_and_names_a_knob_no_accelerator_declares():
+    import accel3d
+
+    assert accel3d.load_stack("hierarchical", enabled=False).is_empty
+    with pytest.raises(ArgumentError, match=r"several accelerators \(\['hierarchical', 'adaptive_kv'\]\)"):
+        accel3d.load_stack("flashvdm", enabled=False)  # ambiguous: say which
+    assert accel3d.load_stack("flashvdm", adaptive_kv={"enabled": False}).names == ["hierarchical"]
+
+
+def test_a_baseline_reuses_its_modules_knob_declarations():
+    from accel3d.pruning.config import RandomDropConfig, TaylorSeerConfig, TokenCarvingConfig
+
+    for base, baseline, name in (
+        (TokenCarvingConfig, RandomDropConfig, "max_stale"),
+        (discover()["modality_cache"], TaylorSeerConfig, "stride"),
+    ):
+        ours, theirs = baseline.__dataclass_fields__[name], base.__dataclass_fields__[name]
+        assert ours.default == theirs.default and ours.metadata["check"] is theirs.metadata["check"]
