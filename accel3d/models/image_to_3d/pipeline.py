@@ -41,6 +41,7 @@ from accel3d.models.image_to_3d.checkpoint import ImageTo3DModels
 from accel3d.models.image_to_3d.fidelity import layout_errors, slat_velocity_error, ss_velocity_errors
 from accel3d.models.image_to_3d.inputs import ImageTo3DInputs, load_image_to_3d_inputs
 from accel3d.models.image_to_3d.preview import save_preview
+from accel3d.models.image_to_3d.sampler import MAX_CFG_STRENGTH
 from accel3d.models.image_to_3d.stages import FlowSpace, Layout, MeshDecoder, SparseCoords, SparseStructure
 
 
@@ -148,7 +149,7 @@ class ImageTo3DPipeline(Pipeline):
         }
         for stage, knobs in sampler_knobs.items():
             check_int(f"{stage}_steps", knobs["steps"], low=1)
-            check_float(f"{stage}_cfg", knobs["cfg_strength"], low=0.0)
+            check_float(f"{stage}_cfg", knobs["cfg_strength"], low=0.0, high=MAX_CFG_STRENGTH)  # 1000: see sampler.py
             check_float(f"{stage}_rescale", knobs["rescale"], low=0.0, low_open=True, high=1e6)
         self.models = load_image_to_3d_models(weights)
         cfg = self.models.config

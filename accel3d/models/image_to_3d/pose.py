@@ -67,7 +67,11 @@ def pose_matrix(rotation6d: Tensor, translation: Tensor, scale: Tensor) -> Tenso
 
 
 def place_mesh(mesh: trimesh.Trimesh, rotation6d: Tensor, translation: Tensor, scale: Tensor) -> trimesh.Trimesh:
-    """A copy of ``mesh`` (object frame) moved into the layout pose; a mirroring (negative) scale is refused."""
+    """A copy of ``mesh`` (object frame) moved into the layout pose; a mirroring (negative) scale is refused, and
+    a pose with NaN or inf values raises ``FloatingPointError`` (it would give NaN vertices)."""
+    for name, value in (("rotation6d", rotation6d), ("translation", translation), ("scale", scale)):
+        if not bool(torch.isfinite(value).all()):
+            raise FloatingPointError(f"{name}: {value.tolist()} holds NaN or inf; no mesh is placed with it")
     if bool((scale <= 0).any()):
         raise ValueError(f"scale: expected positive values, got {scale.tolist()}")
     matrix = pose_matrix(rotation6d.detach().double().cpu(), translation.detach().double().cpu(), scale.detach().double().cpu())

@@ -13,6 +13,11 @@ SS "CFG 7" is SAM3D's own ``strength=7`` in the formula above.
 
 Every step calls **one** instance-level method, :meth:`FlowSampler.velocity`, so an
 accelerator can wrap exactly that (``PatchSet.wrap(sampler, "velocity", ...)``).
+
+A velocity that comes out NaN or inf (an overflowing guidance strength or checkpoint), and a
+state that does, stop the run with a ``FloatingPointError`` that names the sampler, the step
+and the token group: :meth:`FlowSampler.sample` checks what ``velocity`` returned, wrapped by
+accelerators or not, and the state each Euler step makes.
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from accel3d.core.validate import check_float, check_int, check_pair
+from accel3d.core.flow_stage import state_tensors
+from accel3d.core.validate import check_float, check_int, check_pair, check_str
 
 State = Tensor | dict[str, Tensor]  # one tensor (SLaT) or a dict of token groups (SS)
 
@@ -32,6 +38,11 @@ State = Tensor | dict[str, Tensor]  # one tensor (SLaT) or a dict of token group
 # SLaT with strength 5 and rescale 3 instead.
 SS_SAMPLER_DEFAULTS: dict[str, Any] = {"steps": 25, "cfg_strength": 7.0, "rescale": 3.0, "cfg_interval": (0.0, 0.5)}
 SLAT_SAMPLER_DEFAULTS: dict[str, Any] = {"steps": 25, "cfg_strength": 0.0, "rescale": 1.0}
+
+# The largest guidance strength taken. Strengths in use stay far below it (SAM3D's SS flow 7, its SLaT flow 5, the
+# largest SDS guidance in common use 100); far above it the guided velocity (1 + s) v_cond - s v_uncond is the two
+# passes' rounding error magnified, and near 1e38 it overflows float32.
+MAX_CFG_STRENGTH = 1000.0
 
 
 def rescale_time(t: Tensor, rescale: float) -> Tensor:
@@ -66,6 +77,8 @@ class FlowSampler:
             no guidance at all when it passes none.
         token_groups: stream name -> keys of ``x`` (default: ``model.token_groups``), so that
             accelerators never hard-code names.
+        name: what an error names the sampler by (the pipeline's stage name: ``ss_sampler`` and
+            ``slat_sampler`` from :meth:`ss` and :meth:`slat`).
 
     Example::
 
@@ -82,28 +95,30 @@ class FlowSampler:
         rescale: float = SS_SAMPLER_DEFAULTS["rescale"],
         cfg_interval: tuple[float, float] = (0.0, 1.0),
         token_groups: Mapping[str, tuple[str, ...]] | None = None,
+        name: str = "flow_sampler",
     ) -> None:
         if not callable(model):
             raise TypeError(f"model: expected a velocity model called as model(x, t, cond), got {type(model).__name__}")
         self.model = model
         self.steps = check_int("steps", steps, low=1)
-        self.cfg_strength = check_float("cfg_strength", cfg_strength, low=0.0)
+        self.cfg_strength = check_float("cfg_strength", cfg_strength, low=0.0, high=MAX_CFG_STRENGTH)
         self.rescale = check_float("rescale", rescale, low=0.0, low_open=True, high=1e6)
         self.cfg_interval = check_pair("cfg_interval", cfg_interval, low=0.0, high=1.0)
         groups = token_groups if token_groups is not None else getattr(model, "token_groups", None)
         if groups is None:
             raise ValueError("token_groups: the model declares none; pass token_groups={'name': (keys of x, ...)}")
         self.token_groups: dict[str, tuple[str, ...]] = {str(g): tuple(keys) for g, keys in groups.items()}
+        self.name = check_str("name", name)
 
     @classmethod
     def ss(cls, model: nn.Module, **overrides: Any) -> FlowSampler:
         """The SS sampler with SAM3D's settings (25 steps, strength 7 for t <= 0.5, rescale 3), ``overrides`` on top."""
-        return cls(model, **{**SS_SAMPLER_DEFAULTS, **overrides})
+        return cls(model, **{**SS_SAMPLER_DEFAULTS, "name": "ss_sampler", **overrides})
 
     @classmethod
     def slat(cls, model: nn.Module, **overrides: Any) -> FlowSampler:
         """The SLaT sampler with the issue's settings (25 steps, no guidance, rescale 1), ``overrides`` on top."""
-        return cls(model, **{**SLAT_SAMPLER_DEFAULTS, **overrides})
+        return cls(model, **{**SLAT_SAMPLER_DEFAULTS, "name": "slat_sampler", **overrides})
 
     @property
     def timesteps(self) -> Tensor:
@@ -154,6 +169,10 @@ class FlowSampler:
         The initial state is ``noise`` if given, else drawn from ``generator`` with ``shape``
         (default: ``model.token_shapes`` per sample, batch = ``cond.shape[0]``). ``callback(step, t, x,
         v)`` is called after each velocity (to record trajectories).
+
+        Raises ``FloatingPointError``, naming this sampler, the step (1 first) and the state's key, where
+        the initial state, a velocity (what ``self.velocity``, wrapped by accelerators or not, returned)
+        or the state an Euler step makes holds NaN or inf: the run stops at that step.
         """
         if noise is None:
             if generator is None:
@@ -165,12 +184,32 @@ class FlowSampler:
                 shape = {k: (cond.shape[0], *s) for k, s in shapes.items()}
             noise = self.noise(shape, generator, device=cond.device, dtype=cond.dtype)
         x = noise
+        self._check_finite(x, "the initial noise", "")
         times = self.timesteps.tolist()
         with torch.no_grad():
             for step in range(self.steps):
                 t, dt = times[step], times[step + 1] - times[step]
                 v = self.velocity(x, t, cond, step, **model_kwargs)
+                self._check_finite(v, "the velocity", f" at step {step + 1} of {self.steps}", t)
                 if callback is not None:
                     callback(step, t, x, v)
                 x = map_state(lambda a, b, dt=dt: a + dt * b, x, v)
+                self._check_finite(x, "the state", f" after step {step + 1} of {self.steps}", t)
         return x
+
+    def _check_finite(self, state: State, what: str, when: str, t: float | None = None) -> None:
+        """Raise ``FloatingPointError`` naming the sampler, ``what`` (and its key), ``when`` and ``t`` if a tensor of
+        ``state`` holds NaN or inf: one ``isfinite(...).all()`` per tensor, the count only once one fails."""
+        leaves = state.items() if isinstance(state, Mapping) else (("", state),)
+        for key, leaf in leaves:
+            tensor = state_tensors(leaf)
+            if not tensor.is_floating_point() or bool(torch.isfinite(tensor).all()):
+                continue
+            bad = int((~torch.isfinite(tensor)).sum())
+            of = f" of {key!r}" if key else ""
+            if t is None:
+                cause = "the noise passed in"
+            else:
+                guidance = f"guidance strength {self.cfg_strength:g}" if self.guidance_active(t) else "no guidance at this t"
+                cause = f"t={t:.3g}, {guidance}: an overflowing guidance strength or checkpoint?"
+            raise FloatingPointError(f"{self.name}: {what}{of}{when} holds {bad} NaN or inf values of {tensor.numel()} ({cause})")

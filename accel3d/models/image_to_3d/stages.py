@@ -11,6 +11,10 @@
 - :class:`FlowSpace`: how the flows' outputs map to the models' values, read from the
   checkpoint's ``metadata["normalization"]`` (identity where it says nothing; scale in log
   space, as SAM 3D Objects predicts it).
+
+What these stages make is checked where it is made: a layout with NaN or inf values (when
+:meth:`FlowSpace.layout` maps it, and again before :class:`MeshDecoder` places a mesh with it),
+occupancy logits and a fine SDF that hold them raise ``FloatingPointError`` naming the stage.
 """
 
 from __future__ import annotations
@@ -55,6 +59,15 @@ class Layout:
     def rotation(self) -> Tensor:
         """The 3x3 rotation matrix (Gram-Schmidt of the two 6D columns)."""
         return rotation_6d_to_matrix(self.rotation6d.double())
+
+    def check_finite(self, who: str, hint: str = "") -> Layout:
+        """This layout, or a ``FloatingPointError`` naming ``who`` and the part (rotation6d, translation, scale)
+        that holds NaN or inf, with ``hint`` (where it came from) after it."""
+        for part in ("rotation6d", "translation", "scale"):
+            value = getattr(self, part)
+            if not bool(torch.isfinite(value).all()):
+                raise FloatingPointError(f"{who}: the layout {part} {value.tolist()} holds NaN or inf{' (' + hint + ')' if hint else ''}")
+        return self
 
     def scaled(self, factor: float) -> Layout:
         """The same pose with the scale multiplied by ``factor`` (a structure shrunk by ``factor`` is scaled back)."""
@@ -149,7 +162,8 @@ class FlowSpace:
     def layout(self, x: Mapping[str, Tensor], crop_intrinsics: np.ndarray | None = None, size: int | None = None) -> Layout:
         """The SS flow's layout tokens (``[1, 1, c]`` each) -> a :class:`Layout` (float64, object 0).
 
-        ``crop_intrinsics`` (3x3) and ``size`` (pixels) of the input crop are needed in the ``"crop"`` frame."""
+        ``crop_intrinsics`` (3x3) and ``size`` (pixels) of the input crop are needed in the ``"crop"`` frame.
+        A rotation, translation or scale that comes out NaN or inf raises ``FloatingPointError`` naming ``layout``."""
         rotation = x["rotation"].reshape(6).double()
         translation = self._apply(x["translation"].reshape(3).double(), self.translation)
         if self.translation_frame == "crop":
@@ -166,7 +180,10 @@ class FlowSpace:
             scale = scale.clamp(min=MIN_SCALE)
         if float(rotation.norm()) == 0.0:
             rotation = torch.tensor([1.0, 0, 0, 0, 1, 0], dtype=torch.float64)  # no direction at all: identity
-        return Layout(rotation, translation, scale)
+        hint = "the SS flow's layout tokens through the checkpoint's normalization"
+        if self.translation_frame == "crop":
+            hint += " and the crop's intrinsics"
+        return Layout(rotation, translation, scale).check_finite("layout", hint)
 
 
 def crop_to_camera(token: Tensor, intrinsics: np.ndarray, size: int) -> Tensor:
@@ -226,8 +243,18 @@ class SparseStructure:
         return self.vae.config.structure_resolution
 
     def decode(self, latent: Tensor) -> Tensor:
-        """The SS latent ``[1, C, r, r, r]`` -> occupancy logits ``[R, R, R]`` of the object."""
-        return self.vae.decode(latent)[0, 0]
+        """The SS latent ``[1, C, r, r, r]`` -> occupancy logits ``[R, R, R]`` of the object.
+
+        Logits with NaN or inf raise ``FloatingPointError`` (a NaN logit is no voxel: it would read as an empty
+        structure)."""
+        logits = self.vae.decode(latent)[0, 0]
+        if not bool(torch.isfinite(logits).all()):
+            bad = int((~torch.isfinite(logits)).sum())
+            raise FloatingPointError(
+                f"sparse_structure: the occupancy logits hold {bad} NaN or inf values of {logits.numel()} "
+                "(an SS latent or SS VAE decoder that overflows?)"
+            )
+        return logits
 
     def coords(self, logits: Tensor, mask: Tensor | None = None) -> SparseCoords:
         """Occupied voxels (logits > 0), capped at ``max_tokens`` as SAM 3D Objects caps them."""
@@ -250,7 +277,8 @@ class MeshDecoder:
 
     ``decode`` predicts each voxel's fine SDF samples (the :class:`SLaTMeshDecoder`, held as
     ``decoder``), runs marching cubes in the object frame and places the mesh with ``layout``.
-    No tokens give an empty mesh.
+    No tokens give an empty mesh. A layout or a fine SDF with NaN or inf raises ``FloatingPointError``
+    naming ``mesh_decoder``: no mesh is placed with NaN vertices.
 
     Example::
 
@@ -262,10 +290,17 @@ class MeshDecoder:
         self.decoder = decoder
 
     def decode(self, tokens: Tensor, coords: Tensor, layout: Layout) -> trimesh.Trimesh:
+        layout.check_finite("mesh_decoder", "the SS flow's pose times the structure's factor")
         if len(coords) == 0:
             return trimesh.Trimesh(np.zeros((0, 3)), np.zeros((0, 3), dtype=np.int64))
         cfg = self.decoder.config
         fine = self.decoder.fine_sdf(tokens, coords)
+        if not bool(torch.isfinite(fine).all()):
+            bad = int((~torch.isfinite(fine)).sum())
+            raise FloatingPointError(
+                f"mesh_decoder: the fine SDF holds {bad} NaN or inf values of {fine.numel()} "
+                "(SLaT tokens or a SLaT mesh decoder that overflows?)"
+            )
         with warnings.catch_warnings():  # no surface: the pipeline says so once, in its own words
             warnings.simplefilter("ignore", UserWarning)
             mesh = sdf_to_mesh(fine, cfg.bound, cfg.sdf_truncation)

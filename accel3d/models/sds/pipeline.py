@@ -58,6 +58,10 @@ from accel3d.models.sds.scene import (
 from accel3d.models.sds.unets import build_unet
 
 NOVEL_VIEW = "novel_view"
+# Upper bounds of the float knobs, refused before any model loads; each far above any real use:
+MAX_GUIDANCE_SCALE = 1000.0  # SDS guidance in use: 3-5 (Zero123), 7.5 (ProlificDreamer), 100 (DreamFusion, Magic3D)
+MAX_LR = 10.0  # Adam's step on the field's values is about lr per step; SDS uses 1e-3 to 1e-1
+MAX_REFERENCE_WEIGHT = 1e4  # Zero123-SDS / threestudio weigh their reference-view losses up to about 1000
 TURNTABLE_POSE = {"elevation": 15.0, "radius": 1.8, "fovy": 50.0}
 
 
@@ -146,20 +150,18 @@ class SDSPipeline(Pipeline):
     ) -> None:
         # Every knob is checked before the U-Net is built, so a typo costs no model load.
         check_str("backbone", backbone)
-        for name, value, low in (
-            ("iterations", iterations, 1),
-            ("grid_resolution", grid_resolution, 2),
-            ("num_samples", num_samples, 2),
-            ("sequence_length", sequence_length, 1),
-            ("turntable_views", turntable_views, 1),
-            ("turntable_size", turntable_size, 8),
-        ):
-            check_int(name, value, low=low)
-        check_int("latent_size", latent_size, low=4, allow_none=True)
-        check_seed("seed", seed)
-        check_float("guidance_scale", guidance_scale, low=0.0)
-        check_float("lr", lr, low=0.0, low_open=True)
-        check_float("reference_weight", reference_weight, low=0.0)
+        # the checked values are kept (a numpy scalar or a 0-d tensor becomes a plain number)
+        iterations = check_int("iterations", iterations, low=1)
+        grid_resolution = check_int("grid_resolution", grid_resolution, low=2)
+        num_samples = check_int("num_samples", num_samples, low=2)
+        sequence_length = check_int("sequence_length", sequence_length, low=1)
+        turntable_views = check_int("turntable_views", turntable_views, low=1)
+        turntable_size = check_int("turntable_size", turntable_size, low=8)
+        latent_size = check_int("latent_size", latent_size, low=4, allow_none=True)
+        seed = check_seed("seed", seed)
+        guidance_scale = check_float("guidance_scale", guidance_scale, low=0.0, high=MAX_GUIDANCE_SCALE)
+        lr = check_float("lr", lr, low=0.0, low_open=True, high=MAX_LR)
+        reference_weight = check_float("reference_weight", reference_weight, low=0.0, high=MAX_REFERENCE_WEIGHT)
         low, high = check_pair("t_range", t_range, low=0.0, high=1.0)
         check_str("embeddings", embeddings, allow_none=True)
         check_str("weights", weights, allow_none=True)
@@ -240,7 +242,10 @@ class SDSPipeline(Pipeline):
         return self.unet.config.out_channels
 
     def run(self, inputs: SDSInputs, iterations: int | None = None) -> SDSResult:
-        """Optimise a fresh field for ``iterations`` SDS steps (same seed, same cameras, timesteps and noise every run)."""
+        """Optimise a fresh field for ``iterations`` SDS steps (same seed, same cameras, timesteps and noise every run).
+
+        A render, noise prediction, SDS gradient, loss or field gradient with NaN or inf raises ``FloatingPointError``
+        naming the step, before the optimiser takes it: nothing is zeroed away."""
         iterations = self.iterations if iterations is None else check_int("iterations", iterations, low=1)
         self._check_inputs(inputs)
         if inputs.image_latent is not None:
@@ -271,11 +276,14 @@ class SDSPipeline(Pipeline):
                 check_finite_tensor("sds", latents, f"in the rendered view at step {step + 1} of {iterations}")
                 check_finite_tensor("sds", eps, f"in the U-Net's noise prediction at step {step + 1} of {iterations} (t={int(t)})")
                 grad = (1 - alphas[t]).view(-1, 1, 1, 1) * (eps - noise)
+                check_finite_tensor("sds", grad, f"in the SDS gradient at step {step + 1} of {iterations} (t={int(t)})")
             # d(loss)/d(latents) = grad: the SDS gradient, skipping the U-Net Jacobian
             loss = 0.5 * (latents - (latents - grad).detach()).square().sum()
             loss = self._with_reference_loss(loss, scene, inputs, timings)
+            self._check_loss(loss, step, iterations, int(t))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            check_field_gradients(scene, f"at step {step + 1} of {iterations} (t={int(t)})")
             optimizer.step()
             losses.append(float(loss.detach()))
             steps.set_postfix(loss=f"{losses[-1]:.3g}", refresh=False)
@@ -286,6 +294,15 @@ class SDSPipeline(Pipeline):
         truth_scores = {"truth_psnr_db": scores["psnr"], "truth_ssim": scores["ssim"]} if scores else {}
         shown = self._shown_reference(inputs)
         return SDSResult(scene, renders, losses, timings, unet_steps, inputs.truth, shown, truth_scores)
+
+    def _check_loss(self, loss: torch.Tensor, step: int, iterations: int, t: int) -> None:
+        """Raise ``FloatingPointError`` naming the step if the loss is NaN or inf (a noise prediction so large that
+        the SDS gradient's square overflows, from an overflowing U-Net or guidance)."""
+        if not bool(torch.isfinite(loss)):
+            raise FloatingPointError(
+                f"sds: the loss at step {step + 1} of {iterations} (t={t}) is {float(loss.detach())} (guidance_scale "
+                f"{self.guidance_scale:g}, reference_weight {self.reference_weight:g}: an overflowing U-Net or guidance?)"
+            )
 
     def _guided_noise(
         self, noisy: torch.Tensor, t: torch.Tensor, emb: torch.Tensor, image: torch.Tensor | None, camera: Cameras, unet_steps: list
@@ -481,6 +498,15 @@ class NovelViewSDSPipeline(SDSPipeline):
 
     def _shown_reference(self, inputs: SDSInputs) -> torch.Tensor | None:
         return inputs.reference.image
+
+
+def check_field_gradients(scene: VoxelField, where: str) -> None:
+    """Raise ``FloatingPointError`` naming the field's parameter and ``where`` if its gradient holds NaN or inf
+    (one ``isfinite(...).all()`` per parameter): Adam would write the NaN into the field."""
+    for name, param in scene.named_parameters():
+        if param.grad is not None and not bool(torch.isfinite(param.grad).all()):
+            bad = int((~torch.isfinite(param.grad)).sum())
+            raise FloatingPointError(f"sds: the gradient of the field's {name!r} {where} holds {bad} NaN or inf values of {param.numel()}")
 
 
 def check_embeddings(emb: object, dim: int) -> None:

@@ -20,9 +20,14 @@ SMALL = dict(
         ("guidance_scale", NAN),
         ("guidance_scale", INF),
         ("guidance_scale", -1.0),
+        ("guidance_scale", 1e38),  # was an infinite loss on every step, exit code 0
+        ("guidance_scale", 1000.5),
         ("lr", NAN),
         ("lr", 0.0),
         ("lr", INF),
+        ("lr", 1e30),
+        ("reference_weight", 1e38),
+        ("reference_weight", -1.0),
         ("iterations", 0),
         ("iterations", 10.0),
         ("latent_size", "32"),
@@ -106,6 +111,93 @@ def test_a_unet_that_turns_nan_mid_run_stops_at_that_step(pipe):
 def test_run_iterations_override_is_checked(pipe):
     with pytest.raises(ValueError, match="^iterations: expected an integer >= 1"):
         pipe.run(pipe.load_inputs(), iterations=0)
+
+
+def test_the_upper_bounds_name_the_range_and_take_its_ends(monkeypatch):
+    built = []
+    monkeypatch.setattr("accel3d.models.sds.pipeline.build_unet", lambda *a, **k: built.append(1))
+    for knob, value, message in [
+        ("guidance_scale", 1e38, r"^guidance_scale: expected a finite number >= 0 and <= 1000, got 1e\+38"),
+        ("lr", 10.5, "^lr: expected a finite number > 0 and <= 10, got 10.5"),
+        ("reference_weight", 1e5, r"^reference_weight: expected a finite number >= 0 and <= 10000, got 100000"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            SDSPipeline(**{**SMALL, knob: value})
+    assert built == []
+    SDSPipeline(**{**SMALL, "guidance_scale": 1000.0, "lr": 10.0, "reference_weight": 1e4})  # the ends are taken
+    assert built == [1]
+
+
+def test_the_novel_view_backbone_refuses_them_before_its_checkpoint_is_read(monkeypatch):
+    def never(*args, **kwargs):
+        raise AssertionError("the checkpoint was read")
+
+    monkeypatch.setattr("accel3d.models.sds.pipeline.NovelViewModel.from_pretrained", never)
+    for knob, value in [("guidance_scale", 1e38), ("lr", 1e3), ("reference_weight", 1e38)]:
+        with pytest.raises(ValueError, match=f"^{knob}: expected a finite number"):
+            SDSPipeline(**{knob: value, "progress": False})
+
+
+def _unet_returning(pipe, fill, from_call):
+    """Make the U-Net's noise prediction ``fill`` (a constant) from its ``from_call``-th call (1 first) on."""
+    calls = []
+    original = pipe.unet.forward
+
+    def forward(*args, **kwargs):
+        calls.append(1)
+        out = original(*args, **kwargs)
+        if len(calls) >= from_call:
+            out.sample[:] = fill
+        return out
+
+    pipe.unet.forward = forward
+    return calls
+
+
+def test_an_overflowing_loss_stops_the_run_at_its_step(pipe):
+    # A finite but huge noise prediction (an overflowing U-Net or guidance): each check of the render and of the
+    # prediction passes, the squared SDS gradient overflows. Before: the loss was inf at every step, exit code 0.
+    inputs = pipe.load_inputs()
+    calls = _unet_returning(pipe, 1e30, from_call=2)
+    try:
+        with pytest.raises(FloatingPointError, match=r"^sds: the loss at step 2 of 3 \(t=\d+\) is inf \(guidance_scale 3, "):
+            pipe.run(inputs)
+    finally:
+        del pipe.unet.forward
+    assert len(calls) == 2  # no step was taken with it
+
+
+def test_a_nan_sds_gradient_stops_the_run_before_the_optimiser_takes_it(pipe, monkeypatch):
+    # NaN noise weights w(t) = 1 - alpha_bar(t) (a corrupt scheduler); the U-Net answers 0 whatever its input.
+    # Before: Adam wrote NaN into the field and the run stopped one step later, blaming the render.
+    inputs = pipe.load_inputs()
+    monkeypatch.setattr(pipe.scheduler, "alphas_cumprod", torch.full_like(pipe.scheduler.alphas_cumprod, NAN))
+    _unet_returning(pipe, 0.0, from_call=1)
+    try:
+        with pytest.raises(FloatingPointError, match=r"^sds: \d+ of \d+ values are NaN or inf in the SDS gradient at step 1 of 3"):
+            pipe.run(inputs)
+    finally:
+        del pipe.unet.forward
+
+
+def test_a_nan_field_gradient_stops_the_run_before_the_optimiser_takes_it(pipe, monkeypatch):
+    # The render's backward pass turns NaN at step 2 (a 0/0 in a ray's gradient, say); the loss is finite.
+    # Before: Adam wrote NaN into the field and the run stopped one step later, blaming the render.
+    from accel3d.models.sds.scene import VoxelField
+
+    inputs = pipe.load_inputs()
+    render, renders = VoxelField.render, []
+
+    def poisoned(self, *args, **kwargs):
+        out = render(self, *args, **kwargs)
+        renders.append(1)
+        if len(renders) == 2 and out["image"].requires_grad:
+            out["image"].register_hook(lambda g: torch.full_like(g, NAN))
+        return out
+
+    monkeypatch.setattr(VoxelField, "render", poisoned)
+    with pytest.raises(FloatingPointError, match=r"^sds: the gradient of the field's '\w+' at step 2 of 3 \(t=\d+\) holds \d+ NaN"):
+        pipe.run(inputs)
 
 
 def test_scene_and_camera_knobs():
