@@ -46,6 +46,22 @@ def test_load_stack_overrides_and_errors():
         accel3d.load_stack("hierarchical", band=-1.0)
 
 
+def test_load_stack_reads_numpy_scalars_and_0d_tensors_as_the_numbers_they_hold():
+    for band in (np.float32(0.5), np.float64(0.5), torch.tensor(0.5), torch.tensor(0.5, dtype=torch.float64)):
+        stack = accel3d.load_stack("hierarchical", band=band)
+        assert stack.accelerators[0].config.band == 0.5 and type(stack.accelerators[0].config.band) is float
+        assert stack.accelerators[0].decoder.band == 0.5
+    carving = accel3d.load_stack("token_carving", ratio=torch.tensor(0.25), warmup=np.int64(2), resolution=torch.tensor(32))
+    config = carving.accelerators[0].config
+    assert (config.ratio, config.warmup, config.resolution) == (0.25, 2, 32)
+    assert (type(config.ratio), type(config.warmup), type(config.resolution)) == (float, int, int)
+    for bad in (torch.tensor([0.5, 0.6]), torch.tensor([0.5]), torch.tensor(True), np.bool_(True)):
+        with pytest.raises(ValueError, match="^band: expected a finite number > 0"):
+            accel3d.load_stack("hierarchical", band=bad)
+    with pytest.raises(ValueError, match="^warmup: expected an integer >= 0, got tensor"):
+        accel3d.load_stack("token_carving", warmup=torch.tensor(2.0))
+
+
 def test_apply_a_one_accelerator_stack_to_a_module():
     unet = build_unet("tiny", seed=0)
     stack = accel3d.apply(unet, "hash3d", retrieve_prob=0.0)

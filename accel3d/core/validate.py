@@ -4,7 +4,9 @@ Every knob of an accelerator, pipeline, decoder or job goes through one of these
 before any work starts, so a typo or a non-finite value fails at once with a
 message such as ``band: expected a finite number >= 0, got nan`` instead of a
 wrong result minutes later. Counts are ints, ratios are floats: the type says
-which, and a bool, a string or NaN is never read as a number.
+which, and a bool, a string or NaN is never read as a number. A numpy scalar, a
+0-d numpy array or a 0-d torch tensor is read as the number it holds (a tensor
+of several values, or of bools, is not a number).
 
 Example::
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +48,21 @@ def _in_bounds(value: float, low: float | None, high: float | None, low_open: bo
     return not (high is not None and (value >= high if high_open else value > high))
 
 
+def _number_of(value: Any) -> Any:
+    """A 0-d torch tensor or numpy array as the Python number it holds (``.item()``); anything else as it is.
+
+    A bool one stays as it is (and is refused as a bool is), and so does one of several values. torch and
+    numpy are not imported here: a value can only be one of theirs if its module is already loaded."""
+    torch, np = sys.modules.get("torch"), sys.modules.get("numpy")
+    if torch is not None and isinstance(value, torch.Tensor):
+        scalar = value.ndim == 0 and value.dtype != torch.bool and not value.is_meta
+    elif np is not None and isinstance(value, np.ndarray):
+        scalar = value.ndim == 0 and value.dtype != np.bool_
+    else:
+        return value
+    return value.item() if scalar else value
+
+
 def check_float(
     name: str,
     value: Any,
@@ -56,16 +74,19 @@ def check_float(
     allow_none: bool = False,
     allow_inf: bool = False,
 ) -> float | None:
-    """``value`` as a finite float within the bounds, or a ``ValueError``/``TypeError`` naming ``name``."""
+    """``value`` as a finite float within the bounds, or a ``ValueError``/``TypeError`` naming ``name``.
+
+    Any real number is taken (an int, a numpy scalar, a 0-d float or integer tensor); a bool never is."""
     if value is None and allow_none:
         return None
     what = "a finite number" if not allow_inf else "a number (inf allowed)"
     bounds = _bounds_text(low, high, low_open, high_open)
     expected = f"{what}{' ' + bounds if bounds else ''}{' or None' if allow_none else ''}"
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    number = _number_of(value)
+    if isinstance(number, bool) or not isinstance(number, numbers.Real):
         raise ArgumentError(f"{name}: expected {expected}, got {value!r} ({type(value).__name__})")
     try:
-        value = float(value)
+        value = float(number)
     except OverflowError:  # an int too large for a float (a 400-digit literal)
         raise ArgumentError(f"{name}: expected {expected}, got an integer too large for a float") from None
     if math.isnan(value) or (math.isinf(value) and not allow_inf):
@@ -76,16 +97,19 @@ def check_float(
 
 
 def check_int(name: str, value: Any, *, low: int | None = None, high: int | None = None, allow_none: bool = False) -> int | None:
-    """``value`` as an int within the bounds (a float, even 2.0, is refused: a count is an int)."""
+    """``value`` as an int within the bounds (a float, even 2.0, is refused: a count is an int).
+
+    A numpy integer and a 0-d integer tensor are ints; a bool, a float tensor and a tensor of several values are not."""
     if value is None and allow_none:
         return None
     bounds = _bounds_text(low, high, False, False)
     expected = f"an integer{' ' + bounds if bounds else ''}{' or None' if allow_none else ''}"
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+    number = _number_of(value)
+    if isinstance(number, bool) or not isinstance(number, numbers.Integral):
         raise ArgumentError(f"{name}: expected {expected}, got {value!r} ({type(value).__name__})")
-    if not _in_bounds(int(value), low, high, False, False):
-        raise ArgumentError(f"{name}: expected {expected}, got {value}")
-    return int(value)
+    if not _in_bounds(int(number), low, high, False, False):
+        raise ArgumentError(f"{name}: expected {expected}, got {number}")
+    return int(number)
 
 
 MAX_SEED = 2**63 - 1

@@ -92,11 +92,12 @@ class TokenCarvingConfig(AcceleratorConfig):
         choices=WEIGHTINGS,
     )
     freq_radius: float = knob(0.125, "S_freq's low-frequency sphere, a share of the grid side (8 of 64)", check_float, low=0.0, high=1.0)
-    resolution: int | None = knob(
+    resolution: int | None = knob(  # at most 256: S_freq's FFT holds resolution^3 complex128 values (256 MiB at 256)
         None,
-        "the structure grid's side for S_freq; None: the smallest power of two holding the coordinates",
+        "the structure grid's side for S_freq (it must hold the voxel coordinates); None: the smallest power of two holding them",
         check_int,
         low=2,
+        high=256,
         allow_none=True,
     )
     skip_threshold: float = knob(1.5, "E at which a step is computed again (the public code's 1.5); 0 = never skip", check_float, low=0.0)
@@ -111,6 +112,14 @@ class TokenCarvingConfig(AcceleratorConfig):
         ("coords", "mask"), "the velocity's keyword arguments that hold one row per token (gathered with them)", check_names
     )
     seed: int = knob(0, "the random scores of weighting=random (restarted by reset)", check_seed)
+
+    def check_knobs(self) -> None:
+        if self.ratio > 0 and "coords" not in self.token_kwargs:
+            # carving reads the coordinates (S_freq) and must send the model the kept tokens' rows of them
+            raise ArgumentError(
+                f"token_kwargs: expected 'coords' among the per-token arguments when carving (ratio {self.ratio:g}), "
+                f"got {list(self.token_kwargs)}"
+            )
 
 
 @dataclass(frozen=True)
@@ -138,7 +147,9 @@ class SpectralAggregationConfig(AcceleratorConfig):
     factors: Any = knob(
         (1.25, 1.5, 2.0), "(gentle, middle, strong) at reference_resolution; at a side R: 1 + (S - 1) R / reference", _factors
     )
-    mask_size: int = knob(256, "the mask crop is resized to this square", check_int, low=8)
+    # at most 4096: the resized mask and its FFT take mask_size^2 values each (16.8M, 256 MiB of complex128, at 4096);
+    # the paper's is 256, and a larger side only resamples the same mask more finely
+    mask_size: int = knob(256, "the mask crop is resized to this square", check_int, low=8, high=4096)
     mask_radius: float = knob(0.15, "2D low-frequency radius, a share of mask_size", check_float, low=0.0, high=1.0)
     occupancy_radius: float = knob(0.125, "3D low-frequency radius, a share of the grid side (8 of 64)", check_float, low=0.0, high=1.0)
     min_tokens: int = knob(

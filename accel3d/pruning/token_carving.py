@@ -15,6 +15,13 @@ per-token arguments (``coords`` ``[1, N, 3]``, ``mask``) as keywords. Each step 
   ``max_stale`` steps in a row is forced to update.
 
 ``ratio=0`` and ``skip_threshold=0`` compute every step in full, bit for bit.
+
+Refused before any work, naming the stage's type: at attach, a stage whose token groups split the
+state into keys or into several groups (it is not one token tensor); at the first step of each
+trajectory, before the model is called, a state that is no tensor, a plain state that is not
+``[B, N, C]`` tokens while carving (``ratio > 0``), ``coords`` that are not one ``[1, N, 3]`` row per
+token or are negative, and a ``resolution`` smaller than the structure (a coordinate ``>= resolution``;
+checked at attach already where the stage states its grid side as an int ``resolution``).
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from torch import Tensor
 
 from accel3d.core.accelerator import BaseAccelerator
 from accel3d.core.flow_stage import check_flow_stage, stage_steps, state_tensors, with_tensor
+from accel3d.core.validate import ArgumentError
 from accel3d.kernels import gather_rows, scatter_add_rows
 from accel3d.pruning.config import TokenCarvingConfig
 from accel3d.pruning.saliency import carve, frequency_score, grid_side, token_saliency
@@ -77,9 +85,25 @@ class TokenCarving(BaseAccelerator):
         self._generator = torch.Generator().manual_seed(self.config.seed)  # the random-drop baseline's scores
         self.trajectory = SlatTrajectory()
         self._steps: Callable[[], int | None] = lambda: None
+        self._stage = "the stage"  # its type's name, for the errors of the first step
 
     def _attach(self, target: Any) -> None:
-        check_flow_stage(target, self.name)
+        groups = check_flow_stage(target, self.name)
+        stage = type(target).__name__
+        if len(groups) != 1 or next(iter(groups.values())):
+            raise TypeError(
+                f"{self.name}: cannot carve the state of {stage}: its token groups {groups} split it into "
+                "several groups or keys, so it is not one token tensor; expected a stage whose state is one "
+                "[1, N, C] token tensor (one token group of the whole state, e.g. {'slat': ()}), as the slat_sampler's"
+            )
+        side = getattr(target, "resolution", None)
+        if self.config.resolution is not None and isinstance(side, int) and not isinstance(side, bool):
+            if side > self.config.resolution:
+                raise ArgumentError(
+                    f"resolution: {self.config.resolution} is smaller than the structure grid of {stage} (side {side}); "
+                    f"set resolution >= {side}, or None (the smallest power of two holding the coordinates)"
+                )
+        self._stage = stage
         self._steps = lambda: stage_steps(target)
         self.trajectory = SlatTrajectory()
         self.patches.wrap(target, "velocity", self._wrap)
@@ -92,8 +116,11 @@ class TokenCarving(BaseAccelerator):
     # ------------------------------------------------------------------ one step
     def _wrap(self, original: Callable[..., Any]) -> Callable[..., Any]:
         def velocity(x: Any, t: Any, cond: Any, step: int, **kwargs: Any) -> Any:
-            tokens = state_tensors(x)
-            tr = self._trajectory_for(step, tokens)
+            try:
+                tokens = state_tensors(x)
+            except TypeError as exc:
+                raise TypeError(f"{self.name}: cannot carve the state of {self._stage}: {exc}") from None
+            tr = self._trajectory_for(step, x, tokens, kwargs)
             self.statistics.add("steps")
             self.statistics.add("tokens_dense", tokens.shape[0] * tokens.shape[1])
             if self._skips(step, tokens, tr):
@@ -105,9 +132,37 @@ class TokenCarving(BaseAccelerator):
 
         return velocity
 
-    def _trajectory_for(self, step: int, tokens: Tensor) -> SlatTrajectory:
+    def _check_first_step(self, x: Any, tokens: Tensor, kwargs: dict) -> None:
+        """Refuse, before the trajectory's first model call, a state or coordinates it cannot carve (see the module)."""
+        plain = isinstance(x, Tensor)
+        if plain and self.config.ratio > 0 and tokens.ndim != 3:
+            raise TypeError(
+                f"{self.name}: cannot carve the state of {self._stage}: expected a [B, N, C] token tensor "
+                f"(one row per token), got shape {tuple(tokens.shape)}"
+            )
+        coords = kwargs.get("coords")
+        if not isinstance(coords, Tensor) or coords.numel() == 0:
+            return
+        carving = plain and self.config.ratio > 0 and tokens.shape[0] == 1  # what _carved reads the coordinates for
+        if carving and tuple(coords.shape) != (1, tokens.shape[1], 3):
+            raise ValueError(
+                f"coords: {self._stage} passes coordinates of shape {tuple(coords.shape)} with {tokens.shape[1]} tokens; "
+                f"expected one [x, y, z] row per token, (1, {tokens.shape[1]}, 3)"
+            )
+        low, high = int(coords.min()), int(coords.max())
+        if carving and low < 0:
+            raise ValueError(f"coords: {self._stage} passes a negative voxel coordinate ({low}); expected grid indices >= 0")
+        if self.config.resolution is not None and high >= self.config.resolution:
+            raise ArgumentError(
+                f"resolution: {self.config.resolution} is smaller than the structure of {self._stage}: its voxel coordinates "
+                f"reach {high}, so the grid side must be at least {high + 1}; set resolution >= {high + 1}, or None "
+                "(the smallest power of two holding the coordinates)"
+            )
+
+    def _trajectory_for(self, step: int, x: Any, tokens: Tensor, kwargs: dict) -> SlatTrajectory:
         tr = self.trajectory
         if step == 0 or step <= tr.last_step or tuple(tokens.shape) != tr.shape:
+            self._check_first_step(x, tokens, kwargs)
             tr = self.trajectory = SlatTrajectory()
             tr.shape = tuple(tokens.shape)
             self.statistics.add("trajectories")

@@ -11,6 +11,23 @@ Sources (``input``):
   grey level above one half). Transparent pixels are composited on white, the
   background of the rendered training views.
 
+Pixels are read into [0, 1] floats by the mode PIL opens the file in (:func:`read_image`):
+
+- 8-bit modes (``1``, ``L``, ``LA``, ``P``, ``PA``, ``RGB``, ``RGBA``, ``RGBX``, ``CMYK``, ``YCbCr``, ...):
+  converted to RGBA by PIL and divided by 255 (a PNG with 16 bits per colour channel is opened by PIL
+  at 8 bits per channel: the same colours, less precision);
+- 16-bit grey (``I;16``, ``I;16L``, ``I;16B``, ``I;16N``): divided by 65535;
+- 32-bit integer grey (``I``): divided by the largest value of the file's sample type: 65535 for a
+  PNG (older PILs open 16-bit grey PNGs as ``I``), ``2**bits - 1`` (unsigned) or ``2**(bits - 1) - 1``
+  (signed) for a TIFF by its BitsPerSample and SampleFormat tags, else ``2**31 - 1`` (the mode's own
+  signed 32 bits); a negative value or one above that maximum is refused;
+- float grey (``F``): taken as it is; values outside [0, 1] (beyond a rounding slack of 1e-6, which is
+  clipped) are refused, never rescaled, since no white level can be guessed from the pixels.
+
+Every image is refused if it holds NaN or infinite values. A grey image's grey is each of its three
+channels; where a PNG names a transparent grey value (its tRNS chunk), the pixels of that value are
+transparent (alpha 0) and the others opaque.
+
 Either way the object is cropped to a square around the mask (``margin`` of its side
 added on each side) and resized to the model's ``image_size``; the inputs keep the crop's
 box and the full image's camera matrix (an image is taken to come from a pinhole camera
@@ -18,6 +35,7 @@ with ``fov_degrees`` across its width), from which a crop-relative layout transl
 is mapped back into the camera frame.
 
 Refused, each naming the argument: a missing or unreadable file (``input``, ``mask``);
+non-finite or out-of-range pixel values, as above (``input``, ``mask``);
 an image without alpha and no ``mask`` (``mask``); a mask of another size than the
 image (``mask``); an empty mask (``mask``); an image with no object in the mask,
 meaning that every masked pixel has the same colour (within 2/255 on each channel), so
@@ -30,6 +48,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -82,23 +101,83 @@ def _file(path: str | Path, name: str) -> Path:
     return expanded
 
 
-def _read_image(path: Path, name: str) -> tuple[np.ndarray, np.ndarray | None]:
-    """``(rgb (H, W, 3) float in [0, 1], alpha (H, W) float or None)`` of an image file."""
+SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
+FLOAT_SLACK = 1e-6  # a float image may exceed [0, 1] by this much (rounding); it is clipped
+
+
+def _int_top(img: Any) -> tuple[int, str]:
+    """The largest value of a mode-``I`` image's sample type, and the type in words (see the module docstring)."""
+    if img.format == "PNG":
+        return 65535, "16-bit"
+    tags = getattr(img, "tag_v2", None)
+    if tags is not None:
+        first = lambda v: v[0] if isinstance(v, tuple) and v else v
+        bits, sample_format = first(tags.get(258, 32)), first(tags.get(339, 1))
+        if isinstance(bits, int) and 1 <= bits <= 32:
+            if sample_format == 2:  # TIFF SampleFormat 2: signed integers
+                return 2 ** (bits - 1) - 1, f"signed {bits}-bit"
+            return 2**bits - 1, f"unsigned {bits}-bit"
+    return 2**31 - 1, "signed 32-bit"
+
+
+def _grey_values(raw: np.ndarray, mode: str, top: int | None, kind: str, path: Path, name: str) -> np.ndarray:
+    """A high-depth grey image (``I;16*``, ``I``, ``F``) as floats in [0, 1], or an error naming ``name``."""
+    values = raw.astype(np.float64)
+    bad = ~np.isfinite(values)
+    if bad.any():
+        raise ValueError(f"{name}: '{path}' has {int(bad.sum())} NaN or infinite pixel values (of {values.size}); expected finite values")
+    low, high = float(values.min()), float(values.max())
+    if mode == "F":
+        if low < -FLOAT_SLACK or high > 1.0 + FLOAT_SLACK:
+            raise ValueError(
+                f"{name}: '{path}' is a float image with values in [{low:g}, {high:g}]; expected values in [0, 1] "
+                "(a float image is taken as it is, never rescaled: divide it by its white level first)"
+            )
+        return values.clip(0.0, 1.0)
+    if low < 0 or high > top:
+        raise ValueError(
+            f"{name}: '{path}' is a {kind} grey image with values in [{low:g}, {high:g}]; expected values in [0, {top}] "
+            f"(read as 0 = black, {top} = white)"
+        )
+    return values / top
+
+
+def read_image(path: Path, name: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(rgb (H, W, 3) float64 in [0, 1], alpha (H, W) in [0, 1] or None)`` of an image file of any PIL mode.
+
+    How each mode is scaled, and what is refused (naming ``name``), is in the module docstring.
+
+    Example::
+
+        rgb, alpha = read_image(Path("scan.png"), "input")   # a 16-bit grey PNG keeps its 65536 levels
+    """
     from PIL import Image, UnidentifiedImageError
 
+    raw = rgba = None
     try:
         with Image.open(path) as img:
             img.load()
-            has_alpha = "A" in img.getbands() or (img.mode == "P" and "transparency" in img.info)
-            rgba = np.asarray(img.convert("RGBA"), dtype=np.float64) / 255.0
+            mode, transparency = img.mode, img.info.get("transparency")
+            if mode in SIXTEEN_BIT_MODES or mode in ("I", "F"):
+                raw = np.asarray(img)
+                top, kind = (65535, "16-bit") if mode in SIXTEEN_BIT_MODES else _int_top(img) if mode == "I" else (None, "float")
+            else:
+                has_alpha = any(band in ("A", "a") for band in img.getbands()) or transparency is not None
+                rgba = np.asarray(img.convert("RGBA"), dtype=np.float64) / 255.0
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise ValueError(f"{name}: could not read '{path}' as an image ({type(exc).__name__}: {exc})") from None
-    return rgba[..., :3], rgba[..., 3] if has_alpha else None
+    if rgba is not None:
+        return rgba[..., :3], rgba[..., 3] if has_alpha else None
+    grey = _grey_values(raw, mode, top, kind, path, name)
+    alpha = None
+    if isinstance(transparency, int) and not isinstance(transparency, bool) and mode != "F":  # a PNG's transparent grey
+        alpha = (raw != transparency).astype(np.float64)
+    return np.repeat(grey[..., None], 3, axis=-1), alpha
 
 
 def _read_mask(path: Path) -> np.ndarray:
     """A mask image as bool (H, W): its alpha where any pixel is transparent, else its grey level > 1/2."""
-    rgb, alpha = _read_image(path, "mask")
+    rgb, alpha = read_image(path, "mask")
     if alpha is not None and (alpha < 1.0).any():
         return alpha > 0.5
     return rgb @ np.array([0.299, 0.587, 0.114]) > 0.5
@@ -136,7 +215,7 @@ def load_image_inputs(
     The image is taken to come from a pinhole camera with ``fov_degrees`` across its width and
     the principal point at its centre (the training views' camera), for the layout's translation."""
     path = _file(image_path, "input")
-    rgb, alpha = _read_image(path, "input")
+    rgb, alpha = read_image(path, "input")
     if mask_path is not None:
         mpath = _file(mask_path, "mask")
         mask, mask_name = _read_mask(mpath), f"'{mpath}'"

@@ -4,7 +4,8 @@
   placed upright in the scene (:func:`accel3d.models.sds.mesh_views.scene_mesh`) and rendered
   shaded at ``pose``; its renders at the turntable poses are the run's ground truth;
 - an image file (``.png``, ``.jpg``) is read as RGB in ``[-1, 1]`` (transparent pixels become the
-  mid-grey background); it must already be the model's size; there is no ground truth;
+  mid-grey background; a 16-bit grey PNG keeps its levels, scaled by 65535); it must already be the
+  model's size; there is no ground truth;
 - a ``.pt`` file holds a ``(1, C, H, W)`` latent for latent-space (8-channel) U-Nets.
 
 Example::
@@ -90,13 +91,16 @@ def load_reference(
 
 
 def _read_image(path: Path) -> Tensor:
-    from PIL import Image, UnidentifiedImageError
+    """The image as ``(1, 3, H, W)`` in ``[-1, 1]``, each PIL mode scaled by its own depth (16-bit grey by 65535, ...:
+    :func:`accel3d.models.image_to_3d.inputs.read_image`); non-finite or out-of-range pixels are refused naming ``reference``."""
+    from accel3d.models.image_to_3d.inputs import read_image
 
     try:
-        with Image.open(path) as img:
-            rgba = np.asarray(img.convert("RGBA"), dtype=np.float32) / 255.0
-    except (UnidentifiedImageError, OSError) as exc:
-        raise ArgumentError(f"reference: '{path}' is not a readable image ({exc})") from None
-    rgb, alpha = rgba[..., :3], rgba[..., 3:]
-    rgb = rgb * alpha + 0.5 * (1 - alpha)  # transparent pixels show the background (mid-grey, 0 in [-1, 1])
+        rgb, alpha = read_image(path, "reference")
+    except ValueError as exc:
+        raise ArgumentError(str(exc)) from None
+    rgb = rgb.astype(np.float32)  # float32 arithmetic, as before: an 8-bit image gives the same values bit for bit
+    if alpha is not None:  # transparent pixels show the background (mid-grey, 0 in [-1, 1])
+        a = alpha.astype(np.float32)[..., None]
+        rgb = rgb * a + 0.5 * (1 - a)
     return torch.from_numpy(2.0 * rgb - 1.0).permute(2, 0, 1)[None].contiguous()
