@@ -14,12 +14,72 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
 from accel3d.jobs.configs import config_dir  # the configs' location (re-exported for callers)
 
 USAGE = __doc__
+
+
+# Errors: one line, or a traceback. An error that can only come from what the user gave -- a knob, an input
+# file, an output folder, the data -- is printed as `accel3d <command>: <message>` (for `run`, with where the
+# failed record is; the record keeps the traceback, and HYDRA_FULL_ERROR=1 prints it as well). These are:
+#   - accel3d.core.validate.ArgumentError: every knob check raises it, and the job layer marks the user's input
+#     with it where it reads it (jobs.run.build for the configs, jobs.run.load_inputs for the input file,
+#     jobs.report for --fidelity);
+#   - a plain ValueError whose message begins with the name of one of the command's knobs (`level: 0.5 gives no
+#     surface`, `input: ...`): accel3d's messages name the argument first, a bug's do not;
+#   - FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError, PermissionError, and the OSErrors
+#     of a full or read-only disk: a path the user chose, to read or to write;
+#   - FloatingPointError: accel3d's kernels and checks raise it when NaN or inf reach them, naming the tensor;
+#   - MemoryError: a grid or a model that does not fit this machine (the resolution check says by how much).
+# Everything else keeps its traceback as a bug in accel3d (or a library): a TypeError that is not an
+# ArgumentError (a wrong call is the commonest bug), a ValueError naming no knob, RuntimeError, AttributeError...
+PATH_ERRORS = (FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError, PermissionError)
+DISK_ERRNOS = {"ENOSPC", "EDQUOT", "EROFS"}
+
+
+def user_facing(exc: BaseException, knobs: Collection[str] = ()) -> bool:
+    """Whether ``exc`` is the user's to fix (one line) rather than a bug (a traceback); see the rule above."""
+    import errno
+    import re
+
+    from accel3d.core.validate import ArgumentError
+
+    if isinstance(exc, (ArgumentError, *PATH_ERRORS, FloatingPointError, MemoryError)):
+        return True
+    if isinstance(exc, OSError) and exc.errno is not None and errno.errorcode.get(exc.errno) in DISK_ERRNOS:
+        return True
+    if isinstance(exc, ValueError) and not isinstance(exc, TypeError):
+        named = re.match(r"\s*-{0,2}([A-Za-z_][\w.-]*)(\[\w+\])?: ", str(exc))
+        return bool(named) and (named[1] in knobs or named[1].rsplit(".", 1)[-1] in knobs)
+    return False
+
+
+def _message(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
+
+
+def _full_error() -> bool:
+    """HYDRA_FULL_ERROR=1: tracebacks for every error, as Hydra gives them (the one-line forms stay off)."""
+    return os.environ.get("HYDRA_FULL_ERROR") == "1"
+
+
+def _knobs_of(cfg: Any) -> set[str]:
+    """Every key of a composed config, as its leaf name and as its dotted path (``level``, ``pipeline.level``)."""
+    from omegaconf import OmegaConf
+
+    names: set[str] = set()
+
+    def walk(node: Any, prefix: str) -> None:
+        for key, value in node.items() if isinstance(node, dict) else ():
+            names.update((str(key), f"{prefix}{key}"))
+            walk(value, f"{prefix}{key}.")
+
+    walk(OmegaConf.to_container(cfg, resolve=False), "")
+    return names
 
 
 def _run(argv: list[str]) -> None:
@@ -39,32 +99,38 @@ def _run(argv: list[str]) -> None:
         if parallel > 1:  # progress bars of jobs running at once would interleave; the one-line logs stay
             os.environ["TQDM_DISABLE"] = "1"
         if hc.mode != RunMode.MULTIRUN:
-            from accel3d.core.validate import ArgumentError
-
             try:
                 run_job(cfg, out_dir, parallel_jobs=parallel)
-            except ArgumentError as exc:  # a configuration mistake: one line, not three chained tracebacks
-                sys.exit(f"accel3d run: {exc}\n(the failed record is in {out_dir})")
+            except KeyboardInterrupt:  # Ctrl-C or SIGTERM: main() says which and exits
+                print(f"accel3d run: the interrupted job's record is in {out_dir}", file=sys.stderr)
+                raise
+            except Exception as exc:
+                if _full_error() or not user_facing(exc, _knobs_of(cfg)):
+                    raise  # a bug: Hydra prints its traceback
+                sys.exit(f"accel3d run: {_message(exc)}\n(the failed record is in {out_dir}; HYDRA_FULL_ERROR=1 shows the traceback)")
             return
         # A sweep job's failure is recorded (record.json, status failed) instead of raised, so that the
-        # other jobs run and the sweep's report is written; the sweep then exits with an error.
+        # other jobs run and the sweep's report is written; the sweep then exits with an error. An interruption
+        # (KeyboardInterrupt) stops the sweep.
         from accel3d.jobs.sweep import current_sweep_id
 
         info = {"sweep": current_sweep_id(Path(hc.sweep.dir)), "job": int(hc.job.num), "overrides": list(hc.overrides.task)}
         try:
             run_job(cfg, out_dir, info, parallel_jobs=parallel)
+        except KeyboardInterrupt:
+            print(f"accel3d run: job {hc.job.num} was interrupted; its record is in {out_dir}", file=sys.stderr)
+            raise
         except Exception as exc:
             import traceback
 
-            from accel3d.core.validate import ArgumentError
-
-            if isinstance(exc, ArgumentError):
-                print(f"accel3d run: job {hc.job.num}: {exc}", file=sys.stderr)
+            if not _full_error() and user_facing(exc, _knobs_of(cfg)):
+                print(f"accel3d run: job {hc.job.num}: {_message(exc)}", file=sys.stderr)
             else:
                 traceback.print_exc()
 
     argv = _expand_home(argv)
     _check_knob_names(argv)
+    _check_output_folders(argv)
     from accel3d.jobs.configs import register_configs
 
     register_configs()  # the accelerators' dataclasses, which configs/accelerator/*.yaml extend
@@ -72,6 +138,51 @@ def _run(argv: list[str]) -> None:
     # go to `accel3d -sc`, which routes them here.
     sys.argv = ["accel3d" if argv[:1] in (["-sc"], ["--shell-completion"]) else "accel3d run", *argv]
     app()  # a sweep with failed jobs exits from its SweepSummary callback, after its report
+
+
+NO_OUTPUT_FLAGS = ("-h", "--help", "--hydra-help", "-i", "--info", "-c", "--cfg", "-sc", "--shell-completion")
+
+
+def output_folders(argv: list[str]) -> list[tuple[str, Path]]:
+    """The folder `accel3d run` ARGV writes into, with the knob that chooses it: ``hydra.run.dir`` for one job,
+    ``hydra.sweep.dir`` for a multirun (its jobs' folders are inside it); none for --help, --cfg, completion.
+
+    A value with interpolations (run.yaml's ``outputs/${now:...}``) is judged by its fixed leading part (the
+    folder ``outputs``, in the working directory)."""
+    from omegaconf import OmegaConf
+
+    if any(a in NO_OUTPUT_FLAGS for a in argv):
+        return []
+    key = "hydra.sweep.dir" if any(a in ("-m", "--multirun") for a in argv) else "hydra.run.dir"
+    given = [a.split("=", 1)[1] for a in argv if a.lstrip("+").split("=", 1)[0] == key and "=" in a]
+    if given:
+        value = given[-1].strip()
+        if len(value) > 1 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+    else:
+        node: Any = OmegaConf.to_container(OmegaConf.load(config_dir() / "run.yaml"), resolve=False)
+        for part in key.split("."):
+            node = node.get(part, {}) if isinstance(node, dict) else {}
+        value = node if isinstance(node, str) else ""
+        if not value:  # run.yaml does not set it: Hydra's own default, outputs/... or multirun/...
+            value = "outputs/${now:}" if key == "hydra.run.dir" else "multirun/${now:}"
+    fixed = value.split("${", 1)[0]
+    if "${" in value:
+        if not fixed:
+            return []  # nothing known before the run resolves it
+        fixed = os.path.dirname(fixed)
+    return [(key, Path(os.path.expanduser(fixed or ".")))]
+
+
+def _check_output_folders(argv: list[str]) -> None:
+    """Refuse an output folder that cannot be written, before Hydra creates it (and before any model call)."""
+    from accel3d.core.io import check_output_folder
+
+    for knob, folder in output_folders(argv):
+        try:
+            check_output_folder(folder, knob)
+        except OSError as exc:
+            sys.exit(f"accel3d run: {exc}; choose another with {knob}=FOLDER")
 
 
 def _expand_home(argv: list[str]) -> list[str]:
@@ -229,28 +340,38 @@ def _report(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     if not args.dir.is_dir():
         sys.exit(f"accel3d report: '{args.dir}' is not a folder")
+    from accel3d.core.io import check_output_folder
     from accel3d.jobs.report import collect, write_report
 
+    check_output_folder(args.out or args.dir, "--out" if args.out else "--out (default: DIR)")  # before reading
     try:
         written = write_report(args.dir, args.out, args.fidelity)
     except FileNotFoundError as exc:
         sys.exit(f"accel3d {exc}")
     found = collect(args.dir)
     print(
-        f"{len(found.completed)} completed, {len(found.failed)} failed, {len(found.running)} running or killed, "
-        f"{len(found.missing)} missing, {len(found.corrupt)} unreadable"
+        f"{len(found.completed)} completed, {len(found.failed)} failed, {len(found.interrupted)} interrupted, "
+        f"{len(found.running)} running or killed, {len(found.missing)} missing, {len(found.corrupt)} unreadable, "
+        f"{len(found.incomplete)} incomplete"
     )
     for path, why in found.corrupt:
         print(f"skipped unreadable record {path}: {why}", file=sys.stderr)
+    for path, why in found.incomplete:
+        print(f"skipped incomplete record {path}: {why}", file=sys.stderr)
     print("wrote " + ", ".join(str(p) for p in written))
 
 
 def main(argv: list[str] | None = None) -> None:
+    from accel3d.jobs.interrupt import cleaning_up, signals_interrupt
+
     try:
-        _main(sys.argv[1:] if argv is None else argv)
-    except KeyboardInterrupt:  # files are written atomically, so nothing half-written is left behind
-        print("\naccel3d: interrupted", file=sys.stderr)
-        sys.exit(130)
+        with signals_interrupt():  # SIGTERM (a scheduler stopping the job) is handled as Ctrl-C (SIGINT)
+            _main(sys.argv[1:] if argv is None else argv)
+    except KeyboardInterrupt as exc:  # files are written atomically, and a job removes its partial ones
+        cleaning_up()
+        name = getattr(exc, "signal_name", "SIGINT")
+        print(f"\naccel3d: {'interrupted' if name == 'SIGINT' else f'stopped by {name}'}", file=sys.stderr)
+        sys.exit(130 if name == "SIGINT" else 143)  # 128 + the signal's number, as a shell reports it
 
 
 COMMANDS = ("run", "report", "list", "bench", "--version", "--help")
@@ -299,15 +420,38 @@ def _main(argv: list[str]) -> None:
     if command == "run":
         _run(rest)
     elif command == "report":
-        _report(rest)
+        _one_line_errors("report", _report, rest, {"dir", "fidelity", "out"})
     elif command == "list":
         _list(rest)
     elif command == "bench":
         from accel3d.bench import main as bench_main
 
-        bench_main(rest)
+        name = rest[0] if rest else ""
+        _one_line_errors(f"bench {name}".strip(), bench_main, rest, _bench_options(name))
     else:
         sys.exit(f"accel3d: unknown command '{command}'; expected one of {', '.join(COMMANDS[:4])}\n{USAGE}")
+
+
+def _one_line_errors(command: str, func: Any, argv: list[str], knobs: Collection[str]) -> None:
+    """``func(argv)``, its user-facing errors (see ``user_facing``) said in one line, its bugs with their traceback."""
+    try:
+        func(argv)
+    except Exception as exc:
+        if _full_error() or not user_facing(exc, knobs):
+            raise
+        sys.exit(f"accel3d {command}: {_message(exc)}")
+
+
+def _bench_options(name: str) -> set[str]:
+    """A benchmark's option names (``weights``, ``--weights``), the knobs its errors may name."""
+    from accel3d.bench import BENCHMARKS
+
+    if name not in BENCHMARKS:
+        return set()
+    from accel3d.bench.options import parser
+
+    names = {o for action in parser(name)._actions for o in action.option_strings if o.startswith("--")}
+    return names | {o.removeprefix("--").replace("-", "_") for o in names} | {o.removeprefix("--") for o in names}
 
 
 if __name__ == "__main__":

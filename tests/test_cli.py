@@ -85,7 +85,7 @@ def test_unknown_command(tmp_path):
 
 def test_a_nan_knob_on_the_command_line_names_it(tmp_path):
     proc = accel3d("run", "pipeline=sds", "stack=hash3d", "pipeline.guidance_scale=nan", cwd=tmp_path, ok=False)
-    assert "guidance_scale: expected a finite number >= 0, got nan" in proc.stderr
+    assert "guidance_scale: expected a finite number >= 0" in proc.stderr and ", got nan" in proc.stderr
     records = [json.loads(p.read_text()) for p in tmp_path.rglob("record.json")]
     assert [r["status"] for r in records] == ["failed"] and "guidance_scale" in records[0]["error"]
 
@@ -140,3 +140,198 @@ def test_a_bare_tilde_in_a_path_value_is_expanded_before_hydra_sees_it(tmp_path)
     assert proc.returncode != 0
     assert f"weights: no weights file at '{env_home}/models/missing.pt'" in proc.stderr, proc.stderr[-2000:]
     assert "LexerNoViableAlt" not in proc.stderr
+
+
+# ---------------------------------------------------------------- output folders checked before the work
+
+
+@pytest.mark.parametrize(("sweep", "knob"), [([], "hydra.run.dir"), (["-m", "stack=none,hierarchical"], "hydra.sweep.dir")])
+def test_an_output_folder_under_a_file_is_refused_in_one_line_before_any_work(tmp_path, tiny_weights, sweep, knob):
+    (tmp_path / "taken").write_text("a file, where a folder is needed")
+    out = tmp_path / "taken" / "run"
+    proc = accel3d("run", *sweep, f"pipeline.weights={tiny_weights}", *TINY, f"{knob}={out}", cwd=tmp_path, ok=False)
+    assert proc.stderr.strip() == (
+        f"accel3d run: {knob}: cannot write to '{out}': '{tmp_path / 'taken'}' is a file, not a folder; choose another with {knob}=FOLDER"
+    )
+    assert not list(tmp_path.rglob("record.json")) and not proc.stdout
+
+
+@pytest.mark.parametrize(("args", "knob", "folder"), [([], "hydra.run.dir", "outputs"), (["-m"], "hydra.sweep.dir", "multirun")])
+def test_a_read_only_working_directory_is_refused_naming_the_knob(tmp_path, monkeypatch, args, knob, folder):
+    """Root writes anywhere, so the test makes os.access (what the check asks) say no for the working directory."""
+    from accel3d.cli import _main
+
+    real_access = os.access
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", list(sys.argv))  # `accel3d run` sets it for Hydra
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: os.path.abspath(p) != str(tmp_path) and real_access(p, mode, **kw))
+    with pytest.raises(SystemExit) as info:
+        _main(["run", *args, "repeats=0"])  # repeats=0 would fail the job at once, were the folder not refused first
+    message = str(info.value)
+    assert message.startswith(f"accel3d run: {knob}: cannot write to '{folder}': the working directory '{tmp_path}'"), message
+    assert message.endswith(f"is not writable; choose another with {knob}=FOLDER") and "\n" not in message
+    assert not (tmp_path / folder).exists()
+
+
+def _completed_record(folder):
+    folder.mkdir(parents=True)
+    record = {
+        "status": "completed",
+        "pipeline": "vecset_shape",
+        "stack": "hierarchical",
+        "accelerators": ["hierarchical"],
+        "headline": {"timing": "decode_s", "fidelity_metric": "iou", "higher_is_better": True},
+        "runs": {"hierarchical": {"timings": {"decode_s": {"median": 2.0}}, "speedups": {"decode_s": 4.0}, "fidelity": {"iou": 0.99}}},
+    }
+    (folder / "record.json").write_text(json.dumps(record))
+
+
+def test_a_report_folder_that_cannot_be_written_is_refused_before_reading(tmp_path, monkeypatch):
+    from accel3d.cli import _main
+
+    _completed_record(tmp_path / "runs" / "a")
+    (tmp_path / "taken").write_text("a file")
+    with pytest.raises(SystemExit) as info:
+        _main(["report", str(tmp_path / "runs"), "--out", str(tmp_path / "taken" / "report")])
+    taken = tmp_path / "taken"
+    assert str(info.value) == f"accel3d report: --out: cannot write to '{taken / 'report'}': '{taken}' is a file, not a folder"
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: os.path.abspath(p) != str(tmp_path / "runs") and real_access(p, mode, **kw))
+    with pytest.raises(SystemExit) as info:
+        _main(["report", str(tmp_path / "runs")])
+    assert str(info.value) == f"accel3d report: --out (default: DIR): cannot write to '{tmp_path / 'runs'}': it is not writable"
+    assert not list(tmp_path.rglob("report.*"))
+
+
+# ---------------------------------------------------------------- one line for every error that names the user's input
+
+
+def _one_line(proc, start):
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert "Traceback" not in proc.stderr and lines and lines[-2].startswith(start), proc.stderr[-3000:]
+    assert lines[-1].startswith("(the failed record is in ") and "HYDRA_FULL_ERROR=1" in lines[-1]
+    return lines
+
+
+def _file(folder, name, data):
+    path = folder / name
+    if isinstance(data, bytes):
+        path.write_bytes(data)
+    elif data is not None:
+        import numpy as np
+
+        np.save(path, data)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "start"),
+    [
+        ("bad.ply", b"not a mesh\n", "accel3d run: pipeline.input: could not read '"),
+        ("missing.ply", None, "accel3d run: input: no file at '"),
+        ("bad.pt", b"not a tensor file", "accel3d run: pipeline.input: '"),
+        ("no_normals.npy", [[i / 64, (i % 8) / 8, 0.5] for i in range(64)], "accel3d run: pipeline.input: expected a (P, 6) point cloud"),
+    ],
+)
+def test_a_bad_input_file_is_one_line_with_the_record(tmp_path, tiny_weights, name, data, start):
+    path = _file(tmp_path, name, data)
+    out = tmp_path / "run"
+    args = [f"pipeline.weights={tiny_weights}", *TINY, f"pipeline.input={path}", f"hydra.run.dir={out}"]
+    proc = accel3d("run", *args, cwd=tmp_path, ok=False)
+    lines = _one_line(proc, start)
+    assert str(path) in lines[-2] and str(out) in lines[-1]
+    record = json.loads((out / "record.json").read_text())
+    assert record["status"] == "failed" and "Traceback" in record["traceback"]
+
+
+def test_an_impossible_resolution_is_one_line(tmp_path, tiny_weights):
+    out = tmp_path / "run"
+    args = ["stack=none", f"pipeline.weights={tiny_weights}", "pipeline.resolution=100000", *TINY[1:3], "preview=false"]
+    proc = accel3d("run", *args, f"hydra.run.dir={out}", cwd=tmp_path, ok=False)
+    assert "GiB, but only" in _one_line(proc, "accel3d run: resolution: a 100000^3 grid needs about")[-2]
+
+
+def test_hydra_full_error_shows_the_traceback_of_a_user_error(tmp_path, tiny_weights):
+    (tmp_path / "bad.ply").write_text("not a mesh\n")
+    args = ["run", f"pipeline.weights={tiny_weights}", *TINY, f"pipeline.input={tmp_path / 'bad.ply'}", f"hydra.run.dir={tmp_path / 'run'}"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "accel3d.cli", *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HYDRA_FULL_ERROR": "1"},
+    )
+    assert proc.returncode != 0 and "Traceback" in proc.stderr and "could not read" in proc.stderr
+
+
+# A job whose work raises `error`: user errors in one line, bugs with their traceback (run in a subprocess, as accel3d run)
+RAISING_JOB = """
+import sys
+import accel3d.jobs.run
+def work(cfg, out_dir, parallel_jobs):
+    raise {error}
+accel3d.jobs.run._run = work
+from accel3d.cli import main
+main(sys.argv[1:])
+"""
+
+
+@pytest.mark.parametrize(
+    ("error", "one_line"),
+    [
+        ("FloatingPointError('sparse_block_attention: q contains NaN or inf; expected finite queries')", True),
+        ("ValueError('level: 0.5 gives no surface; the density ranges over [0, 0.2]')", True),
+        ("PermissionError(13, 'Permission denied', '/data/out/mesh.glb')", True),
+        ("TypeError(\"unsupported operand type(s) for +: 'int' and 'str'\")", False),
+        ("ValueError('operands could not be broadcast together with shapes (3,) (4,)')", False),
+        ("RuntimeError('VecsetVAE.encode: these weights have no encoder')", False),
+    ],
+)
+def test_user_errors_are_one_line_and_bugs_keep_their_traceback(tmp_path, error, one_line):
+    out = tmp_path / "run"
+    code = RAISING_JOB.format(error=error)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, "run", f"hydra.run.dir={out}"], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode != 0
+    record = json.loads((out / "record.json").read_text())
+    assert record["status"] == "failed" and "Traceback" in record["traceback"]
+    if one_line:
+        _one_line(proc, "accel3d run: ")
+    else:
+        assert "Traceback" in proc.stderr and error.split("(")[0] in proc.stderr, proc.stderr[-3000:]
+
+
+def test_which_errors_are_the_users():
+    import errno
+
+    from accel3d.cli import user_facing
+    from accel3d.core.validate import ArgumentError
+
+    knobs = {"level", "pipeline.level", "input", "pipeline.input", "weights"}
+    users = [
+        ArgumentError("repeats: expected an integer >= 1, got 0"),
+        ValueError("level: 0.5 gives no surface"),
+        ValueError("pipeline.input: could not read 'x.ply'"),
+        ValueError("--weights: not a checkpoint"),
+        FileNotFoundError("input: no file at 'x.ply'"),
+        NotADirectoryError("--out: cannot write to 'a/b'"),
+        PermissionError(13, "Permission denied", "out/mesh.glb"),
+        OSError(errno.ENOSPC, "No space left on device"),
+        FloatingPointError("sds: the gradient holds 3 NaN or inf values"),
+        MemoryError("resolution: a 4096^3 grid needs about 2000 GiB"),
+    ]
+    bugs = [
+        TypeError("unsupported operand type(s) for +: 'int' and 'str'"),
+        TypeError("level: expected a float"),  # a TypeError is a bug unless marked (ArgumentError)
+        ValueError("not enough values to unpack (expected 2, got 1)"),
+        ValueError("chunk: an internal shape mismatch"),  # names no knob of the command
+        ValueError("invalid literal for int() with base 10: 'x'"),
+        RuntimeError("input: something"),
+        AttributeError("'NoneType' object has no attribute 'shape'"),
+        KeyError("level"),
+        OSError(errno.EIO, "Input/output error"),
+    ]
+    assert [e for e in users if not user_facing(e, knobs)] == []
+    assert [e for e in bugs if user_facing(e, knobs)] == []

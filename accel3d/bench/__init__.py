@@ -92,7 +92,13 @@ def add_output_arguments(parser: argparse.ArgumentParser, name: str) -> None:
 
 
 def write_results(args: argparse.Namespace, name: str, report: dict[str, Any], merge: Callable[[dict, dict], dict] | None = None) -> None:
-    """Write the report to ``args.out`` (or a new output folder); with ``--save-results``, also merge it into docs/results/."""
+    """Write the report to ``args.out`` (or a new output folder); with ``--save-results``, also merge it into docs/results/.
+
+    In docs/results/ every row (``results``) or section (the benchmark's parts, e.g. ``tiny``) names the run that
+    measured it (``bench_run``), and ``bench_runs`` holds each such run's settings (its ``meta``, or the report's
+    other entries: ``created``, ``args``, ...), so rows kept from earlier runs keep their own settings when a
+    later run replaces others. The top-level settings are the latest run's.
+    """
     from accel3d.core.io import write_json
 
     out = output_path(args, name)
@@ -104,14 +110,93 @@ def write_results(args: argparse.Namespace, name: str, report: dict[str, Any], m
 
 
 def output_path(args: argparse.Namespace, name: str) -> Path:
-    """Where the report goes; call it before the work as well, so a bad ``--out`` fails at once."""
+    """Where the report goes; call it before the work as well, so a bad ``--out`` (a folder, a folder that cannot
+    be written) or an impossible ``--save-results`` fails at once, not after the work."""
+    from accel3d.core.io import check_output_folder
+
     if args.out is None:  # one folder per run, fixed at the first call
         stamp = time.strftime("%Y-%m-%d"), time.strftime("%H-%M-%S")
         args.out = Path("outputs") / "bench" / stamp[0] / f"{stamp[1]}_{name}" / f"{name}.json"
     out = args.out
     if out.is_dir():
         sys.exit(f"--out: '{out}' is a folder; expected a JSON file name")
+    knob = "--out (default)" if out.parts[:2] == ("outputs", "bench") else "--out"
+    try:
+        check_output_folder(out.parent, knob)
+        if getattr(args, "save_results", False):
+            _check_results_dir()
+    except OSError as exc:
+        sys.exit(str(exc))
     return out
+
+
+def _check_results_dir() -> None:
+    from accel3d.core.io import check_output_folder
+
+    if not RESULTS_DIR.is_dir():
+        sys.exit(f"--save-results: no docs/results/ folder at {RESULTS_DIR} (it exists only in a source checkout)")
+    check_output_folder(RESULTS_DIR, "--save-results")
+
+
+RUN_KEY, RUNS_KEY = "bench_run", "bench_runs"  # a row's or section's run, and every run's settings, in docs/results/
+SETTINGS_KEYS = ("meta", "args", "args_by_section", RUNS_KEY)  # dict-valued entries that are settings, not sections
+
+
+def _parts(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """What a merge keeps or replaces: the rows of ``results`` if the report has them, else its sections (every
+    dict-valued entry that is not a setting)."""
+    if isinstance(report.get("results"), list):
+        return [r for r in report["results"] if isinstance(r, dict)]
+    return [v for k, v in report.items() if isinstance(v, dict) and k not in SETTINGS_KEYS]
+
+
+def run_settings(report: dict[str, Any]) -> dict[str, Any]:
+    """A report's settings: its ``meta``, or else its entries that are neither rows nor sections."""
+    if isinstance(report.get("meta"), dict):
+        return dict(report["meta"])
+    if isinstance(report.get("results"), list):
+        return {k: v for k, v in report.items() if k not in ("results", "summary", RUNS_KEY)}
+    parts = {id(p) for p in _parts(report)}
+    return {k: v for k, v in report.items() if id(v) not in parts and k not in (RUNS_KEY, "args_by_section")}
+
+
+def stamp_run(report: dict[str, Any], run_id: str) -> dict[str, Any]:
+    """A copy of ``report`` whose rows (or sections) name ``run_id`` as the run that measured them, unless they
+    already name one (a saved file's)."""
+    import copy
+
+    stamped = copy.deepcopy(report)
+    for part in _parts(stamped):
+        part.setdefault(RUN_KEY, run_id)
+    return stamped
+
+
+def merge_with_settings(saved: dict[str, Any] | None, report: dict[str, Any], merge: Callable[[dict, dict], dict] | None) -> dict[str, Any]:
+    """``merge(saved, report)`` (or ``report`` alone), with every row or section naming its run and ``bench_runs``
+    holding the settings of the runs that rows or sections still name.
+
+    Usable as it is by any benchmark's merge function: the function merges the rows or sections, this keeps each
+    one's settings. A saved file from before ``bench_runs`` gets one entry for its rows, with the settings it had.
+    """
+    settings = run_settings(report)
+    runs: dict[str, Any] = {}
+    if saved is not None:
+        runs.update(saved.get(RUNS_KEY) or {})
+        earlier = f"saved {run_settings(saved).get('created', 'earlier')}"
+        if any(RUN_KEY not in p for p in _parts(saved)):
+            note = "the file's settings before each row kept its own: those of its latest run then"
+            runs.setdefault(earlier, {**run_settings(saved), "note": note})
+        saved = stamp_run(saved, earlier)
+    run_id, n = str(settings.get("created") or time.strftime("%Y-%m-%dT%H:%M:%S")), 1
+    while f"{run_id}{f' #{n}' if n > 1 else ''}" in runs:
+        n += 1
+    run_id = f"{run_id}{f' #{n}' if n > 1 else ''}"
+    runs[run_id] = settings
+    new = stamp_run(report, run_id)
+    merged = merge(saved, new) if saved is not None and merge is not None else new
+    used = {p.get(RUN_KEY) for p in _parts(merged)}
+    merged[RUNS_KEY] = {k: v for k, v in runs.items() if k in used}
+    return merged
 
 
 def _save(args: argparse.Namespace, name: str, report: dict[str, Any], merge: Callable[[dict, dict], dict] | None, out: Path) -> None:
@@ -122,8 +207,6 @@ def _save(args: argparse.Namespace, name: str, report: dict[str, Any], merge: Ca
             f"--save-results: no docs/results/ folder at {RESULTS_DIR} (it exists only in a source checkout); the results are in {out}"
         )
     target = RESULTS_DIR / f"bench_{name}.json"
-    merged = report
-    if target.is_file() and merge is not None:
-        merged = merge(json.loads(target.read_text()), report)
-    write_json(target, merged)
+    saved = json.loads(target.read_text()) if target.is_file() and merge is not None else None
+    write_json(target, merge_with_settings(saved, report, merge))
     print(f"updated {target}")

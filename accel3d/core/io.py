@@ -1,4 +1,4 @@
-"""File output that is written whole or not at all."""
+"""File output that is written whole or not at all, into folders checked before the work."""
 
 from __future__ import annotations
 
@@ -12,10 +12,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+PARTIAL_SUFFIX = ".part"  # atomic_write's temporary files: hidden, ``.NAME.XXXX.part``, beside their target
+
 
 @contextlib.contextmanager
 def atomic_write(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; move it into place only on success.
+
+    The temporary file is hidden (``.NAME.XXXX.part``) and is removed whatever ends the write: an error,
+    Ctrl-C, or SIGTERM once ``accel3d`` turns it into an interruption.
 
     Example::
 
@@ -24,17 +29,62 @@ def atomic_write(path: str | Path) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path: Path | None = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=PARTIAL_SUFFIX, dir=path.parent)
+        tmp_path = Path(tmp)
+        os.close(fd)
         yield tmp_path
         os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; give the file normal permissions
         with open(tmp_path, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp_path, path)
     finally:
-        tmp_path.unlink(missing_ok=True)
+        if tmp_path is not None:
+            tmp_path.unlink(missing_ok=True)
+
+
+def remove_partial_files(folder: str | Path, since: float | None = None) -> list[Path]:
+    """Remove the hidden ``.*.part`` files of unfinished atomic writes under ``folder``; return those removed.
+
+    An atomic write removes its own temporary file whatever ends it; this is for a signal that came between
+    the file's creation and the write's cleanup. ``since`` (a ``time.time()`` value) limits it to files modified
+    from then on, e.g. by the job that owns the folder.
+    """
+    removed = []
+    folder = Path(folder)
+    for path in sorted(folder.rglob(f".*{PARTIAL_SUFFIX}")) if folder.is_dir() else []:
+        try:
+            if path.is_file() and (since is None or path.stat().st_mtime >= since):
+                path.unlink()
+                removed.append(path)
+        except FileNotFoundError:  # removed meanwhile
+            pass
+    return removed
+
+
+def check_output_folder(folder: str | Path, knob: str) -> Path:
+    """Refuse, before any work, a folder that files cannot be written into; ``knob`` is what chose it.
+
+    A folder that does not exist yet is judged by the nearest one above it that does (it will be created
+    there). Raises ``NotADirectoryError`` when a file stands where a folder is needed and ``PermissionError``
+    when the folder is not writable (``os.access``: permissions, a read-only filesystem), each one line
+    naming ``knob`` and the folder, e.g. ``--out: cannot write to 'a/b': the folder 'a' is not writable``.
+    """
+    folder = Path(folder)
+    existing = folder
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise NotADirectoryError(f"{knob}: cannot write to {_shown(folder)}: '{existing}' is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        where = "it" if existing == folder else f"{_shown(existing)}, where it would be created,"
+        raise PermissionError(f"{knob}: cannot write to {_shown(folder)}: {where} is not writable")
+    return folder
+
+
+def _shown(folder: Path) -> str:
+    return f"the working directory '{Path.cwd()}'" if str(folder) in ("", ".") else f"'{folder}'"
 
 
 def _umask() -> int:

@@ -2,8 +2,10 @@
 
 It writes ``report.csv``, ``report.md`` (a table per pipeline, ready for a paper)
 and ``speed_vs_fidelity.png`` (headline speedup against the pipeline's fidelity
-metric, with the Pareto front), and lists the jobs that failed, are still
-running, are missing from a sweep, or whose record is unreadable. A sweep folder
+metric, with the Pareto front), and lists the jobs that failed, were interrupted
+(SIGINT, SIGTERM), are still running (or were killed), are missing from a sweep, or
+whose record is unreadable or incomplete (``completed`` without the runs that make
+a result: never counted as one). A sweep folder
 stamped by a multirun counts only the jobs of its latest sweep. The sweep
 callback calls the same code when a multirun ends.
 
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from accel3d.core.io import atomic_write
+from accel3d.core.validate import ArgumentError
 
 RECORD = "record.json"
 SWEEP_MARKER = ".accel3d_sweep.json"
@@ -35,14 +38,16 @@ class Collection:
 
     completed: list[dict[str, Any]] = field(default_factory=list)
     failed: list[dict[str, Any]] = field(default_factory=list)
-    running: list[dict[str, Any]] = field(default_factory=list)
+    interrupted: list[dict[str, Any]] = field(default_factory=list)  # stopped by SIGINT or SIGTERM
+    running: list[dict[str, Any]] = field(default_factory=list)  # still running, or killed (SIGKILL, power loss)
     stale: list[Path] = field(default_factory=list)
     corrupt: list[tuple[Path, str]] = field(default_factory=list)
+    incomplete: list[tuple[Path, str]] = field(default_factory=list)  # "completed" without the runs of a result
     missing: list[str] = field(default_factory=list)
 
     @property
     def empty(self) -> bool:
-        return not (self.completed or self.failed or self.running or self.corrupt or self.missing)
+        return not (self.completed or self.failed or self.interrupted or self.running or self.corrupt or self.incomplete or self.missing)
 
 
 def read_sweep_marker(folder: Path) -> dict[str, Any] | None:
@@ -58,8 +63,27 @@ def _sweep_ids(root: Path) -> dict[Path, dict[str, Any]]:
     return {folder: marker for folder, marker in markers.items() if marker is not None}
 
 
+def incomplete_reason(record: dict[str, Any]) -> str | None:
+    """Why a ``completed`` record holds no result (None when it holds one): the pipeline, the stack and the runs
+    a row is made of (the stack's run, or the baseline's for a job without accelerators) must be there."""
+    missing = [k for k in ("pipeline", "stack", "accelerators", "runs") if k not in record]
+    if missing:
+        return f"completed, but without {', '.join(repr(k) for k in missing)}"
+    runs, accelerators = record["runs"], record["accelerators"]
+    if not isinstance(runs, dict) or not isinstance(accelerators, list):
+        return "completed, but 'runs' is not an object or 'accelerators' not a list"
+    name = record["stack"] if accelerators else "baseline"
+    run = runs.get(name)
+    if not isinstance(run, dict):
+        return f"completed, but 'runs' has no run {name!r} (it has {sorted(runs)})"
+    if not any(isinstance(run.get(k), dict) and run[k] for k in ("timings", "speedups")):
+        return f"completed, but run {name!r} has no timings"
+    return None
+
+
 def collect(root: Path) -> Collection:
-    """Read every ``record.json`` under ``root``; sort them into completed, failed, running, stale and corrupt."""
+    """Read every ``record.json`` under ``root``; sort them into completed, failed, interrupted, running, stale,
+    corrupt (unreadable) and incomplete."""
     found = Collection()
     sweeps = _sweep_ids(root)
     seen: dict[Path, set[int]] = {d: set() for d in sweeps}
@@ -77,8 +101,12 @@ def collect(root: Path) -> Collection:
                 found.stale.append(path)  # left in a reused sweep folder by an earlier sweep
                 continue
             seen[folder].add(record.get("job"))
+        if record["status"] == "completed" and (why := incomplete_reason(record)):
+            found.incomplete.append((path, why))
+            continue
         record["path"] = str(path.parent)
-        {"completed": found.completed, "failed": found.failed}.get(record["status"], found.running).append(record)
+        lists = {"completed": found.completed, "failed": found.failed, "interrupted": found.interrupted}
+        lists.get(record["status"], found.running).append(record)
     for folder, sweep in sweeps.items():
         for num, overrides in enumerate(sweep.get("jobs") or []):
             if num not in seen[folder]:
@@ -138,7 +166,7 @@ def write_report(root: Path, out_dir: Path | None = None, fidelity: str | None =
     rows = [row_of(r, fidelity) for r in found.completed]
     if fidelity and rows and all(r["fidelity"] is None for r in rows if r.get("speedup") not in (None, 1.0)):
         known = sorted({k for r in found.completed for k in r.get("runs", {}).get(r.get("stack"), {}).get("fidelity", {})})
-        raise ValueError(f"--fidelity: no record has a fidelity figure '{fidelity}'; the records have {known}")
+        raise ArgumentError(f"--fidelity: no record has a fidelity figure '{fidelity}'; the records have {known}")
     rows.sort(key=lambda r: (str(r["pipeline"]), str(r["path"])))
     columns = list(dict.fromkeys(k for r in rows for k in r))
     written = []
@@ -191,9 +219,11 @@ def _markdown(rows: list[dict[str, Any]], found: Collection) -> str:
         md.append("")
     sections = [
         ("failed", [f"{r.get('path')}: {r.get('error', 'failed')}" for r in found.failed]),
+        ("interrupted", [interrupted_line(r) for r in found.interrupted]),
         ("still running or killed", [str(r.get("path")) for r in found.running]),
         ("missing from their sweep", found.missing),
         ("unreadable records (skipped)", [f"{p}: {why}" for p, why in found.corrupt]),
+        ("incomplete records (skipped)", [f"{p}: {why}" for p, why in found.incomplete]),
     ]
     for title, items in sections:
         if items:
@@ -201,6 +231,13 @@ def _markdown(rows: list[dict[str, Any]], found: Collection) -> str:
     if found.stale:
         md += [f"({len(found.stale)} record(s) of earlier sweeps in reused sweep folders were left out.)", ""]
     return "\n".join(md) + "\n"
+
+
+def interrupted_line(record: dict[str, Any]) -> str:
+    """``PATH: interrupted by SIGTERM after 12.3 s`` for an interrupted record."""
+    wall = record.get("wall_s")
+    after = f" after {wall:.1f} s" if isinstance(wall, int | float) else ""
+    return f"{record.get('path')}: interrupted by {record.get('signal', 'a signal')}{after}"
 
 
 def _plot(rows: list[dict[str, Any]], found: Collection, path: Path) -> Path:

@@ -4,7 +4,9 @@ Every job writes ``record.json`` into its output folder: the resolved config and
 seed, every repeat's timings with medians and speedups against its own baseline,
 fidelity, the accelerators' headline figures, ceilings and flags, the versions,
 device, commit, threads and load average, the wall time, and ``status``
-(``running`` while it runs, then ``completed`` or ``failed`` with the error).
+(``running`` while it runs, then ``completed``, ``failed`` with the error, or
+``interrupted`` with the signal, SIGINT or SIGTERM, that stopped it). A job that does
+not complete removes the partial files of the exports it was writing.
 """
 
 from __future__ import annotations
@@ -13,18 +15,20 @@ import re
 import sys
 import time
 import traceback
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from accel3d.core.io import write_json
+from accel3d.core.io import remove_partial_files, write_json
 from accel3d.core.stack import Stack
 from accel3d.core.validate import ArgumentError, check_bool, check_int, check_seed
 from accel3d.jobs.compare import Comparison, compare
 from accel3d.jobs.environment import choose_threads, environment
+from accel3d.jobs.interrupt import cleaning_up
 from accel3d.jobs.report import RECORD
 from accel3d.jobs.table import captions, format_table
 
@@ -36,6 +40,8 @@ def check_job_config(cfg: DictConfig) -> dict[str, Any]:
     formats = cfg.get("export_formats", [])
     if isinstance(formats, str):  # `export_formats=glb` on the command line: one format
         formats = [formats]
+    if formats is not None and not isinstance(formats, Sequence | ListConfig):  # a number, a mapping: no list of names
+        raise ArgumentError(f"export_formats: expected a list of {MESH_FORMATS} (or one of them), got {formats!r}")
     formats = list(formats) if formats is not None else []
     for fmt in formats:
         if fmt not in MESH_FORMATS:
@@ -86,7 +92,7 @@ def prepare_job(cfg: DictConfig) -> tuple[Any, Stack, dict[str, Any]]:
         )
     stack = build(cfg.stack, "stack", convert="none")
     if not isinstance(stack, Stack):
-        raise TypeError(f"stack: expected the config to build an accel3d.core.Stack, got {type(stack).__name__}")
+        raise ArgumentError(f"stack: expected the config to build an accel3d.core.Stack, got {type(stack).__name__}")
     pipeline = build(cfg.pipeline, "pipeline")
     missing = sorted({acc.stage for acc in stack.accelerators} - set(pipeline.stages))
     if missing:
@@ -100,8 +106,13 @@ def prepare_job(cfg: DictConfig) -> tuple[Any, Stack, dict[str, Any]]:
 
 
 def run_job(cfg: DictConfig, out_dir: Path, job_info: dict[str, Any] | None = None, parallel_jobs: int = 1) -> dict[str, Any]:
-    """Run the configured comparison; write ``record.json`` (also on failure, then re-raise) and the artefacts."""
-    started = time.perf_counter()
+    """Run the configured comparison; write ``record.json`` (also on failure or interruption, then re-raise) and
+    the artefacts.
+
+    An exception ends the job ``failed`` with its error and traceback; a ``KeyboardInterrupt`` (Ctrl-C, or SIGTERM,
+    which ``accel3d.jobs.interrupt`` turns into one carrying ``signal_name``) ends it ``interrupted``. Either way the record gets
+    its wall time and the partial files of unfinished exports are removed."""
+    started, started_at = time.perf_counter(), time.time()
     record: dict[str, Any] = {"status": "running", **(job_info or {}), "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
     record["config"] = OmegaConf.to_container(cfg, resolve=False)
     record["seed"] = cfg.get("seed")
@@ -111,13 +122,36 @@ def run_job(cfg: DictConfig, out_dir: Path, job_info: dict[str, Any] | None = No
     try:
         record.update(_run(cfg, out_dir, parallel_jobs))
         record["status"] = "completed"
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (accel3d.jobs.interrupt)
+        cleaning_up()
+        record.update(status="interrupted", signal=getattr(exc, "signal_name", "SIGINT"))
+        raise
     except Exception as exc:
         record.update(status="failed", error=f"{type(exc).__name__}: {exc}", traceback="".join(traceback.format_exception(exc)))
         raise
     finally:
         record["wall_s"] = time.perf_counter() - started
+        if record["status"] != "completed":
+            removed = remove_partial_files(out_dir, since=started_at - 1.0)  # (a second of slack for coarse file times)
+            if removed:
+                record["removed_partial_files"] = [p.name for p in removed]
         write_json(out_dir / RECORD, record)
     return record
+
+
+def load_inputs(pipeline: Any) -> Any:
+    """``pipeline.load_inputs()``; a ``ValueError`` there is about the input the user named (a file the reader
+    refuses, too few points, ...), so it comes out as an ``ArgumentError`` naming ``pipeline.<knob>``: the CLI
+    then says it in one line. A ``TypeError`` there is left as it is: it is more likely a bug than an input."""
+    try:
+        return pipeline.load_inputs()
+    except ArgumentError:
+        raise
+    except ValueError as exc:
+        text = str(exc)
+        knob = re.match(r"(\w+): ", text)
+        message = f"pipeline.{text}" if knob and knob[1] in getattr(pipeline, "__dict__", {}) else f"pipeline.input: {text}"
+        raise ArgumentError(message) from exc
 
 
 def _run(cfg: DictConfig, out_dir: Path, parallel_jobs: int) -> dict[str, Any]:
@@ -125,7 +159,7 @@ def _run(cfg: DictConfig, out_dir: Path, parallel_jobs: int) -> dict[str, Any]:
     threads = choose_threads(job["threads"], parallel_jobs)
     torch.set_num_threads(threads)  # explicit, so that busy cores do not silently change the timings
     env = environment(threads, parallel_jobs)
-    inputs = pipeline.load_inputs()
+    inputs = load_inputs(pipeline)
     print(f"[accel3d] pipeline={pipeline.name} stack={stack.name} input={inputs.source} threads={threads}", file=sys.stderr)
     comparison = compare(pipeline, stack, inputs, job["repeats"], job["baseline"], job["warmup"])
     result = comparison.last(stack.name) if not stack.is_empty else comparison.baseline

@@ -60,7 +60,8 @@ class SweepSummary(Callback):
         if written:
             print(f"[accel3d] sweep report: {', '.join(str(p) for p in written)}")
         found = collect(sweep_dir)
-        bad = [f"{Path(r['path']).name}: {r.get('error', r['status'])}" for r in found.failed + found.running] + found.missing
+        bad = [f"{Path(r['path']).name}: {r.get('error', r['status'])}" for r in found.failed + found.interrupted + found.running]
+        bad += [f"{path.parent.name}: incomplete record ({why})" for path, why in found.incomplete] + found.missing
         if bad:
             raise SystemExit(f"accel3d run: {len(bad)} sweep job(s) did not complete: {'; '.join(bad)}. The report covers the others.")
 

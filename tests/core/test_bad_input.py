@@ -11,7 +11,7 @@ import torch
 
 from accel3d.core import BaseAccelerator, PatchConflictError, PatchSet, Pipeline, Stack, camera_pose, detach_all, patch_owners
 from accel3d.core.io import write_json
-from accel3d.core.validate import check_bool, check_float, check_int, check_pair
+from accel3d.core.validate import ArgumentError, check_bool, check_float, check_int, check_pair
 from accel3d.decoding import AdaptiveKVSelection, DenseVolumeDecoder, HierarchicalDecoding
 from accel3d.models.vecset.vae import VecsetVAE, VecsetVAEConfig
 
@@ -218,6 +218,49 @@ def test_check_int_refuses_floats_strings_bools_and_out_of_range(value):
         check_int("repeats", value, low=1)
 
 
+@pytest.mark.parametrize(
+    ("value", "number"),
+    [(np.float32(0.5), 0.5), (np.float64(0.25), 0.25), (np.int64(3), 3.0), (np.array(0.75), 0.75)]
+    + [(torch.tensor(0.5), 0.5), (torch.tensor(0.5, dtype=torch.float64), 0.5), (torch.tensor(3), 3.0)],
+)
+def test_check_float_reads_numpy_scalars_and_0d_tensors_as_their_number(value, number):
+    checked = check_float("band", value, low=0.0)
+    assert checked == number and type(checked) is float
+
+
+@pytest.mark.parametrize(
+    "value",
+    [np.bool_(True), np.array(True), torch.tensor(True), torch.tensor([0.5]), torch.tensor([0.5, 0.6]), np.array([0.5])]
+    + [torch.tensor(float("nan")), np.float32("inf"), torch.tensor(1 + 2j), torch.empty(0)],
+)
+def test_check_float_refuses_bool_multi_value_and_non_finite_tensors_and_arrays(value):
+    with pytest.raises(ArgumentError, match="^band: expected a finite number >= 0, got"):
+        check_float("band", value, low=0.0)
+
+
+def test_check_float_bounds_and_messages_hold_for_0d_tensors():
+    with pytest.raises(ArgumentError, match="^band: expected a finite number >= 0, got -1$"):
+        check_float("band", torch.tensor(-1.0), low=0.0)
+    with pytest.raises(ArgumentError, match=r"^band: expected a finite number, got tensor\(\[1\., 2\.\]\) \(Tensor\)$"):
+        check_float("band", torch.tensor([1.0, 2.0]))
+
+
+@pytest.mark.parametrize("value", [np.int64(3), np.uint8(3), np.array(3), torch.tensor(3), torch.tensor(3, dtype=torch.int16)])
+def test_check_int_reads_numpy_integers_and_0d_integer_tensors_as_ints(value):
+    checked = check_int("repeats", value, low=1)
+    assert checked == 3 and type(checked) is int
+
+
+@pytest.mark.parametrize(
+    "value",
+    [np.bool_(True), torch.tensor(True), torch.tensor(2.0), np.float64(2.0), np.array(2.0), torch.tensor([2]), torch.tensor([2, 3])]
+    + [torch.tensor(0), np.int64(-1)],
+)
+def test_check_int_refuses_bool_float_multi_value_and_out_of_range_tensors(value):
+    with pytest.raises(ArgumentError, match="^repeats: expected an integer >= 1, got"):
+        check_int("repeats", value, low=1)
+
+
 @pytest.mark.parametrize("value", ["false", "true", 0, 1, "no"])
 def test_check_bool_never_reads_a_string_as_true(value):
     with pytest.raises(TypeError, match="^per_head: expected true or false"):
@@ -265,3 +308,54 @@ def test_camera_pose_values(value):
     with pytest.raises(ValueError, match="^camera azimuth"):
         with camera_pose(azimuth=value, elevation=0.0, radius=1.5):
             pass
+
+
+# ---------------------------------------------------------------- output folders and partial files
+
+
+def test_an_interrupted_atomic_write_leaves_neither_a_part_file_nor_the_target(tmp_path):
+    from accel3d.core.io import atomic_write
+
+    for stop in (KeyboardInterrupt, ValueError):
+        with pytest.raises(stop):
+            with atomic_write(tmp_path / "mesh.glb") as tmp:
+                tmp.write_bytes(b"half a mesh")
+                raise stop
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_output_folders_that_cannot_be_written_are_named_with_their_knob(tmp_path, monkeypatch):
+    import os
+
+    from accel3d.core.io import check_output_folder
+
+    (tmp_path / "file").write_text("x")
+    assert check_output_folder(tmp_path / "new" / "deeper", "--out") == tmp_path / "new" / "deeper"
+    assert not (tmp_path / "new").exists()  # checked, not created
+    with pytest.raises(NotADirectoryError, match=r"^--out: cannot write to '.*file/run': '.*file' is a file, not a folder$"):
+        check_output_folder(tmp_path / "file" / "run", "--out")
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: os.path.abspath(p) != str(tmp_path) and real_access(p, mode, **kw))
+    with pytest.raises(PermissionError, match=r"^hydra.run.dir: cannot write to '.*/a/b': '.*', where it would be created, is not"):
+        check_output_folder(tmp_path / "a" / "b", "hydra.run.dir")
+    with pytest.raises(PermissionError, match=r"^--out: cannot write to '.*': it is not writable$"):
+        check_output_folder(tmp_path, "--out")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(PermissionError, match=r"^--out: cannot write to the working directory '.*': it is not writable$"):
+        check_output_folder(".", "--out")
+
+
+def test_remove_partial_files_takes_only_part_files_from_since_on(tmp_path):
+    import os
+    import time
+
+    from accel3d.core.io import remove_partial_files
+
+    (tmp_path / "sub").mkdir()
+    fresh = [tmp_path / ".mesh.glb.abc.part", tmp_path / "sub" / ".preview.png.x1.part"]
+    old, kept = tmp_path / ".record.json.old.part", tmp_path / "mesh.part"  # too old; not hidden (not atomic_write's)
+    for path in [*fresh, old, kept]:
+        path.write_text("x")
+    os.utime(old, (time.time() - 3600, time.time() - 3600))
+    assert sorted(remove_partial_files(tmp_path, since=time.time() - 60)) == sorted(fresh)
+    assert old.exists() and kept.exists() and remove_partial_files(tmp_path / "missing") == []
