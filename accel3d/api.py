@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from accel3d.core.hooks import detach_all
+from accel3d.core.pipeline import StageMap
 from accel3d.core.stack import Stack
 from accel3d.core.validate import ArgumentError
 
@@ -69,13 +70,26 @@ def load_stack(name: str, **overrides: Any) -> Stack:
 
 
 def apply(target: Any, stack: str | Stack, **overrides: Any) -> Stack:
-    """Attach a stack (a name, or a built :class:`Stack`) to a pipeline, or its one accelerator to a module."""
+    """Attach a stack (a name, or a built :class:`Stack`) to a pipeline, to a real library's object whose stages an
+    integration names (a diffusers pipeline, U-Net or guidance object), or its one accelerator to a module. A stack
+    whose stages the object lacks is refused before anything is patched, naming the stages it has."""
+    from accel3d.integrations import stages_of
+
     if isinstance(stack, str):
         stack = load_stack(stack, **overrides)
     elif overrides:
         raise ArgumentError("apply: knob overrides go with a stack name; this stack is already built")
     if isinstance(getattr(target, "stages", None), dict):
         return stack.attach(target)
+    found = stages_of(target)
+    if found is not None:
+        missing = sorted({acc.stage for acc in stack.accelerators} - set(found))
+        if missing:
+            raise ArgumentError(
+                f"apply: stack '{stack.name}' targets stage(s) {missing}, which {type(target).__name__} does not have "
+                f"(its stages: {sorted(found)}); apply it to a pipeline that has them"
+            )
+        return stack.attach(StageMap(target, found))
     if len(stack.accelerators) != 1:
         raise ArgumentError(
             f"apply: stack '{stack.name}' has {len(stack.accelerators)} accelerators for different stages; "
@@ -86,5 +100,11 @@ def apply(target: Any, stack: str | Stack, **overrides: Any) -> Stack:
 
 
 def remove(target: Any) -> int:
-    """Detach every accelerator from ``target`` (a pipeline, a stage or a module); returns how many."""
-    return detach_all(target)
+    """Detach every accelerator from ``target`` (a pipeline, a real library's object, a stage or a module);
+    returns how many. The object is then exactly as it was."""
+    from accel3d.integrations import stages_of
+
+    count = detach_all(target)
+    if not isinstance(getattr(target, "stages", None), dict):
+        count += sum(detach_all(stage) for stage in (stages_of(target) or {}).values())
+    return count

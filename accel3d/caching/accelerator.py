@@ -25,6 +25,25 @@ from accel3d.caching.hash_table import GridHashTable
 from accel3d.caching.unet_cut import UNetCut
 from accel3d.core.accelerator import BaseAccelerator
 
+ZERO123_IN_CHANNELS = 8  # Zero123's U-Net: 4 noisy latent channels + the reference view's 4, concatenated
+
+
+def encodes_camera(unet: Any) -> bool:
+    """Whether ``unet``'s conditioning encodes the camera, so that every pose gives other conditioning (Hash3D then keys
+    on the pose alone): it says so (``conditioning_encodes_camera = True``, as accel3d's novel-view model does), or it
+    is Zero123-shaped, with 8 input channels (the reference latent concatenated to the noisy one; its cross-attention
+    carries the CLIP image embedding and the relative camera). Text U-Nets have 4 (SD inpainting 9, depth 5).
+
+    Example::
+
+        encodes_camera(build_unet("tiny", in_channels=8))   # True
+    """
+    declared = getattr(unet, "conditioning_encodes_camera", None)  # an optional flag a model may set
+    if declared is not None:
+        return bool(declared)
+    config = getattr(unet, "config", None)
+    return getattr(config, "in_channels", None) == ZERO123_IN_CHANNELS
+
 
 class Hash3D(BaseAccelerator):
     """Hash3D feature caching for a diffusers U-Net in a score-distillation loop.
@@ -36,7 +55,7 @@ class Hash3D(BaseAccelerator):
     the adaptive grid); the table's ``num_buckets``, ``queue_length``, ``max_megabytes``,
     ``temperature``, ``similarity_decay`` and ``exact_cells`` (see :class:`GridHashTable`);
     ``match_conditioning`` (reuse only under the conditioning an entry was stored with; ``auto``:
-    not for U-Nets that declare ``conditioning_encodes_camera = True``, as Zero123-style ones do);
+    not for U-Nets whose conditioning encodes the camera, see :func:`encodes_camera`);
     ``guidance_pairs`` (diffusers' CFG layout); ``missing_pose``; ``check_every`` (every k-th call
     with hits is also run in full to measure fidelity, its time reported apart); ``seed``.
 
@@ -84,7 +103,7 @@ class Hash3D(BaseAccelerator):
             raise ValueError(f"unet: Hash3D cannot run a partial forward of this U-Net: {reason}")
         self._signature = inspect.signature(target.forward)
         if self.config.match_conditioning == "auto":
-            self.match_conditioning = not getattr(target, "conditioning_encodes_camera", False)
+            self.match_conditioning = not encodes_camera(target)
         self.patches.wrap(target, "forward", self._wrap)
 
     def detach(self) -> None:

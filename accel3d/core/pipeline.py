@@ -96,6 +96,21 @@ class Pipeline:
         return {}
 
 
+class StageMap(Pipeline):
+    """The stages of an object that is not an accel3d pipeline (a diffusers pipeline, a bare U-Net), in the form a
+    :class:`~accel3d.core.stack.Stack` attaches to: ``stage(name)`` refuses a stage the object lacks, naming those it has.
+
+    Example::
+
+        stack.attach(StageMap(pipe, {"denoiser": pipe.unet}))
+    """
+
+    def __init__(self, target: Any, stages: dict[str, Any]) -> None:
+        self.name = type(target).__name__
+        self.target = target
+        self.stages = dict(stages)
+
+
 def picture_panels(result: Any, baseline: Any | None, options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
     """The panels of a job's picture: ``{title: run}`` and ``{title: caption}``, the unaccelerated run first
     ("unaccelerated", then "stack: NAME"), with the captions the job passed in ``options["captions"]``.
