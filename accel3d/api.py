@@ -83,13 +83,9 @@ def apply(target: Any, stack: str | Stack, **overrides: Any) -> Stack:
         return stack.attach(target)
     found = stages_of(target)
     if found is not None:
-        missing = sorted({acc.stage for acc in stack.accelerators} - set(found))
-        if missing:
-            raise ArgumentError(
-                f"apply: stack '{stack.name}' targets stage(s) {missing}, which {type(target).__name__} does not have "
-                f"(its stages: {sorted(found)}); apply it to a pipeline that has them"
-            )
-        return stack.attach(StageMap(target, found))
+        staged = StageMap(target, found)
+        stack.check_stages(staged, where="apply: stack", hint="apply it to a pipeline that has them")
+        return stack.attach(staged)
     if len(stack.accelerators) != 1:
         raise ArgumentError(
             f"apply: stack '{stack.name}' has {len(stack.accelerators)} accelerators for different stages; "

@@ -241,18 +241,24 @@ def _chosen(group: str, argv: list[str]) -> str:
     return str(next(entry[group] for entry in defaults if hasattr(entry, "keys") and group in entry))
 
 
+def _stack_accelerators(stack: Any) -> dict[str, str]:
+    """A stack file's accelerators: key in ``stack.accelerators`` -> accelerator name, from its defaults list."""
+    found = {}
+    for entry in stack.get("defaults", []):
+        if hasattr(entry, "keys"):
+            target, name = next(iter(entry.items()))
+            if str(target).startswith("/accelerator@accelerators."):
+                found[str(target).removeprefix("/accelerator@accelerators.")] = str(name)
+    return found
+
+
 def _accelerator_names(argv: list[str]) -> dict[str, str]:
     """Key in ``stack.accelerators`` -> accelerator name, from the chosen stack's file and the command line's
     ``+accelerator@stack.accelerators.KEY=NAME`` (a key is usually the name itself)."""
     from omegaconf import OmegaConf
 
-    names = {}
     path = config_dir() / "stack" / f"{_chosen('stack', argv)}.yaml"
-    for entry in OmegaConf.load(path).get("defaults", []) if path.is_file() else []:
-        if hasattr(entry, "keys"):
-            target, name = next(iter(entry.items()))
-            if str(target).startswith("/accelerator@accelerators."):
-                names[str(target).removeprefix("/accelerator@accelerators.")] = str(name)
+    names = _stack_accelerators(OmegaConf.load(path)) if path.is_file() else {}
     for arg in argv:
         if arg.startswith("+accelerator@stack.accelerators.") and "=" in arg:
             key, name = arg.removeprefix("+accelerator@stack.accelerators.").split("=", 1)
@@ -309,8 +315,7 @@ def _list(argv: list[str]) -> None:
     if "stacks" in sections:
         print("stacks (stack=NAME):")
         for name, cfg in configs("stack").items():
-            accs = [next(iter(d)).split("@")[-1].removeprefix("accelerators.") for d in cfg.get("defaults", []) if hasattr(d, "keys")]
-            print(f"  {name:<22} {', '.join(accs) or '(no accelerator)'}")
+            print(f"  {name:<22} {', '.join(_stack_accelerators(cfg)) or '(no accelerator)'}")
     if "accelerators" in sections:
         print("accelerators (stack.accelerators.NAME.KNOB=VALUE):")
         declared = discover()

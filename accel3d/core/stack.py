@@ -90,6 +90,15 @@ class Stack:
         self._pipeline = pipeline
         return self
 
+    def check_stages(self, pipeline: Pipeline, where: str = "stack", hint: str = "") -> None:
+        """Refuse a pipeline that lacks a stage this stack targets, naming the stages it has, before anything is patched."""
+        missing = sorted({acc.stage for acc in self.accelerators} - set(pipeline.stages))
+        if missing:
+            raise ArgumentError(
+                f"{where}: '{self.name}' targets stage(s) {missing}, which pipeline '{pipeline.name}' does not have "
+                f"(its stages: {sorted(pipeline.stages)}){'; ' + hint if hint else ''}"
+            )
+
     def check(self, pipeline: Pipeline) -> None:
         """Everything that can be known before a run: each accelerator attaches to its stage
         (and is detached again, exactly) and passes its own ``check_pipeline(pipeline)``."""

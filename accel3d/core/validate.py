@@ -174,13 +174,19 @@ def check_names(name: str, value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
-def check_finite_tensor(name: str, tensor: torch.Tensor, where: str = "") -> torch.Tensor:
-    """Raise ``FloatingPointError`` naming ``name`` (and ``where``) if ``tensor`` holds NaN or inf."""
+def count_nonfinite(tensor: torch.Tensor) -> int:
+    """How many values of ``tensor`` are NaN or inf (0 for an integer tensor): one ``isfinite(...).all()``, and the
+    count only when it fails, so that a per-step check of a healthy run costs one reduction."""
     import torch
 
-    if tensor.is_floating_point() or tensor.is_complex():
-        bad = ~torch.isfinite(tensor)
-        if bool(bad.any()):
-            at = f" {where}" if where else ""
-            raise FloatingPointError(f"{name}: {int(bad.sum())} of {tensor.numel()} values are NaN or inf{at}")
+    if not (tensor.is_floating_point() or tensor.is_complex()) or bool(torch.isfinite(tensor).all()):
+        return 0
+    return int((~torch.isfinite(tensor)).sum())
+
+
+def check_finite_tensor(name: str, tensor: torch.Tensor, where: str = "") -> torch.Tensor:
+    """Raise ``FloatingPointError`` naming ``name`` (and ``where``) if ``tensor`` holds NaN or inf."""
+    if bad := count_nonfinite(tensor):
+        at = f" {where}" if where else ""
+        raise FloatingPointError(f"{name}: {bad} of {tensor.numel()} values are NaN or inf{at}")
     return tensor

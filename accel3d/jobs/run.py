@@ -94,13 +94,11 @@ def prepare_job(cfg: DictConfig) -> tuple[Any, Stack, dict[str, Any]]:
     if not isinstance(stack, Stack):
         raise ArgumentError(f"stack: expected the config to build an accel3d.core.Stack, got {type(stack).__name__}")
     pipeline = build(cfg.pipeline, "pipeline")
-    missing = sorted({acc.stage for acc in stack.accelerators} - set(pipeline.stages))
-    if missing:
-        raise ArgumentError(
-            f"stack: '{stack.name}' targets stage(s) {missing}, which pipeline '{pipeline.name}' does not have "
-            f"(its stages: {sorted(pipeline.stages)}); pick a stack for this pipeline, "
-            "e.g. `pipeline=sds stack=hash3d`, `pipeline=vecset_shape stack=hierarchical` or `pipeline=image_to_3d stack=fastsam3d`"
-        )
+    stack.check_stages(
+        pipeline,
+        hint="pick a stack for this pipeline, e.g. `pipeline=sds stack=hash3d`, `pipeline=vecset_shape stack=hierarchical` "
+        "or `pipeline=image_to_3d stack=fastsam3d`",
+    )
     stack.check(pipeline)
     return pipeline, stack, job
 

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from accel3d.core.flow_stage import state_tensors
-from accel3d.core.validate import check_float, check_int, check_pair, check_str
+from accel3d.core.validate import check_float, check_int, check_pair, check_str, count_nonfinite
 
 State = Tensor | dict[str, Tensor]  # one tensor (SLaT) or a dict of token groups (SS)
 
@@ -203,9 +203,8 @@ class FlowSampler:
         leaves = state.items() if isinstance(state, Mapping) else (("", state),)
         for key, leaf in leaves:
             tensor = state_tensors(leaf)
-            if not tensor.is_floating_point() or bool(torch.isfinite(tensor).all()):
+            if not (bad := count_nonfinite(tensor)):
                 continue
-            bad = int((~torch.isfinite(tensor)).sum())
             of = f" of {key!r}" if key else ""
             if t is None:
                 cause = "the noise passed in"

@@ -30,7 +30,7 @@ import torch
 import trimesh
 from torch import Tensor
 
-from accel3d.core.validate import check_int
+from accel3d.core.validate import check_int, count_nonfinite
 from accel3d.models.image_to_3d.pose import place_mesh, rotation_6d_to_matrix
 from accel3d.models.image_to_3d.slat import SLaTMeshDecoder
 from accel3d.models.image_to_3d.ss_flow import tokens_to_grid
@@ -248,8 +248,7 @@ class SparseStructure:
         Logits with NaN or inf raise ``FloatingPointError`` (a NaN logit is no voxel: it would read as an empty
         structure)."""
         logits = self.vae.decode(latent)[0, 0]
-        if not bool(torch.isfinite(logits).all()):
-            bad = int((~torch.isfinite(logits)).sum())
+        if bad := count_nonfinite(logits):
             raise FloatingPointError(
                 f"sparse_structure: the occupancy logits hold {bad} NaN or inf values of {logits.numel()} "
                 "(an SS latent or SS VAE decoder that overflows?)"
@@ -295,8 +294,7 @@ class MeshDecoder:
             return trimesh.Trimesh(np.zeros((0, 3)), np.zeros((0, 3), dtype=np.int64))
         cfg = self.decoder.config
         fine = self.decoder.fine_sdf(tokens, coords)
-        if not bool(torch.isfinite(fine).all()):
-            bad = int((~torch.isfinite(fine)).sum())
+        if bad := count_nonfinite(fine):
             raise FloatingPointError(
                 f"mesh_decoder: the fine SDF holds {bad} NaN or inf values of {fine.numel()} "
                 "(SLaT tokens or a SLaT mesh decoder that overflows?)"

@@ -39,7 +39,17 @@ from tqdm.auto import tqdm
 from accel3d.core.context import camera_pose
 from accel3d.core.io import load_torch_file
 from accel3d.core.pipeline import Pipeline
-from accel3d.core.validate import ArgumentError, check_bool, check_finite_tensor, check_float, check_int, check_pair, check_seed, check_str
+from accel3d.core.validate import (
+    ArgumentError,
+    check_bool,
+    check_finite_tensor,
+    check_float,
+    check_int,
+    check_pair,
+    check_seed,
+    check_str,
+    count_nonfinite,
+)
 from accel3d.geometry.metrics import image_scores, psnr
 from accel3d.geometry.surface import export_mesh
 from accel3d.models.sds.mesh_views import relative_pose
@@ -504,8 +514,7 @@ def check_field_gradients(scene: VoxelField, where: str) -> None:
     """Raise ``FloatingPointError`` naming the field's parameter and ``where`` if its gradient holds NaN or inf
     (one ``isfinite(...).all()`` per parameter): Adam would write the NaN into the field."""
     for name, param in scene.named_parameters():
-        if param.grad is not None and not bool(torch.isfinite(param.grad).all()):
-            bad = int((~torch.isfinite(param.grad)).sum())
+        if param.grad is not None and (bad := count_nonfinite(param.grad)):
             raise FloatingPointError(f"sds: the gradient of the field's {name!r} {where} holds {bad} NaN or inf values of {param.numel()}")
 
 
