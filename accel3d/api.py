@@ -15,12 +15,31 @@ They mirror what users of diffusers (``pipe.transformer.enable_cache(config)`` /
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 from accel3d.core.hooks import detach_all
 from accel3d.core.pipeline import StageMap
 from accel3d.core.stack import Stack
 from accel3d.core.validate import ArgumentError
+
+# The stacks accel3d.apply attached to a real library's object, so that accel3d.remove takes off their stages too.
+_APPLIED: weakref.WeakKeyDictionary[Any, list[Stack]] = weakref.WeakKeyDictionary()
+_APPLIED_BY_ID: dict[int, tuple[Any, list[Stack]]] = {}  # objects that take no weak reference
+
+
+def _remember(target: Any, stack: Stack) -> None:
+    try:
+        _APPLIED.setdefault(target, []).append(stack)
+    except TypeError:
+        _APPLIED_BY_ID.setdefault(id(target), (target, []))[1].append(stack)
+
+
+def _forget(target: Any) -> list[Stack]:
+    try:
+        return _APPLIED.pop(target, [])
+    except TypeError:
+        return _APPLIED_BY_ID.pop(id(target), (None, []))[1]
 
 
 def available_stacks() -> list[str]:
@@ -85,7 +104,9 @@ def apply(target: Any, stack: str | Stack, **overrides: Any) -> Stack:
     if found is not None:
         staged = StageMap(target, found)
         stack.check_stages(staged, where="apply: stack", hint="apply it to a pipeline that has them")
-        return stack.attach(staged)
+        stack.attach(staged)
+        _remember(target, stack)
+        return stack
     if len(stack.accelerators) != 1:
         raise ArgumentError(
             f"apply: stack '{stack.name}' has {len(stack.accelerators)} accelerators for different stages; "
@@ -100,7 +121,11 @@ def remove(target: Any) -> int:
     returns how many. The object is then exactly as it was."""
     from accel3d.integrations import stages_of
 
-    count = detach_all(target)
-    if not isinstance(getattr(target, "stages", None), dict):
+    count = 0
+    for stack in reversed(_forget(target)):  # its accelerators, then the stages installed on the object
+        count += sum(1 for acc in stack.accelerators if acc.attached)
+        stack.detach()
+    count += detach_all(target)
+    if not isinstance(getattr(target, "stages", None), dict):  # patches on its parts made some other way
         count += sum(detach_all(stage) for stage in (stages_of(target) or {}).values())
     return count

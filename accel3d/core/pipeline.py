@@ -109,6 +109,25 @@ class StageMap(Pipeline):
         self.name = type(target).__name__
         self.target = target
         self.stages = dict(stages)
+        self._installed: list[Any] = []
+
+    def install(self, names: list[str]) -> None:
+        """Install the named stages that route a real object's calls through themselves (they have ``attach()``,
+        ``detach()`` and ``attached``, as the integrations' adapters do); if one fails, those installed are taken off."""
+        try:
+            for name in dict.fromkeys(names):
+                stage = self.stage(name)
+                if callable(getattr(stage, "attach", None)) and getattr(stage, "attached", True) is False:
+                    stage.attach()
+                    self._installed.append(stage)
+        except BaseException:
+            self.uninstall()
+            raise
+
+    def uninstall(self) -> None:
+        """Take off the stages :meth:`install` put on, last first: the object's own attributes are as before."""
+        while self._installed:
+            self._installed.pop().detach()
 
 
 def picture_panels(result: Any, baseline: Any | None, options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:

@@ -9,7 +9,7 @@ from typing import Any
 
 from accel3d.core.accelerator import Accelerator, BaseAccelerator
 from accel3d.core.config import AcceleratorConfig
-from accel3d.core.pipeline import Pipeline
+from accel3d.core.pipeline import Pipeline, StageMap
 from accel3d.core.validate import ArgumentError, check_bool
 
 
@@ -78,6 +78,8 @@ class Stack:
         if self._pipeline is not None and self.attached:
             raise RuntimeError(f"stack '{self.name}' is already attached; detach it first")
         targets = [pipeline.stage(acc.stage) for acc in self.accelerators]  # fail before patching anything
+        if isinstance(pipeline, StageMap):  # a real library's object: its stages route its calls once installed
+            pipeline.install([acc.stage for acc in self.accelerators])
         attached: list[Accelerator] = []
         try:
             for acc, target in zip(self.accelerators, targets):
@@ -86,6 +88,8 @@ class Stack:
         except BaseException:
             for acc in reversed(attached):
                 acc.detach()
+            if isinstance(pipeline, StageMap):
+                pipeline.uninstall()
             raise
         self._pipeline = pipeline
         return self
@@ -114,6 +118,8 @@ class Stack:
         """Detach every accelerator, last first. Detaching twice is a no-op."""
         for acc in reversed(self.accelerators):
             acc.detach()
+        if isinstance(self._pipeline, StageMap):
+            self._pipeline.uninstall()
         self._pipeline = None
 
     def reset(self) -> None:

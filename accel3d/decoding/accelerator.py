@@ -56,6 +56,8 @@ class HierarchicalDecoding(BaseAccelerator):
         super().__init__(config, **knobs)
         own = {a: getattr(self.config, a) for a in ("chunk_size", "progress", "max_memory_bytes") if getattr(self.config, a) is not None}
         self.decoder = HierarchicalVolumeDecoder(self.config, **own)
+        self._settings: dict[str, Any] = own
+        self._stage_settings: Callable[[], dict[str, Any]] = lambda: own
         self.last_levels: list[dict] = []
 
     def _attach(self, target: Any) -> None:
@@ -64,13 +66,21 @@ class HierarchicalDecoding(BaseAccelerator):
             raise TypeError(
                 f"hierarchical: expected a volume decoder with a decode(fn, resolution, bound) method, got {type(target).__name__}"
             )
-        # The stage's conventions and chunking, where it states them; chunking set on the accelerator wins.
+        self._stage_settings = lambda: self._settings_of(target)
+        self._settings = self._stage_settings()
+        self.decoder = HierarchicalVolumeDecoder(self.config, **self._settings)
+        self.patches.set(target, "decode", self._decode)
+
+    def _settings_of(self, target: Any) -> dict[str, Any]:
+        """The stage's conventions and chunking, where it states them; chunking set on the accelerator wins.
+
+        Read again at every decode, because a stage may take them per call (Hunyuan3D-2's ``mc_level`` and
+        ``num_chunks`` are arguments of its volume-decoder call)."""
         settings = {a: getattr(target, a) for a in ("level", "inside", "chunk_size", "progress", "max_memory_bytes") if hasattr(target, a)}
         settings.update(
             {a: getattr(self.config, a) for a in ("chunk_size", "progress", "max_memory_bytes") if getattr(self.config, a) is not None}
         )
-        self.decoder = HierarchicalVolumeDecoder(self.config, **settings)
-        self.patches.set(target, "decode", self._decode)
+        return settings
 
     def check_pipeline(self, pipeline: Any) -> None:
         """Refuse a pipeline whose target resolution is below ``min_resolution`` (before any decoding)."""
@@ -97,6 +107,9 @@ class HierarchicalDecoding(BaseAccelerator):
         return None
 
     def _decode(self, fn: Any, resolution: int, bound: float = DEFAULT_BOUND) -> VolumeGrid:
+        settings = self._stage_settings()
+        if settings != self._settings:
+            self._settings, self.decoder = settings, HierarchicalVolumeDecoder(self.config, **settings)
         with self.statistics.time("decode"):
             grid = self.decoder.decode(fn, resolution, bound)
         self.last_levels = grid.levels  # what each part of the refinement rule flagged, per level

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 DEFAULT_BOUND = 1.01
 
 
 def grid_axis(resolution: int, bound: float = DEFAULT_BOUND) -> torch.Tensor:
-    """The ``resolution + 1`` sample coordinates along one axis (cell corners)."""
-    return torch.linspace(-bound, bound, resolution + 1, dtype=torch.float32)
+    """The ``resolution + 1`` sample coordinates along one axis (cell corners).
+
+    Computed as numpy's float32 ``linspace``, which is how Hunyuan3D-2 (``hy3dgen``) places its query grid:
+    torch's float32 ``linspace`` differs from it by one ulp at some points, so a decoder behind hy3dgen's
+    volume-decoder call would otherwise not reproduce its dense grid bit for bit.
+    """
+    return torch.from_numpy(np.linspace(-bound, bound, resolution + 1, dtype=np.float32))
 
 
 def grid_points(resolution: int, bound: float = DEFAULT_BOUND) -> torch.Tensor:

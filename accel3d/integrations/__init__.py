@@ -3,7 +3,8 @@ functions (or never: it reads the files or takes the objects the library made), 
 imports without any of them.
 
 - :mod:`accel3d.integrations.hunyuan3d`: Hunyuan3D-2 ShapeVAE release folders (``hy3dgen``'s
-  ``config.yaml`` + ``model*.safetensors``) loaded into accel3d's vecset VAE;
+  ``config.yaml`` + ``model*.safetensors``) loaded into accel3d's vecset VAE, and (through
+  :mod:`accel3d.integrations.hunyuan3d_stages`) the stages of hy3dgen's own ``ShapeVAE`` and pipeline;
 - :mod:`accel3d.integrations.diffusers`: the ``denoiser`` stage of diffusers U-Nets, pipelines and guidance
   objects, and a diffusers U-Net from a local folder (the ``sds`` backbone);
 - :mod:`accel3d.integrations.trellis`: TRELLIS v1's Euler samplers as accel3d stages (MIT);
@@ -30,7 +31,7 @@ Example::
 from importlib import import_module
 from typing import Any
 
-RECOGNISERS = ("diffusers",)  # the integrations with a ``stages(obj)`` function, asked in this order
+RECOGNISERS = ("diffusers", "hunyuan3d", "trellis", "sam3d")  # the integrations with a ``stages(obj)`` function, asked in this order
 
 
 def stages_of(obj: Any) -> dict[str, Any] | None:

@@ -76,14 +76,15 @@ class FlowStageAdapter:
         """Install the adapter on the sampler (returns ``self``); refused if this adapter is already attached."""
         if self._patches is not None:
             raise RuntimeError(f"{type(self).__name__}: already attached to this {type(self.target).__name__}")
-        for attr in (self.step_attribute, self.entry_attribute):
-            if not callable(getattr(self.target, attr, None)):
-                raise TypeError(f"sampler: {type(self.target).__name__} has no callable {attr!r}, which {type(self).__name__} wraps")
+        step_owner = self._step_owner()
+        for owner, attr in ((step_owner, self.step_attribute), (self.target, self.entry_attribute)):
+            if not callable(getattr(owner, attr, None)):
+                raise TypeError(f"sampler: {type(owner).__name__} has no callable {attr!r}, which {type(self).__name__} wraps")
         # what the sampler resolves now (its class's method, or an instance attribute already there)
-        original_step = getattr(self.target, self.step_attribute)
+        original_step = getattr(step_owner, self.step_attribute)
         original_entry = getattr(self.target, self.entry_attribute)
         patches = PatchSet(self.name, owner=self)
-        patches.set(self.target, self.step_attribute, self._step_function())
+        patches.set(step_owner, self.step_attribute, self._step_function())
         try:
             patches.set(self.target, self.entry_attribute, self._entry_function(original_entry))
         except BaseException:
@@ -92,6 +93,10 @@ class FlowStageAdapter:
         self._original_step, self._patches = original_step, patches
         self.step = -1
         return self
+
+    def _step_owner(self) -> Any:
+        """The object whose :attr:`step_attribute` is the per-step call (the sampler itself, unless a subclass says otherwise)."""
+        return self.target
 
     def detach(self) -> None:
         """Take the adapter off: the sampler's instance dictionary is as it was before :meth:`attach` (no-op if not attached).

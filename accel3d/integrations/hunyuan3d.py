@@ -22,6 +22,7 @@ Example::
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 import yaml
@@ -140,3 +141,35 @@ def load_hunyuan_vae(path: str | Path) -> VecsetVAE:
     vae = load_hunyuan_state_dict(VecsetVAE(config), read_state_dict(weights))
     vae.metadata = {"source": str(weights), "format": "hunyuan3d-2"}
     return vae.eval()
+
+
+def stages(obj: Any) -> dict[str, Any] | None:
+    """The stages of hy3dgen's ``ShapeVAE`` or pipeline (:func:`accel3d.integrations.hunyuan3d_stages.stages`)."""
+    from accel3d.integrations import hunyuan3d_stages
+
+    return hunyuan3d_stages.stages(obj)
+
+
+def hunyuan_params(config: VecsetVAEConfig) -> dict[str, Any]:
+    """The ``ShapeVAE`` constructor arguments of a :class:`VecsetVAEConfig` (the inverse of :func:`config_from_hunyuan`)."""
+    values = {k: getattr(config, k) for k in sorted(_CONFIG_KEYS)}
+    values["scale_factor"] = float(values["scale_factor"])
+    return values
+
+
+def to_shape_vae(vae: VecsetVAE, shape_vae_class: Any = None) -> Any:
+    """hy3dgen's own ``ShapeVAE`` holding ``vae``'s decoder weights (accel3d's encoder has no place there), in eval mode.
+
+    ``shape_vae_class`` defaults to ``hy3dgen.shapegen.models.autoencoders.ShapeVAE``, imported here.
+
+    Example::
+
+        shape_vae = to_shape_vae(load_vae(None))          # the shipped vecset weights in hy3dgen's class
+        accel3d.apply(shape_vae, "flashvdm")
+    """
+    if shape_vae_class is None:
+        from hy3dgen.shapegen.models.autoencoders import ShapeVAE as shape_vae_class
+    shape_vae = shape_vae_class(**hunyuan_params(vae.config))
+    decoder_state = {k: v for k, v in vae.state_dict().items() if not k.startswith("encoder.")}
+    shape_vae.load_state_dict(decoder_state, strict=True)
+    return shape_vae.eval().requires_grad_(False)

@@ -31,6 +31,9 @@ import inspect
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+import numpy as np
+import torch
+
 from accel3d.integrations.flow_adapter import FlowStageAdapter, attach_all, pipeline_models
 
 SAM3D_SLAT_TOKEN_GROUPS: dict[str, tuple[str, ...]] = {"slat": ()}
@@ -135,6 +138,7 @@ class Sam3DFlowStage(FlowStageAdapter):
             raise TypeError(f"generator: {type(generator).__name__} has no {self.step_attribute}; expected a ShortCut or FlowMatching")
         # ShortCut's per-step call carries the shortcut step size d after t
         self.shortcut = "d" in inspect.signature(dynamics).parameters
+        self._voxels: Any = None  # the positional voxels of the SLaT step in progress
 
     @property
     def generator(self) -> Any:
@@ -150,9 +154,26 @@ class Sam3DFlowStage(FlowStageAdapter):
         else:
 
             def generate_dynamics(x_t: Any, t: Any, *args: Any, **kwargs: Any) -> Any:
-                return self.velocity(x_t, t, args, self._next_step(), **kwargs)
+                step = self._next_step()
+                coords = one_object_coords(x_t, args)
+                if coords is None:
+                    return self.velocity(x_t, t, args, step, **kwargs)
+                # SLaT tokens with their voxels last in the condition: accelerators get the voxels as coords
+                self._voxels = args[-1]
+                return self.velocity(x_t, t, args[:-1], step, coords=coords, **kwargs)
 
         return generate_dynamics
+
+    def _voxels_of(self, coords: Any) -> Any:
+        """The generator's positional voxels for ``coords`` ``[1, n, 3]``: the step's own (every token), or rows
+        ``(0, x, y, z)`` of the subset (token carving), in the type and dtype the pipeline passed."""
+        voxels = self._voxels
+        if coords.shape[1] == len(voxels):
+            return voxels
+        rows = torch.cat([torch.zeros_like(coords[0][:, :1]), coords[0]], dim=1)
+        if isinstance(voxels, torch.Tensor):
+            return rows.to(voxels)
+        return rows.cpu().numpy().astype(np.asarray(voxels).dtype)
 
     def _entry_function(self, original: Callable[..., Any]) -> Callable[..., Any]:
         def generate_iter(*args: Any, **kwargs: Any) -> Iterator[Any]:
@@ -168,11 +189,14 @@ class Sam3DFlowStage(FlowStageAdapter):
         Args:
             x: the state (a dict of token tensors for the SS, one ``[B, N, 8]`` tensor for the SLaT).
             t: SAM3D's time (0 = noise, 1 = data; :meth:`progress` gives accel3d's).
-            cond: the generator's positional condition arguments, as a tuple (for the SLaT the voxel
-                coordinates come last, as SAM3D's pipeline passes them).
+            cond: the generator's positional condition arguments, as a tuple. For one object's SLaT, SAM3D's
+                pipeline passes the voxels last (``[N, 4]`` numpy rows ``(0, x, y, z)``): they are taken out of
+                ``cond`` and come as ``coords=`` ``[1, N, 3]``, the per-token argument token carving cuts.
             step: the step's index in the trajectory (0 first).
             kwargs: the keyword conditions, and ``d`` (the shortcut step size) for a ``ShortCut``.
         """
+        if "coords" in kwargs and not self.shortcut:  # voxels this stage took out of the condition (see generate_dynamics)
+            return self._call_original(x, t, *cond, self._voxels_of(kwargs.pop("coords")), **kwargs)
         if self.shortcut:
             if "d" not in kwargs:
                 raise TypeError("velocity: a ShortCut stage needs d= (the shortcut step size its solver passes)")
@@ -184,6 +208,20 @@ class Sam3DFlowStage(FlowStageAdapter):
         """``t`` itself (SAM3D's time already runs from noise, 0, to data, 1), or ``1 - t`` under ``reversed_timestamp``."""
         value = float(t)
         return 1.0 - value if getattr(self.target, "reversed_timestamp", False) else value
+
+
+def one_object_coords(x: Any, args: tuple) -> Any:
+    """``[1, N, 3]`` voxel coordinates where ``x`` is one object's ``[1, N, C]`` tokens and the last condition argument
+    its ``[N, 4]`` voxels (batch index 0 throughout), as SAM3D's pipeline calls the SLaT generator; else None."""
+    if not (isinstance(x, torch.Tensor) and x.ndim == 3 and x.shape[0] == 1 and args):
+        return None
+    voxels = args[-1]
+    if not isinstance(voxels, (np.ndarray, torch.Tensor)) or voxels.ndim != 2 or tuple(voxels.shape) != (x.shape[1], 4):
+        return None
+    rows = torch.as_tensor(voxels)
+    if rows.is_floating_point() or bool(rows[:, 0].any()):
+        return None
+    return rows[:, 1:].to(device=x.device, dtype=torch.long)[None]
 
 
 def attach_stage(generator: Any, token_groups: Mapping[str, tuple[str, ...]] | None = None) -> Sam3DFlowStage:
@@ -214,3 +252,21 @@ def attach_pipeline(pipeline: Any) -> dict[str, Sam3DFlowStage]:
         if key not in models:
             raise ValueError(f"pipeline: {type(pipeline).__name__}.models has no {key!r}")
     return attach_all({name: (lambda key=key: attach_stage(models[key])) for name, key in PIPELINE_STAGES.items()})
+
+
+def is_pipeline(obj: Any) -> bool:
+    """Whether ``obj`` is a SAM 3D Objects ``InferencePipeline`` (the point-map one included), read from its classes' names."""
+    return any(c.__name__.startswith("InferencePipeline") and c.__module__.startswith("sam3d_objects.") for c in type(obj).__mro__)
+
+
+def stages(obj: Any) -> dict[str, Sam3DFlowStage] | None:
+    """``{"ss_sampler": ..., "slat_sampler": ...}`` (detached) for a SAM 3D Objects pipeline; None for anything else.
+
+    Example::
+
+        stages(pipeline)["ss_sampler"].token_groups   # {"shape": ("shape",), "layout": (...)}
+    """
+    if not is_pipeline(obj):
+        return None
+    models = pipeline_models(obj, "SAM3D")
+    return {name: Sam3DFlowStage(models[key]) for name, key in PIPELINE_STAGES.items()}

@@ -8,7 +8,10 @@ x_t, t, cond, **kwargs)`` for the step's velocity, CFG included (``(1 + s) v_con
 sampler guides); that is the one call :class:`TrellisFlowStage` routes through its ``velocity``.
 
 Token groups: the sparse-structure flow's state is one dense grid (``{"shape": ()}``), the structured
-latent's one sparse tensor (``{"slat": ()}``); an empty key tuple means the whole state.
+latent's one sparse tensor (``{"slat": ()}``); an empty key tuple means the whole state. One object's sparse
+tensor reaches accelerators as tensor-plus-coordinates, the form token carving cuts: its features as ``[1, N, C]``
+tokens and its voxels as ``coords=`` ``[1, N, 3]``; a subset of them is computed as a new ``SparseTensor``
+of those voxels (several objects' states stay ``SparseTensor``s, which accelerators only step-skip).
 
 Nothing here imports TRELLIS: the adapter takes the sampler and the model (the pipeline's own objects).
 
@@ -28,6 +31,8 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
+
+import torch
 
 from accel3d.integrations.flow_adapter import FlowStageAdapter, attach_all, pipeline_models
 
@@ -106,6 +111,7 @@ class TrellisFlowStage(FlowStageAdapter):
 
     def __init__(self, sampler: Any, model: Any, token_groups: Mapping[str, tuple[str, ...]] | None = None) -> None:
         super().__init__(sampler, model, token_groups if token_groups is not None else default_token_groups(model))
+        self._sparse: Any = None  # the sparse state of the step in progress (one object's)
 
     @property
     def sampler(self) -> Any:
@@ -114,9 +120,25 @@ class TrellisFlowStage(FlowStageAdapter):
 
     def _step_function(self) -> Callable[..., Any]:
         def inference_model(model: Any, x_t: Any, t: Any, cond: Any = None, **kwargs: Any) -> Any:
-            return self.velocity(x_t, t, cond, self._next_step(), model=model, **kwargs)
+            step = self._next_step()
+            coords = one_object_coords(x_t)
+            if coords is None:
+                return self.velocity(x_t, t, cond, step, model=model, **kwargs)
+            # one object's sparse tensor: accelerators see its features as [1, N, C] tokens and its voxels as coords
+            self._sparse = x_t
+            v = self.velocity(x_t.feats[None], t, cond, step, model=model, coords=coords, **kwargs)
+            return x_t.replace(v[0])
 
         return inference_model
+
+    def _rebuilt(self, tokens: Any, coords: Any) -> Any:
+        """The sparse tensor of ``tokens`` ``[1, n, C]`` at ``coords`` ``[1, n, 3]``: the step's own one with new
+        features, or (a subset of its voxels, as token carving asks for) a new one of TRELLIS's class."""
+        template = self._sparse
+        if tokens.shape[1] == template.feats.shape[0]:
+            return template.replace(tokens[0])
+        rows = torch.cat([torch.zeros_like(coords[0][:, :1]), coords[0]], dim=1).to(template.coords)
+        return type(template)(feats=tokens[0], coords=rows)
 
     def _entry_function(self, original: Callable[..., Any]) -> Callable[..., Any]:
         try:
@@ -130,22 +152,39 @@ class TrellisFlowStage(FlowStageAdapter):
 
         return sample
 
-    def velocity(self, x: Any, t: Any, cond: Any, step: int, model: Any = None, **kwargs: Any) -> Any:
+    def velocity(self, x: Any, t: Any, cond: Any, step: int, model: Any = None, coords: Any = None, **kwargs: Any) -> Any:
         """The sampler's own (guided) velocity: ``sampler._inference_model(model, x, t, cond, **kwargs)`` as it was before attaching.
 
         Args:
-            x: the state (a dense tensor, or TRELLIS's ``SparseTensor`` for the SLaT).
+            x: the state: a dense tensor (the SS), or the SLaT's features as ``[1, N, C]`` tokens (one object's
+                ``SparseTensor``; several objects' stay a ``SparseTensor``).
             t: TRELLIS's time (1 = noise, 0 = data; :meth:`progress` gives accel3d's).
             cond: the condition tokens.
             step: the step's index in the trajectory (0 first).
             model: the flow model the sampler was called with (default: ``self.model``).
+            coords: the tokens' voxels ``[1, N, 3]`` (x, y, z) where ``x`` is one object's sparse features; a
+                subset of the step's tokens (token carving) is computed as a sparse tensor of those voxels.
             kwargs: what the sampler passes on (``neg_cond``, ``cfg_strength``, ``cfg_interval`` and model kwargs).
         """
-        return self._call_original(self.model if model is None else model, x, t, cond, **kwargs)
+        model = self.model if model is None else model
+        if coords is None:
+            return self._call_original(model, x, t, cond, **kwargs)
+        return self._call_original(model, self._rebuilt(x, coords), t, cond, **kwargs).feats[None]
 
     def progress(self, t: Any) -> float:
         """``1 - t``: TRELLIS's time runs from 1 (noise) to 0 (data), accel3d's from 0 to 1."""
         return 1.0 - float(t)
+
+
+def one_object_coords(x: Any) -> Any:
+    """``[1, N, 3]`` voxel coordinates of a TRELLIS ``SparseTensor`` holding one object (batch index 0 throughout),
+    else None (a dense state, or several objects)."""
+    coords, feats = getattr(x, "coords", None), getattr(x, "feats", None)
+    if not (isinstance(coords, torch.Tensor) and isinstance(feats, torch.Tensor) and callable(getattr(x, "replace", None))):
+        return None
+    if coords.ndim != 2 or coords.shape[1] != 4 or len(coords) != len(feats) or bool(coords[:, 0].any()):
+        return None
+    return coords[:, 1:][None]
 
 
 def attach_stage(sampler: Any, model: Any, token_groups: Mapping[str, tuple[str, ...]] | None = None) -> TrellisFlowStage:
@@ -178,3 +217,22 @@ def attach_pipeline(pipeline: Any) -> dict[str, TrellisFlowStage]:
             raise ValueError(f"pipeline: {type(pipeline).__name__} has no {sampler_attr} with models[{model_key!r}]")
     makers = {name: (lambda a=a, k=k: attach_stage(getattr(pipeline, a), models[k])) for name, (a, k) in PIPELINE_STAGES.items()}
     return attach_all(makers)
+
+
+def is_pipeline(obj: Any) -> bool:
+    """Whether ``obj`` is a TRELLIS image- or text-to-3D pipeline, read from its classes' names."""
+    names = ("TrellisImageTo3DPipeline", "TrellisTextTo3DPipeline")
+    return any(c.__name__ in names and c.__module__.startswith("trellis.") for c in type(obj).__mro__)
+
+
+def stages(obj: Any) -> dict[str, TrellisFlowStage] | None:
+    """``{"ss_sampler": ..., "slat_sampler": ...}`` (detached) for a TRELLIS pipeline; None for anything else.
+
+    Example::
+
+        stages(pipeline)["slat_sampler"].token_groups   # {"slat": ()}
+    """
+    if not is_pipeline(obj):
+        return None
+    models = pipeline_models(obj, "TRELLIS")
+    return {name: TrellisFlowStage(getattr(obj, sampler), models[key]) for name, (sampler, key) in PIPELINE_STAGES.items()}

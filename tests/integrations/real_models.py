@@ -166,6 +166,18 @@ def trellis_modules() -> Iterator[types.SimpleNamespace | None]:
         sparse = importlib.import_module("trellis.modules.sparse")
         for name in ("attention.full_attn", "spatial"):  # imported lazily by TRELLIS; here, while the environment is set
             importlib.import_module(f"trellis.modules.sparse.{name}")
+        # The image pipeline's module imports torchvision and rembg for its image preprocessing, which the tests never
+        # run: empty stand-ins while it imports, where they are absent.
+        stand_ins = [n for n in ("torchvision", "torchvision.transforms", "rembg") if importlib.util.find_spec(n.split(".")[0]) is None]
+        sys.modules.update({n: types.ModuleType(n) for n in stand_ins})
+        if "torchvision.transforms" in stand_ins:
+            sys.modules["torchvision"].transforms = sys.modules["torchvision.transforms"]
+        try:
+            image_pipeline = importlib.import_module("trellis.pipelines.trellis_image_to_3d")
+        finally:
+            for n in stand_ins:
+                sys.modules.pop(n, None)
+        ss_vae = importlib.import_module("trellis.models.sparse_structure_vae")
         loaded = types.SimpleNamespace(
             SparseStructureFlowModel=ss_flow.SparseStructureFlowModel,
             SLatFlowModel=slat_flow.SLatFlowModel,
@@ -173,6 +185,8 @@ def trellis_modules() -> Iterator[types.SimpleNamespace | None]:
             FlowEulerSampler=flow_euler.FlowEulerSampler,
             FlowEulerCfgSampler=flow_euler.FlowEulerCfgSampler,
             FlowEulerGuidanceIntervalSampler=flow_euler.FlowEulerGuidanceIntervalSampler,
+            TrellisImageTo3DPipeline=image_pipeline.TrellisImageTo3DPipeline,
+            SparseStructureDecoder=ss_vae.SparseStructureDecoder,
         )
         yield loaded
 
