@@ -41,6 +41,7 @@ from accel3d.core.validate import ArgumentError
 from accel3d.geometry.grid import DEFAULT_BOUND
 from accel3d.geometry.volume import DenseVolumeDecoder, VolumeGrid
 from accel3d.integrations.flow_adapter import FlowStageAdapter
+from accel3d.integrations.installed import InstalledStage
 
 
 def _is_hy3dgen(obj: Any, *names: str) -> bool:
@@ -70,41 +71,6 @@ def stages(obj: Any) -> dict[str, Any] | None:
     if is_shape_vae(obj):
         return {"volume_decoder": HunyuanVolumeDecoder(obj), "geo_decoder": HunyuanGeoDecoder(obj.geo_decoder)}
     return None
-
-
-class InstalledStage:
-    """A stage that routes calls of a real object through itself while installed (``attach`` / ``detach``), by
-    patches owned by the stage: detaching gives the object's instance dictionary back as it was."""
-
-    name = "installed_stage"
-    composable = False  # one stage per object: a second is refused (PatchConflictError)
-
-    def __init__(self) -> None:
-        self._patches: PatchSet | None = None
-
-    @property
-    def attached(self) -> bool:
-        return self._patches is not None
-
-    def attach(self) -> InstalledStage:
-        if self._patches is not None:
-            raise RuntimeError(f"{type(self).__name__}: already attached")
-        patches = PatchSet(self.name, owner=self)
-        try:
-            self._install(patches)
-        except BaseException:
-            patches.restore()
-            raise
-        self._patches = patches
-        return self
-
-    def detach(self) -> None:
-        if self._patches is not None:
-            patches, self._patches = self._patches, None
-            patches.restore()
-
-    def _install(self, patches: PatchSet) -> None:
-        raise NotImplementedError
 
 
 def _cube_bound(bounds: Any) -> float:

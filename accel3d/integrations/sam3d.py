@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from accel3d.integrations.flow_adapter import FlowStageAdapter, attach_all, pipeline_models
+from accel3d.integrations.sparse_structure import SparseStructureStage
 
 SAM3D_SLAT_TOKEN_GROUPS: dict[str, tuple[str, ...]] = {"slat": ()}
 
@@ -260,7 +261,8 @@ def is_pipeline(obj: Any) -> bool:
 
 
 def stages(obj: Any) -> dict[str, Sam3DFlowStage] | None:
-    """``{"ss_sampler": ..., "slat_sampler": ...}`` (detached) for a SAM 3D Objects pipeline; None for anything else.
+    """``{"ss_sampler": ..., "slat_sampler": ..., "sparse_structure": ...}`` (detached) for a SAM 3D Objects pipeline (the
+    last where it holds its SS decoder, :class:`~accel3d.integrations.sparse_structure.SparseStructureStage`); None otherwise.
 
     Example::
 
@@ -269,4 +271,7 @@ def stages(obj: Any) -> dict[str, Sam3DFlowStage] | None:
     if not is_pipeline(obj):
         return None
     models = pipeline_models(obj, "SAM3D")
-    return {name: Sam3DFlowStage(models[key]) for name, key in PIPELINE_STAGES.items()}
+    found: dict[str, Any] = {name: Sam3DFlowStage(models[key]) for name, key in PIPELINE_STAGES.items() if key in models}
+    if "ss_decoder" in models:
+        found["sparse_structure"] = SparseStructureStage(obj, "ss_decoder")
+    return found

@@ -35,6 +35,7 @@ from typing import Any
 import torch
 
 from accel3d.integrations.flow_adapter import FlowStageAdapter, attach_all, pipeline_models
+from accel3d.integrations.sparse_structure import SparseStructureStage
 
 TRELLIS_SS_TOKEN_GROUPS: dict[str, tuple[str, ...]] = {"shape": ()}
 TRELLIS_SLAT_TOKEN_GROUPS: dict[str, tuple[str, ...]] = {"slat": ()}
@@ -226,7 +227,8 @@ def is_pipeline(obj: Any) -> bool:
 
 
 def stages(obj: Any) -> dict[str, TrellisFlowStage] | None:
-    """``{"ss_sampler": ..., "slat_sampler": ...}`` (detached) for a TRELLIS pipeline; None for anything else.
+    """``{"ss_sampler": ..., "slat_sampler": ..., "sparse_structure": ...}`` (detached) for a TRELLIS pipeline (the last
+    where it holds its SS decoder, :class:`~accel3d.integrations.sparse_structure.SparseStructureStage`); None otherwise.
 
     Example::
 
@@ -235,4 +237,11 @@ def stages(obj: Any) -> dict[str, TrellisFlowStage] | None:
     if not is_pipeline(obj):
         return None
     models = pipeline_models(obj, "TRELLIS")
-    return {name: TrellisFlowStage(getattr(obj, sampler), models[key]) for name, (sampler, key) in PIPELINE_STAGES.items()}
+    found: dict[str, Any] = {
+        name: TrellisFlowStage(getattr(obj, sampler), models[key])
+        for name, (sampler, key) in PIPELINE_STAGES.items()
+        if key in models and getattr(obj, sampler, None) is not None
+    }
+    if "sparse_structure_decoder" in models:
+        found["sparse_structure"] = SparseStructureStage(obj, "sparse_structure_decoder")
+    return found

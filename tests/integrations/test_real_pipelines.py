@@ -121,9 +121,9 @@ def trellis_structure(pipe: Any) -> torch.Tensor:
         return pipe.sample_sparse_structure(trellis_cond())
 
 
-def test_trellis_pipeline_stages_are_its_two_samplers(trellis_pipe: Any) -> None:
+def test_trellis_pipeline_stages_are_its_samplers_and_where_it_makes_its_voxels(trellis_pipe: Any) -> None:
     stages = stages_of(trellis_pipe)
-    assert sorted(stages) == ["slat_sampler", "ss_sampler"]
+    assert sorted(stages) == ["slat_sampler", "sparse_structure", "ss_sampler"]
     assert stages["slat_sampler"].sampler is trellis_pipe.slat_sampler and stages["slat_sampler"].token_groups == {"slat": ()}
 
 
@@ -171,10 +171,51 @@ def test_the_step_cache_saves_trellis_sparse_structure_steps_in_one_call(trellis
     assert stats["full_steps"] + stats["cached_steps"] == 8 and stats["cached_steps"] > 0
 
 
-def test_fastsam3d_on_trellis_is_refused_before_patching_for_its_missing_sparse_structure_stage(trellis_pipe: Any) -> None:
+def test_spectral_aggregation_merges_the_voxels_trellis_makes(trellis_pipe: Any) -> None:
+    made = trellis_structure(trellis_pipe)
+    decoder = trellis_pipe.models["sparse_structure_decoder"]
+    before = [dict(vars(trellis_pipe)), dict(vars(decoder))]
+    stack = accel3d.apply(trellis_pipe, "uniform_merge", factor=2.0, min_tokens=0, scale_factors=False)
+    try:
+        merged = trellis_structure(trellis_pipe)
+        stage_factor = stack.accelerators[0].statistics.counters["factor"]
+    finally:
+        accel3d.remove(trellis_pipe)
+    stats = stack.stats()["uniform_merge"]
+    assert stats["tokens_before"] == len(made) and stats["tokens_after"] == len(merged) < len(made)
+    assert stage_factor == 2.0 and merged.dtype == made.dtype and not merged[:, 0].any()
+    # the merged voxels are the made ones shrunk by 2 about the grid's centre (side 16)
+    shrunk = torch.unique(torch.floor((made[:, 1:].double() + 0.5 - 8) / 2 + 8).long(), dim=0)
+    assert torch.equal(merged[:, 1:].long(), shrunk)
+    assert same_dict(trellis_pipe, before[0]) and same_dict(decoder, before[1])
+    assert torch.equal(trellis_structure(trellis_pipe), made)
+
+    accel3d.apply(trellis_pipe, "uniform_merge", factor=1.0)  # do nothing: the pipeline's own voxels
+    try:
+        assert torch.equal(trellis_structure(trellis_pipe), made)
+    finally:
+        accel3d.remove(trellis_pipe)
+
+
+def test_fastsam3d_runs_on_the_trellis_pipeline_in_one_call(trellis_pipe: Any) -> None:
+    stack = accel3d.apply(trellis_pipe, "fastsam3d", spectral_aggregation={"factor": 2.0, "min_tokens": 0, "scale_factors": False})
+    try:
+        coords = trellis_structure(trellis_pipe)
+        torch.manual_seed(0)
+        with torch.no_grad():
+            slat = trellis_pipe.sample_slat(trellis_cond(), coords)
+    finally:
+        accel3d.remove(trellis_pipe)
+    stats = stack.stats()
+    assert stats["modality_cache"]["cached_steps"] > 0
+    assert stats["spectral_aggregation"]["tokens_after"] == len(coords) == slat.feats.shape[0]
+    assert stats["token_carving"]["steps"] == 8 and stats["token_carving"]["tokens_computed"] < 8 * len(coords)
+
+
+def test_a_stack_for_stages_trellis_lacks_is_refused_before_patching(trellis_pipe: Any) -> None:
     before = {name: dict(vars(getattr(trellis_pipe, name))) for name in ("sparse_structure_sampler", "slat_sampler")}
-    with pytest.raises(ArgumentError, match=r"\['sparse_structure'\].*its stages: \['slat_sampler', 'ss_sampler'\]"):
-        accel3d.apply(trellis_pipe, "fastsam3d")
+    with pytest.raises(ArgumentError, match=r"\['geo_decoder', 'volume_decoder'\].*its stages: \['slat_sampler', 'sparse_structure'"):
+        accel3d.apply(trellis_pipe, "flashvdm")
     assert all(same_dict(getattr(trellis_pipe, name), snapshot) for name, snapshot in before.items())
 
 
@@ -227,3 +268,38 @@ def test_token_carving_cuts_sam3d_tokens_passed_with_their_voxels_in_one_call(sa
         assert torch.equal(sam3d_slat(pipe), untouched)
     finally:
         accel3d.remove(pipe)
+
+
+# ---------------------------------------------------------------- without the real packages
+
+
+def test_the_sparse_structure_stage_scales_sam3d_layouts_by_the_merge_factor() -> None:
+    """SAM 3D Objects' ``sample_sparse_structure`` returns a dict whose ``downsample_factor`` its ``run`` multiplies the
+    layout scale by: the stage multiplies it by the merge factor. (Its pipeline module cannot be imported here, so a
+    holder returns that dict from a fixed occupancy; the stage's handling of it is what is tested.)"""
+
+    class Decoder(torch.nn.Module):
+        def forward(self, z: torch.Tensor) -> torch.Tensor:
+            return z
+
+    def sample_sparse_structure(self: Any, ss_input_dict: dict, inference_steps: Any = None) -> dict:
+        occupancy = torch.zeros(1, 1, 16, 16, 16)
+        occupancy[0, 0, 4:12, 4:12, 4:12] = 1.0  # a cube of 512 voxels
+        ss = self.models["ss_decoder"](occupancy)
+        coords = torch.argwhere(ss > 0)[:, [0, 2, 3, 4]].int()
+        return {"coords": coords, "downsample_factor": 1.0, "shape": torch.zeros(1)}
+
+    namespace = {"__module__": "sam3d_objects.pipeline.inference_pipeline", "sample_sparse_structure": sample_sparse_structure}
+    holder_class = type("InferencePipeline", (), namespace)
+    pipe = holder_class()
+    pipe.models = {"ss_decoder": Decoder()}
+    assert sorted(stages_of(pipe)) == ["sparse_structure"]
+    made = pipe.sample_sparse_structure({"image": torch.zeros(1)})
+    stack = accel3d.apply(pipe, "uniform_merge", factor=2.0, min_tokens=0, scale_factors=False)
+    try:
+        merged = pipe.sample_sparse_structure({"image": torch.zeros(1)})
+    finally:
+        accel3d.remove(pipe)
+    assert merged["downsample_factor"] == 2.0 and len(merged["coords"]) == 64 and merged["shape"] is not made["shape"]
+    assert stack.stats()["uniform_merge"]["tokens_before"] == 512
+    assert vars(pipe) == {"models": pipe.models} and "forward" not in vars(pipe.models["ss_decoder"])
