@@ -207,7 +207,10 @@ def sam3d_modules() -> Iterator[types.SimpleNamespace | None]:
         latent = importlib.import_module(f"{models}.mm_latent")
         slat_flow = importlib.import_module(f"{models}.structured_latent_flow")
         generators = "sam3d_objects.model.backbone.generator"
+        inference = _import_with_stand_ins("sam3d_objects.pipeline.inference_pipeline")
         yield types.SimpleNamespace(
+            InferencePipeline=inference.InferencePipeline,
+            SparseStructureDecoder=importlib.import_module(f"{models}.sparse_structure_vae").SparseStructureDecoder,
             SparseStructureFlowTdfyWrapper=mot.SparseStructureFlowTdfyWrapper,
             Latent=latent.Latent,
             ShapePositionEmbedder=latent.ShapePositionEmbedder,
@@ -217,6 +220,52 @@ def sam3d_modules() -> Iterator[types.SimpleNamespace | None]:
             FlowMatching=importlib.import_module(f"{generators}.flow_matching.model").FlowMatching,
             cfg=importlib.import_module(f"{generators}.classifier_free_guidance"),
         )
+
+
+class _StandIn(type):
+    """A class that answers any attribute with another such class (``transforms.InterpolationMode.BICUBIC``)."""
+
+    def __getattr__(cls, name: str) -> type:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return _StandIn(name, (), {"__init__": lambda self, *args, **kwargs: None})
+
+
+class _StandInModule(types.ModuleType):
+    """An empty module whose every attribute is a :class:`_StandIn` class."""
+
+    def __getattr__(self, name: str) -> type:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return _StandIn(name, (), {"__init__": lambda self, *args, **kwargs: None})
+
+
+def _import_with_stand_ins(name: str, attempts: int = 60) -> types.ModuleType:
+    """Import ``name``, standing in for each module it imports that is not installed (SAM 3D Objects' pipeline
+    module imports torchvision, open3d, pytorch3d, kaolin, gsplat, utils3d, lightning and more, for rendering and
+    post-processing the tests never run). The stand-ins are removed from ``sys.modules`` afterwards."""
+    added: list[str] = []
+    try:
+        for _ in range(attempts):
+            try:
+                return importlib.import_module(name)
+            except ModuleNotFoundError as exc:
+                if not exc.name or exc.name in added or exc.name.split(".")[0] in OWNED_PREFIXES:
+                    raise
+                parts = exc.name.split(".")
+                for i in range(1, len(parts) + 1):
+                    part = ".".join(parts[:i])
+                    if part not in sys.modules:
+                        module = _StandInModule(part)
+                        module.__path__ = []
+                        sys.modules[part] = module
+                        added.append(part)
+                        if i > 1:
+                            setattr(sys.modules[".".join(parts[: i - 1])], parts[i - 1], module)
+        raise ImportError(f"{name}: still missing modules after {attempts} stand-ins")
+    finally:
+        for part in added:
+            sys.modules.pop(part, None)
 
 
 def keep_sparse_convs_training(module: torch.nn.Module) -> torch.nn.Module:

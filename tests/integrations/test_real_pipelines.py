@@ -1,9 +1,10 @@
 """Named stacks on TRELLIS v1's own ``TrellisImageTo3DPipeline`` and on SAM 3D Objects' generators, in one call.
 
-TRELLIS: the real pipeline class (built as its ``from_pretrained`` builds it, with small random models), its
-``sample_sparse_structure`` and ``sample_slat``. SAM 3D Objects: its pipeline module imports torchvision, utils3d
-and more, so the pipeline is a holder of the real ``ShortCut`` / ``FlowMatching`` generators under the pipeline's
-class name; the generators, backbones and the call with the voxels last (as its ``sample_slat`` makes it) are its own.
+TRELLIS and SAM 3D Objects: the real pipeline classes (built as their loaders build them, with small random models:
+TRELLIS's ``from_pretrained`` sets the attributes of an empty pipeline, SAM 3D Objects' constructor loads checkpoints,
+so the same attributes are set here), their own ``sample_sparse_structure`` and ``sample_slat``. The image
+encoders are stand-ins (one token per pixel); SAM 3D Objects' pipeline module imports rendering and
+post-processing packages that the test loader stands in for (``tests/integrations/real_models.py``).
 
 Token carving reaches both real SLaT samplers as tensor-plus-coordinates and cuts the tokens the backbone sees by
 the expected amount; attaching and removing leaves the objects exactly as they were, and the do-nothing settings
@@ -25,9 +26,9 @@ from accel3d.integrations import stages_of
 from tests.integrations import real_models
 from tests.integrations.real_models import SAM3D_INSTALL, TRELLIS_INSTALL, keep_sparse_convs_training
 from tests.integrations.test_real_model_adapters import (
+    POSE_KEYS,
     randomized,
     sam3d_slat_backbone,
-    sam3d_ss_backbone,
     trellis_slat_model,
     trellis_ss_model,
     voxel_coords,
@@ -222,84 +223,130 @@ def test_a_stack_for_stages_trellis_lacks_is_refused_before_patching(trellis_pip
 # ---------------------------------------------------------------- SAM 3D Objects
 
 
-def sam3d_pipeline(sam3d: types.SimpleNamespace) -> Any:
-    """A holder of the real generators under SAM 3D Objects' pipeline class name (see the module docstring)."""
-    ss_backbone = sam3d_ss_backbone(sam3d)
-    ss = sam3d.ShortCut(reverse_fn=sam3d.cfg.ClassifierFreeGuidance(backbone=ss_backbone), inference_steps=4).eval()
+class ImageTokens(torch.nn.Module):
+    """A condition embedder: one 32-channel token per pixel (SAM 3D Objects' is a DINOv2 image encoder)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = torch.nn.Linear(3, 32)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.proj(image.flatten(2).transpose(1, 2))
+
+
+@pytest.fixture(scope="module")
+def sam3d_pipe(sam3d: types.SimpleNamespace) -> Any:
+    """SAM 3D Objects' own ``InferencePipeline`` with small random models, its attributes set as its constructor sets
+    them from a config (the constructor itself loads checkpoints and a depth model)."""
+    torch.manual_seed(0)
+    mapping = {"shape": sam3d.Latent(8, 64, sam3d.ShapePositionEmbedder(64, 16, 1))}  # 16^3 shape tokens, as its decoder needs
+    for key, width in POSE_KEYS.items():
+        mapping[key] = sam3d.Latent(width, 64, sam3d.LearntPositionEmbedder(64, 1))
+    ss_backbone = sam3d.SparseStructureFlowTdfyWrapper(
+        latent_mapping=mapping, latent_share_transformer={"6drotation_normalized": list(POSE_KEYS)},
+        in_channels=8, model_channels=64, cond_channels=32, out_channels=8, num_blocks=1, num_heads=4,
+        mlp_ratio=2, pe_mode="ape", qk_rms_norm=True, is_shortcut_model=True,
+    )  # fmt: skip
+    ss = sam3d.ShortCut(reverse_fn=sam3d.cfg.ClassifierFreeGuidance(backbone=randomized(ss_backbone)), inference_steps=6).eval()
     guided = sam3d.cfg.ClassifierFreeGuidance(
         backbone=sam3d_slat_backbone(sam3d), strength=5.0, interval=[0, 1000], unconditional_handling="zeros"
     )
     slat = keep_sparse_convs_training(sam3d.FlowMatching(reverse_fn=guided, inference_steps=8, rescale_t=3.0).eval())
-    holder = type("InferencePipeline", (), {"__module__": "sam3d_objects.pipeline.inference_pipeline"})()
-    holder.models = torch.nn.ModuleDict({"ss_generator": ss, "slat_generator": slat})
-    return holder
+    decoder = sam3d.SparseStructureDecoder(
+        out_channels=1, latent_channels=8, num_res_blocks=1, channels=[16, 8, 8], num_res_blocks_middle=1
+    )
+    decoder = randomized(decoder, seed=1).eval()
+    with torch.no_grad():  # random weights fill half the 64^3 grid: lower the output bias so ~0.3% of it is occupied
+        logits = decoder(torch.randn(1, 8, 16, 16, 16, generator=torch.Generator().manual_seed(0)))
+        decoder.out_layer[-1].bias -= torch.quantile(logits.flatten()[::64], 0.997)
+    pipe = object.__new__(sam3d.InferencePipeline)
+    pipe.models = torch.nn.ModuleDict({"ss_generator": ss, "slat_generator": slat, "ss_decoder": decoder})
+    pipe.condition_embedders = {"ss_condition_embedder": ImageTokens(), "slat_condition_embedder": ImageTokens()}
+    pipe.ss_condition_input_mapping = pipe.slat_condition_input_mapping = ["image"]
+    pipe.ss_cfg_strength, pipe.ss_cfg_strength_pm, pipe.slat_cfg_strength = 7.0, 0.0, 5.0
+    pipe.shape_model_dtype = pipe.dtype = torch.float32
+    pipe.downsample_ss_dist = 0
+    pipe.slat_mean, pipe.slat_std = torch.zeros(8), torch.ones(8)
+    return pipe
 
 
-def sam3d_slat(pipe: Any) -> torch.Tensor:
-    coords = voxel_coords([64], resolution=16, seed=7)
-    cond = torch.randn(1, 7, 32, generator=torch.Generator().manual_seed(3))
-    torch.manual_seed(42)  # SAM3D draws its noise from the global RNG
-    with torch.no_grad():  # as its sample_slat calls it: the voxels last, as numpy
-        return pipe.models["slat_generator"]((1, coords.shape[0], 8), torch.device("cpu"), cond, coords.cpu().numpy())
+SAM3D_IMAGE = {"image": torch.linspace(0, 1, 48).reshape(1, 3, 4, 4)}
 
 
-def test_token_carving_cuts_sam3d_tokens_passed_with_their_voxels_in_one_call(sam3d: types.SimpleNamespace) -> None:
-    pipe = sam3d_pipeline(sam3d)
-    assert sorted(stages_of(pipe)) == ["slat_sampler", "ss_sampler"]
-    generator = pipe.models["slat_generator"]
-    untouched = sam3d_slat(pipe)
+def sam3d_structure(pipe: Any) -> dict[str, Any]:
+    torch.manual_seed(0)  # SAM 3D Objects draws its noise from the global RNG
+    with torch.no_grad():
+        return pipe.sample_sparse_structure(dict(SAM3D_IMAGE))
+
+
+def sam3d_slat(pipe: Any, coords: torch.Tensor | None = None) -> Any:
+    coords = voxel_coords([64], resolution=16, seed=7) if coords is None else coords
+    torch.manual_seed(42)
+    with torch.no_grad():  # its sample_slat passes the voxels last, as numpy
+        return pipe.sample_slat(dict(SAM3D_IMAGE), coords, inference_steps=8)
+
+
+def test_sam3d_pipeline_stages_are_its_generators_and_where_it_makes_its_voxels(sam3d_pipe: Any) -> None:
+    stages = stages_of(sam3d_pipe)
+    assert sorted(stages) == ["slat_sampler", "sparse_structure", "ss_sampler"]
+    assert stages["ss_sampler"].token_groups == {"shape": ("shape",), "layout": tuple(POSE_KEYS)}
+
+
+def test_token_carving_cuts_sam3d_tokens_passed_with_their_voxels_in_one_call(sam3d_pipe: Any) -> None:
+    generator = sam3d_pipe.models["slat_generator"]
+    untouched = sam3d_slat(sam3d_pipe)
     before = dict(vars(generator))
-    stack = accel3d.apply(pipe, "token_carving", **CARVING)
+    stack = accel3d.apply(sam3d_pipe, "token_carving", **CARVING)
     sizes, hook = token_sizes(generator.reverse_fn.backbone)
     try:
-        carved = sam3d_slat(pipe)
+        carved = sam3d_slat(sam3d_pipe)
     finally:
         hook.remove()
-        accel3d.remove(pipe)
+        accel3d.remove(sam3d_pipe)
     stats = stack.stats()["token_carving"]
     assert stats["carved_steps"] == 6 and stats["tokens_carved"] == 6 * 32
     assert only_halves_after_the_warmup(sizes, 64)
-    assert not torch.equal(carved, untouched)
+    assert not torch.equal(carved.feats, untouched.feats)
     assert same_dict(generator, before)
-    assert torch.equal(sam3d_slat(pipe), untouched)
+    assert torch.equal(sam3d_slat(sam3d_pipe).feats, untouched.feats)
 
-    accel3d.apply(pipe, "token_carving", ratio=0.0, skip_threshold=0.0)  # do nothing: bit-exact
+    accel3d.apply(sam3d_pipe, "token_carving", ratio=0.0, skip_threshold=0.0)  # do nothing: bit-exact
     try:
-        assert torch.equal(sam3d_slat(pipe), untouched)
+        assert torch.equal(sam3d_slat(sam3d_pipe).feats, untouched.feats)
     finally:
-        accel3d.remove(pipe)
+        accel3d.remove(sam3d_pipe)
 
 
-# ---------------------------------------------------------------- without the real packages
-
-
-def test_the_sparse_structure_stage_scales_sam3d_layouts_by_the_merge_factor() -> None:
-    """SAM 3D Objects' ``sample_sparse_structure`` returns a dict whose ``downsample_factor`` its ``run`` multiplies the
-    layout scale by: the stage multiplies it by the merge factor. (Its pipeline module cannot be imported here, so a
-    holder returns that dict from a fixed occupancy; the stage's handling of it is what is tested.)"""
-
-    class Decoder(torch.nn.Module):
-        def forward(self, z: torch.Tensor) -> torch.Tensor:
-            return z
-
-    def sample_sparse_structure(self: Any, ss_input_dict: dict, inference_steps: Any = None) -> dict:
-        occupancy = torch.zeros(1, 1, 16, 16, 16)
-        occupancy[0, 0, 4:12, 4:12, 4:12] = 1.0  # a cube of 512 voxels
-        ss = self.models["ss_decoder"](occupancy)
-        coords = torch.argwhere(ss > 0)[:, [0, 2, 3, 4]].int()
-        return {"coords": coords, "downsample_factor": 1.0, "shape": torch.zeros(1)}
-
-    namespace = {"__module__": "sam3d_objects.pipeline.inference_pipeline", "sample_sparse_structure": sample_sparse_structure}
-    holder_class = type("InferencePipeline", (), namespace)
-    pipe = holder_class()
-    pipe.models = {"ss_decoder": Decoder()}
-    assert sorted(stages_of(pipe)) == ["sparse_structure"]
-    made = pipe.sample_sparse_structure({"image": torch.zeros(1)})
-    stack = accel3d.apply(pipe, "uniform_merge", factor=2.0, min_tokens=0, scale_factors=False)
+def test_spectral_aggregation_merges_sam3d_voxels_and_scales_its_layout(sam3d_pipe: Any) -> None:
+    made = sam3d_structure(sam3d_pipe)
+    assert made["downsample_factor"] == 1 and 200 < len(made["coords"]) < 42000  # under SAM3D's own cap
+    before = [dict(vars(sam3d_pipe)), dict(vars(sam3d_pipe.models["ss_decoder"]))]
+    stack = accel3d.apply(sam3d_pipe, "uniform_merge", factor=2.0, min_tokens=0, scale_factors=False)
     try:
-        merged = pipe.sample_sparse_structure({"image": torch.zeros(1)})
+        merged = sam3d_structure(sam3d_pipe)
     finally:
-        accel3d.remove(pipe)
-    assert merged["downsample_factor"] == 2.0 and len(merged["coords"]) == 64 and merged["shape"] is not made["shape"]
-    assert stack.stats()["uniform_merge"]["tokens_before"] == 512
-    assert vars(pipe) == {"models": pipe.models} and "forward" not in vars(pipe.models["ss_decoder"])
+        accel3d.remove(sam3d_pipe)
+    stats = stack.stats()["uniform_merge"]
+    assert merged["downsample_factor"] == 2.0  # SAM3D's run() multiplies the layout scale by it
+    assert stats["tokens_before"] == len(made["coords"]) and stats["tokens_after"] == len(merged["coords"]) < len(made["coords"])
+    shrunk = torch.unique(torch.floor((made["coords"][:, 1:].double() + 0.5 - 32) / 2 + 32).long(), dim=0)
+    assert torch.equal(merged["coords"][:, 1:].long(), shrunk) and merged["coords"].dtype == made["coords"].dtype
+    assert torch.equal(merged["shape"], made["shape"])  # the flow itself is untouched
+    assert same_dict(sam3d_pipe, before[0]) and same_dict(sam3d_pipe.models["ss_decoder"], before[1])
+    assert torch.equal(sam3d_structure(sam3d_pipe)["coords"], made["coords"])
+
+
+def test_fastsam3d_runs_on_the_sam3d_pipeline_in_one_call(sam3d_pipe: Any) -> None:
+    ss_calls, hook = token_sizes(sam3d_pipe.models["ss_generator"].reverse_fn.backbone)
+    hook.remove()
+    stack = accel3d.apply(sam3d_pipe, "fastsam3d", spectral_aggregation={"factor": 2.0, "min_tokens": 0, "scale_factors": False})
+    try:
+        structure = sam3d_structure(sam3d_pipe)
+        slat = sam3d_slat(sam3d_pipe, structure["coords"])
+    finally:
+        accel3d.remove(sam3d_pipe)
+    stats = stack.stats()
+    assert stats["modality_cache"]["cached_steps"] > 0 and stats["modality_cache"]["full_steps"] < 6
+    assert stats["spectral_aggregation"]["tokens_after"] == len(structure["coords"]) == slat.feats.shape[0]
+    assert structure["downsample_factor"] == 2.0
+    assert stats["token_carving"]["tokens_computed"] < 8 * len(structure["coords"])
