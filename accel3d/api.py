@@ -24,22 +24,22 @@ from accel3d.core.stack import Stack
 from accel3d.core.validate import ArgumentError
 
 # The stacks accel3d.apply attached to a real library's object, so that accel3d.remove takes off their stages too.
-_APPLIED: weakref.WeakKeyDictionary[Any, list[Stack]] = weakref.WeakKeyDictionary()
-_APPLIED_BY_ID: dict[int, tuple[Any, list[Stack]]] = {}  # objects that take no weak reference
+# Weak references only: a stack the user drops, and the object it was on, are not kept alive by this registry.
+_APPLIED: weakref.WeakKeyDictionary[Any, list[weakref.ref[Stack]]] = weakref.WeakKeyDictionary()
+_APPLIED_BY_ID: dict[int, list[weakref.ref[Stack]]] = {}  # objects that take no weak reference
 
 
-def _remember(target: Any, stack: Stack) -> None:
+def _entries(target: Any) -> list[weakref.ref[Stack]]:
     try:
-        _APPLIED.setdefault(target, []).append(stack)
+        return _APPLIED.setdefault(target, [])
     except TypeError:
-        _APPLIED_BY_ID.setdefault(id(target), (target, []))[1].append(stack)
+        return _APPLIED_BY_ID.setdefault(id(target), [])
 
 
-def _forget(target: Any) -> list[Stack]:
-    try:
-        return _APPLIED.pop(target, [])
-    except TypeError:
-        return _APPLIED_BY_ID.pop(id(target), (None, []))[1]
+def _applied_to(target: Any) -> list[Stack]:
+    """The stacks ``apply`` attached to ``target`` that are still attached to it (not detached, not moved elsewhere)."""
+    stacks = [ref() for ref in _entries(target)]
+    return [s for s in stacks if s is not None and isinstance(s._pipeline, StageMap) and s._pipeline.target is target and s.attached]
 
 
 def available_stacks() -> list[str]:
@@ -90,8 +90,9 @@ def load_stack(name: str, **overrides: Any) -> Stack:
 
 def apply(target: Any, stack: str | Stack, **overrides: Any) -> Stack:
     """Attach a stack (a name, or a built :class:`Stack`) to a pipeline, to a real library's object whose stages an
-    integration names (a diffusers pipeline, U-Net or guidance object), or its one accelerator to a module. A stack
-    whose stages the object lacks is refused before anything is patched, naming the stages it has."""
+    integration names (hy3dgen's Hunyuan3D-2 pipeline or ShapeVAE, a TRELLIS or SAM 3D Objects pipeline, a diffusers
+    pipeline, U-Net or guidance object: ``accel3d.integrations.stages_of``), or its one accelerator to a module. A stack
+    whose stages the object lacks, or a second stack on a real object, is refused before anything is patched."""
     from accel3d.integrations import stages_of
 
     if isinstance(stack, str):
@@ -104,8 +105,12 @@ def apply(target: Any, stack: str | Stack, **overrides: Any) -> Stack:
     if found is not None:
         staged = StageMap(target, found)
         stack.check_stages(staged, where="apply: stack", hint="apply it to a pipeline that has them")
+        if _applied_to(target):
+            names = [s.name for s in _applied_to(target)]
+            raise ArgumentError(f"apply: this {type(target).__name__} already has stack(s) {names} applied; accel3d.remove(it) first")
         stack.attach(staged)
-        _remember(target, stack)
+        entries = _entries(target)
+        entries[:] = [ref for ref in entries if ref() is not None] + [weakref.ref(stack)]
         return stack
     if len(stack.accelerators) != 1:
         raise ArgumentError(
@@ -122,10 +127,23 @@ def remove(target: Any) -> int:
     from accel3d.integrations import stages_of
 
     count = 0
-    for stack in reversed(_forget(target)):  # its accelerators, then the stages installed on the object
+    for stack in reversed(_applied_to(target)):  # its accelerators, then the stages installed on the object
         count += sum(1 for acc in stack.accelerators if acc.attached)
         stack.detach()
+    _entries(target).clear()
     count += detach_all(target)
     if not isinstance(getattr(target, "stages", None), dict):  # patches on its parts made some other way
         count += sum(detach_all(stage) for stage in (stages_of(target) or {}).values())
+        count += sum(detach_all(part) for part in _parts(target))
     return count
+
+
+def _parts(target: Any) -> list[Any]:
+    """The objects a real library's object holds (its models, samplers, VAE), where stages may have been installed by a
+    stack the user no longer holds."""
+    try:
+        values = list(vars(target).values())
+    except TypeError:
+        return []
+    parts = [v for v in values if not isinstance(v, (str, bytes, int, float, bool, type(None)))]
+    return parts + [v for d in parts if isinstance(d, dict) for v in d.values()]

@@ -129,6 +129,11 @@ def _run(argv: list[str]) -> None:
                 traceback.print_exc()
 
     argv = _expand_home(argv)
+    if _pipeline_target(argv) and os.getcwd() not in sys.path and "" not in sys.path:  # as `python -m` finds it
+        sys.path.append(os.getcwd())  # after the installed packages: a local file does not shadow them
+        # and for a launcher's worker processes (joblib, submitit), which start afresh
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), os.getcwd()]))
+    argv = _custom_pipeline_overrides(argv)
     _check_knob_names(argv)
     _check_output_folders(argv)
     from accel3d.jobs.configs import register_configs
@@ -197,6 +202,57 @@ def _expand_home(argv: list[str]) -> list[str]:
     return out
 
 
+def _pipeline_target(argv: list[str]) -> str | None:
+    """The ``pipeline._target_`` a command line sets (``pipeline=custom`` needs one), else None."""
+    return next((a.split("=", 1)[1] for a in argv if a.split("=", 1)[0] in ("pipeline._target_", "+pipeline._target_")), None)
+
+
+def _custom_pipeline_overrides(argv: list[str]) -> list[str]:
+    """For a user's own pipeline class (``pipeline._target_=pkg.MyPipeline``): import it, refuse what is not an accel3d
+    ``Pipeline`` or is not importable, check each ``pipeline.KNOB`` against its constructor's arguments, and pass the
+    knobs its config file does not list as ``+pipeline.KNOB`` (Hydra adds them)."""
+    import inspect
+
+    from omegaconf import OmegaConf
+
+    target = _pipeline_target(argv)
+    if target is None:
+        if _chosen("pipeline", argv) == "custom":
+            sys.exit("accel3d run: pipeline=custom needs pipeline._target_=MODULE.CLASS, an accel3d Pipeline subclass importable "
+                     "from the working directory or PYTHONPATH (see docs/own_backbone.md)")  # fmt: skip
+        return argv
+    from hydra.utils import get_class
+
+    from accel3d.core.pipeline import Pipeline
+
+    try:
+        cls = get_class(target)
+    except Exception as exc:  # ImportError, AttributeError, ValueError: Hydra's wording names the cause
+        sys.exit(f"accel3d run: pipeline._target_: cannot import '{target}' from the working directory or PYTHONPATH ({exc})")
+    if not (isinstance(cls, type) and issubclass(cls, Pipeline)):
+        sys.exit(f"accel3d run: pipeline._target_: '{target}' is not a subclass of accel3d.core.Pipeline")
+    params = inspect.signature(cls.__init__).parameters
+    open_ended = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    valid = sorted(n for n, p in params.items() if n != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
+    chosen = _chosen("pipeline", argv)
+    path = config_dir() / "pipeline" / f"{chosen}.yaml"
+    listed = {str(k) for k in OmegaConf.load(path)} - {"_target_"} if path.is_file() else set()
+    if not open_ended and (extra := sorted(listed - set(valid))):
+        sys.exit(f"accel3d run: pipeline._target_: pipeline={chosen} passes {', '.join(extra)}, which '{target}' does not take "
+                 f"(its knobs are {', '.join(valid)}); use pipeline=custom")  # fmt: skip
+    out = []
+    for arg in argv:
+        key = arg.split("=", 1)[0]
+        knob = key.removeprefix("+").removeprefix("pipeline.") if key.lstrip("+").startswith("pipeline.") else None
+        if knob is not None and knob != "_target_":
+            if not open_ended and knob not in valid:
+                sys.exit(f"accel3d run: {key.lstrip('+')}: pipeline '{target}' has no knob '{knob}'; its knobs are {', '.join(valid)}")
+            if knob not in listed and not key.startswith("+"):
+                arg = "+" + arg
+        out.append(arg)
+    return out
+
+
 def _check_knob_names(argv: list[str]) -> None:
     """Refuse a misspelled pipeline or accelerator knob at once, naming the valid ones (Hydra's own refusal
     does not list them). An accelerator's knobs are read from its config dataclass, a pipeline's from its file."""
@@ -214,6 +270,8 @@ def _check_knob_names(argv: list[str]) -> None:
         if (m := re.fullmatch(r"stack\.accelerators\.(\w+)\.(\w+)", key)) and names.get(m[1], m[1]) in accelerators:
             name = names.get(m[1], m[1])
             what, knob, valid = f"accelerator '{name}'", m[2], ["enabled", *accelerators[name].knob_names()]
+        elif _pipeline_target(argv) is not None:
+            continue  # a user's own class: its constructor's arguments were checked by _custom_pipeline_overrides
         elif (m := re.fullmatch(r"pipeline\.(\w+)", key)) and (path := config_dir() / "pipeline" / f"{pipeline}.yaml").is_file():
             what, knob, valid = f"pipeline '{pipeline}'", m[1], [str(k) for k in OmegaConf.load(path) if not str(k).startswith("_")]
         else:
@@ -310,6 +368,9 @@ def _list(argv: list[str]) -> None:
 
         print("pipelines (pipeline=NAME):")
         for name, cfg in configs("pipeline").items():
+            if OmegaConf.is_missing(cfg, "_target_"):
+                print(f"  {name:<22} your own Pipeline subclass: pipeline._target_=MODULE.CLASS")
+                continue
             cls = get_class(cfg["_target_"])
             print(f"  {name:<22} {cls.__name__}; stages: {', '.join(cls.stage_names) or '?'}")
     if "stacks" in sections:

@@ -45,6 +45,11 @@ def test_default_run_on_a_tiny_config_writes_everything(tmp_path, tiny_weights):
     env = record["environment"]
     assert env["versions"]["torch"] and env["device"] and len(env["load_average"]) == 3
     assert env["threads"] == len(os.sched_getaffinity(0)) and env["parallel_jobs"] == 1  # threads=null: all the cores
+    # peak memory beside every stage's time, named by its measure
+    assert record["peak_memory_measure"] == "process_peak_rss" and "decode peak MiB" in proc.stdout
+    peaks = [runs[name]["peak_memory_bytes"] for name in ("baseline", "hierarchical")]
+    assert all(set(p) == {"encode_s", "decode_s", "surface_s", "total_s"} for p in peaks)
+    assert all(p["total_s"] == max(p["encode_s"], p["decode_s"], p["surface_s"]) > 50 * 2**20 for p in peaks)
     # each export is the decoded mesh, the baseline's is the baseline's
     for name in ["mesh.glb", "mesh.ply", "mesh.obj"]:
         assert len(trimesh.load(out / name, force="mesh", process=False).faces) == hier["figures"]["faces"], name

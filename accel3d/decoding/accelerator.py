@@ -66,8 +66,9 @@ class HierarchicalDecoding(BaseAccelerator):
             raise TypeError(
                 f"hierarchical: expected a volume decoder with a decode(fn, resolution, bound) method, got {type(target).__name__}"
             )
-        self._stage_settings = lambda: self._settings_of(target)
-        self._settings = self._stage_settings()
+        stage = weakref.ref(target) if type(target).__weakrefoffset__ else lambda: target  # no cycle keeping it alive
+        self._stage_settings = lambda: self._settings_of(stage()) if stage() is not None else self._settings
+        self._settings = self._settings_of(target)
         self.decoder = HierarchicalVolumeDecoder(self.config, **self._settings)
         self.patches.set(target, "decode", self._decode)
 

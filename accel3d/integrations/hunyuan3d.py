@@ -173,3 +173,41 @@ def to_shape_vae(vae: VecsetVAE, shape_vae_class: Any = None) -> Any:
     decoder_state = {k: v for k, v in vae.state_dict().items() if not k.startswith("encoder.")}
     shape_vae.load_state_dict(decoder_state, strict=True)
     return shape_vae.eval().requires_grad_(False)
+
+
+HY3DGEN_INSTALL = "pip install --no-deps hy3dgen==2.0.2 einops"
+
+
+def shape_vae_class() -> Any:
+    """hy3dgen's ``ShapeVAE`` class. Where ``hy3dgen``'s package ``__init__`` files cannot run (they import its image
+    pipeline's dependencies: torchvision, cv2, rembg), its autoencoders module is imported on its own, under its
+    parent packages registered without their ``__init__`` code; the VAE needs none of that.
+
+    Raises ``ModuleNotFoundError`` naming the install line where hy3dgen (or einops) is absent.
+    """
+    import importlib
+    import importlib.util
+    import sys
+    import types
+
+    name = "hy3dgen.shapegen.models.autoencoders"
+    if name in sys.modules:
+        return sys.modules[name].ShapeVAE
+    try:
+        return importlib.import_module(name).ShapeVAE
+    except ImportError as exc:
+        if importlib.util.find_spec("einops") is None or exc.name == "hy3dgen":
+            raise ModuleNotFoundError(f"hy3dgen 2.0.2 is not installed: {HY3DGEN_INSTALL}") from None
+    if name in sys.modules:  # imported before a package __init__ failed on an image dependency
+        return sys.modules[name].ShapeVAE
+    spec = importlib.util.find_spec("hy3dgen")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(f"hy3dgen 2.0.2 is not installed: {HY3DGEN_INSTALL}")
+    root = Path(list(spec.submodule_search_locations)[0])
+    parents = (("hy3dgen", root), ("hy3dgen.shapegen", root / "shapegen"), ("hy3dgen.shapegen.models", root / "shapegen" / "models"))
+    for parent, folder in parents:
+        if parent not in sys.modules:  # a failed import removed it: register it without its __init__ code
+            module = types.ModuleType(parent)
+            module.__path__ = [str(folder)]
+            sys.modules[parent] = module
+    return importlib.import_module(name).ShapeVAE

@@ -5,7 +5,8 @@
 - ``volume_decoder``: :class:`HunyuanVolumeDecoder`, installed as the VAE's ``volume_decoder`` (hy3dgen's
   call ``volume_decoder(latents, geo_decoder, bounds=1.01, num_chunks=..., octree_resolution=..., ...)``).
   Untouched, its ``decode(fn, resolution, bound)`` queries every point of hy3dgen's grid in hy3dgen's
-  order and chunks, so the logits are bit for bit those of hy3dgen's ``VanillaVolumeDecoder``; the
+  order and chunks, so the logits are bit for bit those of hy3dgen's ``VanillaVolumeDecoder`` (for one latent set;
+  a batch is decoded one latent set at a time, where hy3dgen batches them); the
   ``hierarchical`` accelerator replaces ``decode``, refining around the call's ``mc_level``.
 - ``geo_decoder``: :class:`HunyuanGeoDecoder`: the geo decoder's forward goes through
   ``query(points, kv)`` and its cross-attention processor through ``cross_attn_decoder.attn.attend(q, k, v)``,
@@ -30,6 +31,7 @@ Example::
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -105,6 +107,7 @@ class HunyuanVolumeDecoder(InstalledStage):
         self.vae = vae
         self.level, self.chunk_size, self.progress = 0.0, 10000, False
         self.last_grids: list[VolumeGrid] = []
+        self.last_seconds = 0.0  # the wall time of the last call
 
     def _install(self, patches: PatchSet) -> None:
         if not callable(getattr(self.vae, "volume_decoder", None)):
@@ -133,6 +136,7 @@ class HunyuanVolumeDecoder(InstalledStage):
             raise ArgumentError(f"octree_resolution: expected a positive int (cells per side), got {octree_resolution!r}")
         bound = _cube_bound(bounds)
         self.level, self.chunk_size, self.progress = float(mc_level), int(num_chunks), bool(enable_pbar)
+        start = time.perf_counter()
 
         grids = []
         for b in range(latents.shape[0]):
@@ -143,7 +147,9 @@ class HunyuanVolumeDecoder(InstalledStage):
 
             grids.append(self.decode(field, octree_resolution, bound))
         self.last_grids = grids
-        return torch.stack([g.values for g in grids]).to(latents.device)
+        values = torch.stack([g.values for g in grids]).to(latents.device)
+        self.last_seconds = time.perf_counter() - start
+        return values
 
 
 class _Attention:
@@ -232,10 +238,9 @@ class HunyuanDiTStage(FlowStageAdapter):
 
     Example::
 
-        with HunyuanDiTStage(pipe) as stage:
-            cache = ModalityStepCache(stride=3).attach(stage)
+        cache = ModalityStepCache(stride=3)
+        with HunyuanDiTStage(pipe) as stage, cache.applied(stage):
             pipe(image=image)
-            cache.detach()
     """
 
     name = "hunyuan3d_dit_stage"

@@ -16,6 +16,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import math
 import statistics
 import sys
@@ -24,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from accel3d.core.memory import peak_bytes, reset_peak
 from accel3d.core.stack import Stack
 
 NOISY_SPREAD = 1.5  # repeats whose slowest is more than 1.5x their fastest are flagged
@@ -78,13 +80,13 @@ def compare(
         tag = f" ({i + 1}/{repeats})" if repeats > 1 else ""
         if with_baseline:
             log(f"unaccelerated run{tag}{_eta(start, done, total)} ...")
-            runs["baseline"].append(pipeline.run(inputs))
+            runs["baseline"].append(_measured(pipeline, inputs))
             done += 1
         for s in stacks:
             log(f"accelerated run ({s.name}){tag}{_eta(start, done, total)} ...")
             s.reset()
             with s.applied(pipeline):
-                result = pipeline.run(inputs)
+                result = _measured(pipeline, inputs)
             _exclude_measurement(pipeline, s, result)
             figures[s.name] = _accelerator_figures(s)
             runs[s.name].append(result)
@@ -151,7 +153,23 @@ def _timing_row(results: list[Any]) -> dict[str, Any]:
         values = [float(r.timings[k]) for r in results]
         med = statistics.median(values)
         timings[k] = {"median": med, "min": min(values), "max": max(values), "repeats": values}
-    return {"repeats": len(results), "timings": timings}
+    memory: dict[str, int] = {}  # the highest peak of each stage over the repeats, in bytes
+    for r in results:
+        found = getattr(r, "memory", None)
+        for k, v in (found if isinstance(found, dict) else {}).items():
+            memory[k] = max(memory.get(k, 0), int(v))
+    return {"repeats": len(results), "timings": timings, "peak_memory_bytes": memory}
+
+
+def _measured(pipeline: Any, inputs: Any) -> Any:
+    """One run; where the pipeline does not measure its stages' peak memory itself, the whole run's (``total_s``)."""
+    reset_peak()
+    result = pipeline.run(inputs)
+    found = getattr(result, "memory", None)
+    if not (isinstance(found, dict) and found):
+        with contextlib.suppress(AttributeError):  # a result that takes no attributes goes without
+            result.memory = {"total_s": peak_bytes()}
+    return result
 
 
 def _flags(pipeline: Any, rows: dict[str, dict[str, Any]], name: str) -> list[str]:

@@ -24,6 +24,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from accel3d.core.io import remove_partial_files, write_json
+from accel3d.core.memory import memory_measure
 from accel3d.core.stack import Stack
 from accel3d.core.validate import ArgumentError, check_bool, check_int, check_seed
 from accel3d.jobs.compare import Comparison, compare
@@ -186,6 +187,7 @@ def _run(cfg: DictConfig, out_dir: Path, parallel_jobs: int) -> dict[str, Any]:
         "runs": rows,
         "environment": env,
         "timings_comparable": parallel_jobs == 1,
+        "peak_memory_measure": memory_measure(),  # what each run's peak_memory_bytes counts (accel3d.core.memory)
         "files": files,
     }
 

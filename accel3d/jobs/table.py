@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from accel3d.core.memory import MEASURES, memory_measure
+
 
 def text_table(header: list[str], lines: list[list[str]], note: str) -> str:
     """Columns padded to their widest cell (first column left-aligned), a rule under the header, a note below."""
@@ -36,6 +38,8 @@ def format_table(pipeline: Any, rows: dict[str, dict[str, Any]], parallel_jobs: 
     fidelity_keys = list(dict.fromkeys(k for r in rows.values() for k in r.get("fidelity", {})))
     summary_keys = list(dict.fromkeys((a, k) for r in rows.values() for a, s in r.get("summary", {}).items() for k in s))
     header = ["run", *(k.removesuffix("_s") + " s" for k in timing_keys), *(k.removesuffix("_s") + " speedup" for k in timing_keys)]
+    memory_keys = [k for k in timing_keys if any(k in r.get("peak_memory_bytes", {}) for r in rows.values())]
+    header += [k.removesuffix("_s") + " peak MiB" for k in memory_keys]
     header += ["work ratio", *figure_keys]
     header += [*fidelity_keys, *(f"{a}.{k}" for a, k in summary_keys)]
     lines = []
@@ -44,6 +48,8 @@ def format_table(pipeline: Any, rows: dict[str, dict[str, Any]], parallel_jobs: 
         line = [name, *(_timing(t[k]) if k in t else "-" for k in timing_keys)]
         for k in timing_keys:
             line.append(f"{r['speedups'][k]:.2f}x" if k in r.get("speedups", {}) else ("1.00x" if name == "baseline" else "-"))
+        peaks = r.get("peak_memory_bytes", {})
+        line += [f"{peaks[k] / 2**20:,.0f}" if k in peaks else "-" for k in memory_keys]
         line.append(f"{r['work_ratio']:.2f}x" if r.get("work_ratio") else "-")
         line += [number(r.get("figures", {}).get(k, "-")) for k in figure_keys]
         line += [number(r["fidelity"][k]) if k in r.get("fidelity", {}) else ("ref" if name == "baseline" else "-") for k in fidelity_keys]
@@ -55,6 +61,8 @@ def format_table(pipeline: Any, rows: dict[str, dict[str, Any]], parallel_jobs: 
         " work ratio: the speedup the skipped work alone would give (dense/kept queries, full/partial U-Net cost x hit rate);",
         " fidelity: the accelerated output against the unaccelerated one)",
     ]
+    if memory_keys:
+        notes.append(f"(peak MiB: {MEASURES[memory_measure()]}, the highest over the repeats)")
     if parallel_jobs > 1:
         notes.append(f"note: {parallel_jobs} jobs ran at once; these timings are not comparable with sequential ones")
     for name, r in rows.items():

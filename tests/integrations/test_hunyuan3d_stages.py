@@ -215,3 +215,55 @@ def test_the_volume_decoder_stage_refuses_what_it_cannot_decode(shape_vae: Any, 
     finally:
         stage.detach()
     assert type(shape_vae.volume_decoder).__name__ == "VanillaVolumeDecoder"
+
+
+def test_pipeline_hunyuan3d_runs_the_comparison_job_on_hy3dgens_own_vae(tmp_path) -> None:
+    """``accel3d run pipeline=hunyuan3d``: the shipped vecset weights in hy3dgen's ShapeVAE, the bundled bunny, and
+    hierarchical decoding through hy3dgen's own latents2mesh, exactly the dense mesh."""
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    args = ["pipeline=hunyuan3d", "pipeline.resolution=96", "pipeline.progress=false", "stack=hierarchical", "repeats=1", "preview=false"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "accel3d.cli", "run", *args, f"hydra.run.dir={out}"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    record = json.loads((out / "record.json").read_text())
+    run = record["runs"]["hierarchical"]
+    assert record["status"] == "completed" and record["pipeline_info"]["decoder"] == "hy3dgen ShapeVAE.latents2mesh"
+    assert run["fidelity"]["iou"] == 1.0 and run["figures"]["faces"] == record["runs"]["baseline"]["figures"]["faces"] > 1000
+    assert run["summary"]["hierarchical"]["query_fraction"] < 0.6
+
+
+def small_shape_vae() -> Any:
+    torch.manual_seed(1)
+    return hy.ShapeVAE(num_latents=32, embed_dim=8, width=64, heads=4, num_decoder_layers=1).eval()
+
+
+def test_a_second_stack_on_the_same_object_is_refused_and_remove_only_takes_off_what_is_still_there() -> None:
+    import gc
+    import weakref
+
+    first, second = small_shape_vae(), small_shape_vae()
+    stack = accel3d.apply(first, "hierarchical")
+    with pytest.raises(ArgumentError, match=r"already has stack\(s\) \['hierarchical'\] applied; accel3d.remove"):
+        accel3d.apply(first, "flashvdm")
+    stack.detach()  # taken off by hand, then onto another object
+    assert type(first.volume_decoder).__name__ == "VanillaVolumeDecoder"
+    accel3d.apply(second, stack)
+    assert accel3d.remove(first) == 0 and stack.attached  # the stack is on `second` now: removing `first` leaves it
+    assert accel3d.remove(second) == 1 and not stack.attached
+
+    third = small_shape_vae()
+    dropped = accel3d.apply(third, "hierarchical")
+    dropped.detach()
+    gone = weakref.ref(third)
+    del third, dropped
+    gc.collect()
+    assert gone() is None  # neither accel3d's registry nor the detached accelerator keeps the object alive

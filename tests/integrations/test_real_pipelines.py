@@ -23,14 +23,10 @@ import torch
 import accel3d
 from accel3d.core.validate import ArgumentError
 from accel3d.integrations import stages_of
-from tests.integrations import real_models
-from tests.integrations.real_models import SAM3D_INSTALL, TRELLIS_INSTALL, keep_sparse_convs_training
+from tests.integrations import real_models, tiny_pipelines
+from tests.integrations.real_models import SAM3D_INSTALL, TRELLIS_INSTALL
 from tests.integrations.test_real_model_adapters import (
     POSE_KEYS,
-    randomized,
-    sam3d_slat_backbone,
-    trellis_slat_model,
-    trellis_ss_model,
     voxel_coords,
 )
 
@@ -90,19 +86,7 @@ def same_dict(obj: Any, before: dict[str, Any]) -> bool:
 
 @pytest.fixture(scope="module")
 def trellis_pipe(trellis: types.SimpleNamespace) -> Any:
-    decoder = trellis.SparseStructureDecoder(out_channels=1, latent_channels=4, num_res_blocks=1, channels=[16, 8], num_res_blocks_middle=1)
-    pipe = trellis.TrellisImageTo3DPipeline()  # as from_pretrained builds it: empty, then its attributes
-    pipe.models = {
-        "sparse_structure_flow_model": trellis_ss_model(trellis),
-        "sparse_structure_decoder": randomized(decoder, seed=1).eval(),
-        "slat_flow_model": trellis_slat_model(trellis),
-    }
-    pipe.sparse_structure_sampler = trellis.FlowEulerGuidanceIntervalSampler(sigma_min=1e-5)
-    pipe.slat_sampler = trellis.FlowEulerGuidanceIntervalSampler(sigma_min=1e-5)
-    pipe.sparse_structure_sampler_params = {"steps": 8, "cfg_strength": 7.5, "cfg_interval": (0.5, 1.0), "rescale_t": 3.0}
-    pipe.slat_sampler_params = {"steps": 8, "cfg_strength": 3.0, "cfg_interval": (0.5, 1.0), "rescale_t": 3.0}
-    pipe.slat_normalization = {"mean": [0.0] * 8, "std": [1.0] * 8}
-    return pipe
+    return tiny_pipelines.trellis_pipeline(trellis)
 
 
 def trellis_cond() -> dict[str, torch.Tensor]:
@@ -223,51 +207,9 @@ def test_a_stack_for_stages_trellis_lacks_is_refused_before_patching(trellis_pip
 # ---------------------------------------------------------------- SAM 3D Objects
 
 
-class ImageTokens(torch.nn.Module):
-    """A condition embedder: one 32-channel token per pixel (SAM 3D Objects' is a DINOv2 image encoder)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.proj = torch.nn.Linear(3, 32)
-
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.proj(image.flatten(2).transpose(1, 2))
-
-
 @pytest.fixture(scope="module")
 def sam3d_pipe(sam3d: types.SimpleNamespace) -> Any:
-    """SAM 3D Objects' own ``InferencePipeline`` with small random models, its attributes set as its constructor sets
-    them from a config (the constructor itself loads checkpoints and a depth model)."""
-    torch.manual_seed(0)
-    mapping = {"shape": sam3d.Latent(8, 64, sam3d.ShapePositionEmbedder(64, 16, 1))}  # 16^3 shape tokens, as its decoder needs
-    for key, width in POSE_KEYS.items():
-        mapping[key] = sam3d.Latent(width, 64, sam3d.LearntPositionEmbedder(64, 1))
-    ss_backbone = sam3d.SparseStructureFlowTdfyWrapper(
-        latent_mapping=mapping, latent_share_transformer={"6drotation_normalized": list(POSE_KEYS)},
-        in_channels=8, model_channels=64, cond_channels=32, out_channels=8, num_blocks=1, num_heads=4,
-        mlp_ratio=2, pe_mode="ape", qk_rms_norm=True, is_shortcut_model=True,
-    )  # fmt: skip
-    ss = sam3d.ShortCut(reverse_fn=sam3d.cfg.ClassifierFreeGuidance(backbone=randomized(ss_backbone)), inference_steps=6).eval()
-    guided = sam3d.cfg.ClassifierFreeGuidance(
-        backbone=sam3d_slat_backbone(sam3d), strength=5.0, interval=[0, 1000], unconditional_handling="zeros"
-    )
-    slat = keep_sparse_convs_training(sam3d.FlowMatching(reverse_fn=guided, inference_steps=8, rescale_t=3.0).eval())
-    decoder = sam3d.SparseStructureDecoder(
-        out_channels=1, latent_channels=8, num_res_blocks=1, channels=[16, 8, 8], num_res_blocks_middle=1
-    )
-    decoder = randomized(decoder, seed=1).eval()
-    with torch.no_grad():  # random weights fill half the 64^3 grid: lower the output bias so ~0.3% of it is occupied
-        logits = decoder(torch.randn(1, 8, 16, 16, 16, generator=torch.Generator().manual_seed(0)))
-        decoder.out_layer[-1].bias -= torch.quantile(logits.flatten()[::64], 0.997)
-    pipe = object.__new__(sam3d.InferencePipeline)
-    pipe.models = torch.nn.ModuleDict({"ss_generator": ss, "slat_generator": slat, "ss_decoder": decoder})
-    pipe.condition_embedders = {"ss_condition_embedder": ImageTokens(), "slat_condition_embedder": ImageTokens()}
-    pipe.ss_condition_input_mapping = pipe.slat_condition_input_mapping = ["image"]
-    pipe.ss_cfg_strength, pipe.ss_cfg_strength_pm, pipe.slat_cfg_strength = 7.0, 0.0, 5.0
-    pipe.shape_model_dtype = pipe.dtype = torch.float32
-    pipe.downsample_ss_dist = 0
-    pipe.slat_mean, pipe.slat_std = torch.zeros(8), torch.ones(8)
-    return pipe
+    return tiny_pipelines.sam3d_pipeline(sam3d)
 
 
 SAM3D_IMAGE = {"image": torch.linspace(0, 1, 48).reshape(1, 3, 4, 4)}

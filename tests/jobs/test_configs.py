@@ -4,6 +4,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.errors import MissingConfigException
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from accel3d.cli import config_dir
 from accel3d.core import Stack
@@ -31,7 +32,10 @@ def test_every_pipeline_and_stack_composes_and_builds(pipeline, stack):
         cfg = compose("run", overrides=[f"pipeline={pipeline}", f"stack={stack}"])
     built = instantiate(cfg.stack, _convert_="object")
     assert isinstance(built, Stack) and built.name == stack
-    assert cfg.pipeline._target_
+    if pipeline == "custom":  # the user names the class: pipeline._target_=MODULE.CLASS
+        assert OmegaConf.is_missing(cfg.pipeline, "_target_")
+    else:
+        assert cfg.pipeline._target_
 
 
 @pytest.mark.parametrize("experiment", group_options("experiment"))

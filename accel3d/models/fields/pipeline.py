@@ -16,12 +16,12 @@ Example::
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from accel3d.core.memory import StageClock
 from accel3d.core.pipeline import Pipeline
 from accel3d.core.validate import check_float, check_int
 from accel3d.geometry.grid import DEFAULT_BOUND
@@ -68,12 +68,13 @@ class FieldPipeline(Pipeline):
         return self
 
     def run(self, inputs: Any = None, resolution: int | None = None) -> ShapeResult:
-        start = time.perf_counter()
-        grid = self.volume_decoder.decode(self.field, resolution or self.resolution, self.bound)
-        decode = time.perf_counter() - start
-        mesh = extract_mesh(grid)
-        total = time.perf_counter() - start
-        return ShapeResult(grid, mesh, {"decode_s": decode, "surface_s": total - decode, "total_s": total})
+        clock = StageClock()
+        with clock("decode_s"):
+            grid = self.volume_decoder.decode(self.field, resolution or self.resolution, self.bound)
+        with clock("surface_s"):
+            mesh = extract_mesh(grid)
+        timings = {**clock.timings, "total_s": sum(clock.timings.values())}
+        return ShapeResult(grid, mesh, timings, {**clock.peaks, "total_s": max(clock.peaks.values())})
 
     def warmup_overrides(self) -> dict[str, Any]:
         return {"resolution": self.warmup_resolution}

@@ -32,6 +32,7 @@ import trimesh
 from tqdm.auto import tqdm
 
 from accel3d.core.io import expand_path, write_json
+from accel3d.core.memory import StageClock
 from accel3d.core.pipeline import Pipeline, picture_panels
 from accel3d.core.validate import check_bool, check_float, check_int, check_pair, check_seed
 from accel3d.geometry.metrics import chamfer_and_fscore, volume_iou
@@ -75,6 +76,7 @@ class ImageTo3DResult:
     notes: list[str] = field(default_factory=list)
     inputs: ImageTo3DInputs | None = None  # the crop and mask it was generated from (for the preview)
     work: dict[str, int] = field(default_factory=dict)  # model calls and tokens each flow processed (CFG passes counted)
+    memory: dict[str, int] = field(default_factory=dict)  # peak bytes of each stage (accel3d.core.memory), by timing key
 
 
 def load_image_to_3d_models(weights: str | Path | None) -> ImageTo3DModels:
@@ -242,55 +244,53 @@ class ImageTo3DPipeline(Pipeline):
         return result
 
     def _generate(self, inputs: ImageTo3DInputs) -> ImageTo3DResult:
-        cfg, timings, notes = self.models.config, {}, []
-        start = t0 = time.perf_counter()
-        cond = self.models.condition(inputs.image[None].float(), inputs.mask[None, None].float())
-        ss_v: list[dict[str, torch.Tensor]] = []
-        with self._bar("ss flow", self.ss_sampler.steps) as bar:
+        cfg, notes, clock = self.models.config, [], StageClock()
+        start = time.perf_counter()
+        with clock("ss_s"):
+            cond = self.models.condition(inputs.image[None].float(), inputs.mask[None, None].float())
+            ss_v: list[dict[str, torch.Tensor]] = []
+            with self._bar("ss flow", self.ss_sampler.steps) as bar:
 
-            def record_ss(step: int, t: float, x: Any, v: dict[str, torch.Tensor]) -> None:
-                ss_v.append({k: t_.detach().clone() for k, t_ in v.items()})
-                bar.update()
-
-            x = self.ss_sampler.sample(cond, torch.Generator().manual_seed(self.seed), callback=record_ss)
-        layout = self.space.layout(x, inputs.crop_intrinsics, cfg.image_size)
-        timings["ss_s"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        logits = self.sparse_structure.decode(self.space.ss_latent_grid(x["shape"], cfg.ss_latent_resolution))
-        structure = self.sparse_structure.coords(logits, inputs.mask)
-        if structure.factor != 1.0:
-            notes.append(f"structure of {structure.occupied} voxels shrunk by {structure.factor:g} to {structure.tokens} tokens")
-        timings["structure_s"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        coords = structure.coords
-        slat_v: list[torch.Tensor] = []
-        if len(coords):
-            with self._bar("slat flow", self.slat_sampler.steps) as bar:
-
-                def record_slat(step: int, t: float, x: Any, v: torch.Tensor) -> None:
-                    slat_v.append(v[0].detach().clone())
+                def record_ss(step: int, t: float, x: Any, v: dict[str, torch.Tensor]) -> None:
+                    ss_v.append({k: t_.detach().clone() for k, t_ in v.items()})
                     bar.update()
 
-                generator = torch.Generator().manual_seed(self.seed + 1)
-                shape = (1, len(coords), cfg.slat_channels)
-                tokens = self.slat_sampler.sample(cond, generator, shape=shape, coords=coords[None], callback=record_slat)[0]
-            tokens = self.space.slat_tokens(tokens)
-        else:
-            tokens = torch.zeros(0, cfg.slat_channels)
-            notes.append("empty structure")
-            warnings.warn(
-                "image_to_3d: the sparse structure decoded to zero occupied voxels (no SS logit > 0); the mesh is empty",
-                stacklevel=4,
-            )
-        timings["slat_s"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        mesh = self.mesh_decoder.decode(tokens, coords, layout.scaled(structure.factor))
-        if len(mesh.faces) == 0 and len(coords):
-            notes.append("no surface")
-            warnings.warn(f"image_to_3d: the SDF of the {len(coords)} voxels has no zero crossing; the mesh is empty", stacklevel=4)
-        timings["decode_s"] = time.perf_counter() - t0
-        timings["total_s"] = time.perf_counter() - start
-        return ImageTo3DResult(mesh, logits > 0, logits, structure, layout, tokens, ss_v, slat_v, timings, notes, inputs)
+                x = self.ss_sampler.sample(cond, torch.Generator().manual_seed(self.seed), callback=record_ss)
+            layout = self.space.layout(x, inputs.crop_intrinsics, cfg.image_size)
+        with clock("structure_s"):
+            logits = self.sparse_structure.decode(self.space.ss_latent_grid(x["shape"], cfg.ss_latent_resolution))
+            structure = self.sparse_structure.coords(logits, inputs.mask)
+            if structure.factor != 1.0:
+                notes.append(f"structure of {structure.occupied} voxels shrunk by {structure.factor:g} to {structure.tokens} tokens")
+        with clock("slat_s"):
+            coords = structure.coords
+            slat_v: list[torch.Tensor] = []
+            if len(coords):
+                with self._bar("slat flow", self.slat_sampler.steps) as bar:
+
+                    def record_slat(step: int, t: float, x: Any, v: torch.Tensor) -> None:
+                        slat_v.append(v[0].detach().clone())
+                        bar.update()
+
+                    generator = torch.Generator().manual_seed(self.seed + 1)
+                    shape = (1, len(coords), cfg.slat_channels)
+                    tokens = self.slat_sampler.sample(cond, generator, shape=shape, coords=coords[None], callback=record_slat)[0]
+                tokens = self.space.slat_tokens(tokens)
+            else:
+                tokens = torch.zeros(0, cfg.slat_channels)
+                notes.append("empty structure")
+                warnings.warn(
+                    "image_to_3d: the sparse structure decoded to zero occupied voxels (no SS logit > 0); the mesh is empty",
+                    stacklevel=4,
+                )
+        with clock("decode_s"):
+            mesh = self.mesh_decoder.decode(tokens, coords, layout.scaled(structure.factor))
+            if len(mesh.faces) == 0 and len(coords):
+                notes.append("no surface")
+                warnings.warn(f"image_to_3d: the SDF of the {len(coords)} voxels has no zero crossing; the mesh is empty", stacklevel=4)
+        timings = {**clock.timings, "total_s": time.perf_counter() - start}
+        memory = {**clock.peaks, "total_s": max(clock.peaks.values())}
+        return ImageTo3DResult(mesh, logits > 0, logits, structure, layout, tokens, ss_v, slat_v, timings, notes, inputs, memory=memory)
 
     # ------------------------------------------------------------------ the job contract
     def warmup_overrides(self) -> dict[str, Any]:

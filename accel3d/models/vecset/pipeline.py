@@ -9,7 +9,6 @@ Stages (what accelerators attach to):
 from __future__ import annotations
 
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import torch
 import trimesh
 
 from accel3d.core.io import expand_path, load_torch_file, path_origin
+from accel3d.core.memory import StageClock
 from accel3d.core.pipeline import Pipeline, picture_panels
 from accel3d.core.validate import check_float, check_int, check_seed
 from accel3d.geometry.meshes import BUNDLED_MESH, load_mesh, normalize_mesh, sample_surface
@@ -45,6 +45,7 @@ class ShapeResult:
     grid: VolumeGrid
     mesh: trimesh.Trimesh
     timings: dict[str, float] = field(default_factory=dict)
+    memory: dict[str, int] = field(default_factory=dict)  # peak bytes of each stage (accel3d.core.memory), by timing key
 
 
 def load_shape_inputs(path: str | Path | None, num_points: int, seed: int = 0) -> ShapeInputs:
@@ -278,22 +279,19 @@ class VecsetShapePipeline(Pipeline):
         """Encode, decode at ``resolution`` (default: the pipeline's) and extract the mesh."""
         if resolution is not None:
             check_int("resolution", resolution, low=2)
-        timings = {}
-        start = time.perf_counter()
-        if inputs.latents is not None:
-            expected = (self.vae.config.num_latents, self.vae.config.embed_dim)
-            if tuple(inputs.latents.shape) != expected:
-                raise ValueError(f"input: latents of shape {tuple(inputs.latents.shape)} do not fit this VAE, which takes {expected}")
-            latents = inputs.latents[None] / self.vae.config.scale_factor  # as Hunyuan3D-2 does before decoding
-        else:
-            latents = self.vae.encode(inputs.points[None], inputs.normals[None])
-        field_fn = self.vae.field(latents)
-        timings["encode_s"] = time.perf_counter() - start
-        start = time.perf_counter()
-        grid = self.volume_decoder.decode(field_fn, resolution or self.resolution, self.vae.bounds)
-        timings["decode_s"] = time.perf_counter() - start
-        start = time.perf_counter()
-        mesh = extract_mesh(grid, level=self.level, inside=self.inside)
-        timings["surface_s"] = time.perf_counter() - start
-        timings["total_s"] = sum(timings.values())
-        return ShapeResult(grid, mesh, timings)
+        clock = StageClock()
+        with clock("encode_s"):
+            if inputs.latents is not None:
+                expected = (self.vae.config.num_latents, self.vae.config.embed_dim)
+                if tuple(inputs.latents.shape) != expected:
+                    raise ValueError(f"input: latents of shape {tuple(inputs.latents.shape)} do not fit this VAE, which takes {expected}")
+                latents = inputs.latents[None] / self.vae.config.scale_factor  # as Hunyuan3D-2 does before decoding
+            else:
+                latents = self.vae.encode(inputs.points[None], inputs.normals[None])
+            field_fn = self.vae.field(latents)
+        with clock("decode_s"):
+            grid = self.volume_decoder.decode(field_fn, resolution or self.resolution, self.vae.bounds)
+        with clock("surface_s"):
+            mesh = extract_mesh(grid, level=self.level, inside=self.inside)
+        timings = {**clock.timings, "total_s": sum(clock.timings.values())}
+        return ShapeResult(grid, mesh, timings, {**clock.peaks, "total_s": max(clock.peaks.values())})
