@@ -83,7 +83,7 @@ def _model(pipe: Any, key: str) -> torch.nn.Module:
     return getattr(getattr(model, "reverse_fn", None), "backbone", model)  # SAM3D: the generator's backbone
 
 
-def bench(library: str, repeats: int) -> list[dict[str, Any]]:
+def bench(library: str, repeats: int, configurations: tuple[str, ...] = CONFIGURATIONS) -> list[dict[str, Any]]:
     """One row per configuration: model calls, SLaT tokens, voxels and the median seconds of ``repeats`` runs."""
     loader, build, run, ss_key, slat_key = LIBRARIES[library]
     rows = []
@@ -91,7 +91,7 @@ def bench(library: str, repeats: int) -> list[dict[str, Any]]:
         if modules is None:
             sys.exit(real_models.TRELLIS_INSTALL if library == "trellis" else real_models.SAM3D_INSTALL)
         pipe = build(modules)
-        for name in CONFIGURATIONS:
+        for name in configurations:
             stack = None if name == "none" else accel3d.apply(pipe, name)
             try:
                 with torch.no_grad():
@@ -129,12 +129,17 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--library", choices=(*LIBRARIES, "both"), default="both")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per configuration, after one warm-up (default 3)")
+    parser.add_argument("--configs", nargs="+", default=list(CONFIGURATIONS), help="the configurations to run (default: all)")
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error(f"--repeats: expected at least 1, got {args.repeats}")
+    if unknown := sorted(set(args.configs) - set(CONFIGURATIONS)):
+        parser.error(f"--configs: unknown {unknown}; expected some of {', '.join(CONFIGURATIONS)}")
+    configurations = tuple(dict.fromkeys(["none", *args.configs]))  # the unaccelerated run is the reference
     torch.set_num_threads(max(1, torch.get_num_threads()))
     warnings.filterwarnings("ignore", message=".*autocast.*")
-    rows = [row for library in (LIBRARIES if args.library == "both" else [args.library]) for row in bench(library, args.repeats)]
+    libraries = LIBRARIES if args.library == "both" else [args.library]
+    rows = [row for library in libraries for row in bench(library, args.repeats, configurations)]
     print_table(rows)
     return rows
 

@@ -25,7 +25,8 @@ def test_each_module_cuts_its_own_work_on_the_real_classes(library, capsys):
     requires = real_models.TRELLIS_REQUIRES if library == "trellis" else real_models.SAM3D_REQUIRES
     if not real_models._installed(*requires):
         pytest.skip(real_models.TRELLIS_INSTALL if library == "trellis" else real_models.SAM3D_INSTALL)
-    rows = {row["config"]: row for row in _script().main(["--library", library, "--repeats", "1"])}
+    modules = ["modality_cache", "token_carving", "spectral_aggregation", "fastsam3d"]
+    rows = {row["config"]: row for row in _script().main(["--library", library, "--repeats", "1", "--configs", *modules])}
     none = rows["none"]
     assert rows["modality_cache"]["ss_calls"] < none["ss_calls"]  # SS steps cached
     assert rows["token_carving"]["slat_tokens"] < none["slat_tokens"]  # steps skipped, tokens carved
