@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import weakref
+from collections.abc import Callable, Iterator
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from accel3d.core.config import AcceleratorConfig, resolve_config
@@ -169,3 +170,19 @@ class BaseAccelerator:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(stage={self.stage!r}, attached={self.attached})"
+
+
+def stage_reference(target: Any) -> Callable[[], Any]:
+    """A call that gives ``target`` back while it lives: a weak reference where it takes one, so that an accelerator
+    that read its stage once (its steps, its resolution, its conventions) does not keep the stage, and the model it
+    belongs to, alive after detaching. Returns None once the stage is gone.
+
+    Example::
+
+        stage = stage_reference(target)
+        self._steps = lambda: stage_steps(stage()) if stage() is not None else None
+    """
+    try:
+        return weakref.ref(target)
+    except TypeError:  # no weak references (a builtin, a class with __slots__): a plain reference
+        return lambda: target

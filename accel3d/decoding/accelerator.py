@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from accel3d.core.accelerator import BaseAccelerator
+from accel3d.core.accelerator import BaseAccelerator, stage_reference
 from accel3d.core.validate import ArgumentError
 from accel3d.decoding.config import AdaptiveKVConfig, HierarchicalConfig
 from accel3d.decoding.hierarchical import HierarchicalVolumeDecoder
@@ -66,7 +66,7 @@ class HierarchicalDecoding(BaseAccelerator):
             raise TypeError(
                 f"hierarchical: expected a volume decoder with a decode(fn, resolution, bound) method, got {type(target).__name__}"
             )
-        stage = weakref.ref(target) if type(target).__weakrefoffset__ else lambda: target  # no cycle keeping it alive
+        stage = stage_reference(target)
         self._stage_settings = lambda: self._settings_of(stage()) if stage() is not None else self._settings
         self._settings = self._settings_of(target)
         self.decoder = HierarchicalVolumeDecoder(self.config, **self._settings)

@@ -37,7 +37,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from accel3d.core.accelerator import BaseAccelerator
+from accel3d.core.accelerator import BaseAccelerator, stage_reference
 from accel3d.kernels import scatter_max_rows
 from accel3d.pruning.config import SpectralAggregationConfig
 from accel3d.pruning.spectral import mask_hfer, occupancy_hfer, quantise_about_centre, route_factor
@@ -81,7 +81,8 @@ class SpectralAggregation(BaseAccelerator):
                 f"{self.name}: expected a sparse-structure stage with coords(logits, mask) and an int resolution, "
                 f"got {type(target).__name__}"
             )
-        self._resolution = lambda: target.resolution
+        stage = stage_reference(target)
+        self._resolution = lambda: stage().resolution if stage() is not None else 0
         self.patches.wrap(target, "coords", self._wrap)
 
     def min_tokens_at(self, resolution: int) -> int:

@@ -21,7 +21,7 @@ from typing import Any
 
 from torch import Tensor
 
-from accel3d.core.accelerator import BaseAccelerator
+from accel3d.core.accelerator import BaseAccelerator, stage_reference
 from accel3d.core.flow_stage import check_flow_stage, group_tensors, stage_steps
 from accel3d.core.validate import ArgumentError
 from accel3d.pruning.config import ModalityCacheConfig
@@ -89,7 +89,8 @@ class ModalityStepCache(BaseAccelerator):
                 f"{sorted(self._groups)}; name its layout groups (or [] for none)"
             )
         self._anchored = tuple(g for g in self.config.layout_groups if g in self._groups)
-        self._steps = lambda: stage_steps(target)
+        stage = stage_reference(target)
+        self._steps = lambda: stage_steps(stage()) if stage() is not None else None
         self.history = TrajectoryHistory(self.config.order + 1)
         self.patches.wrap(target, "velocity", self._wrap)
 

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from accel3d.core.accelerator import BaseAccelerator
+from accel3d.core.accelerator import BaseAccelerator, stage_reference
 from accel3d.core.flow_stage import check_flow_stage, stage_steps, state_tensors, with_tensor
 from accel3d.core.validate import ArgumentError
 from accel3d.kernels import gather_rows, scatter_add_rows
@@ -104,7 +104,8 @@ class TokenCarving(BaseAccelerator):
                     f"set resolution >= {side}, or None (the smallest power of two holding the coordinates)"
                 )
         self._stage = stage
-        self._steps = lambda: stage_steps(target)
+        stage = stage_reference(target)
+        self._steps = lambda: stage_steps(stage()) if stage() is not None else None
         self.trajectory = SlatTrajectory()
         self.patches.wrap(target, "velocity", self._wrap)
 

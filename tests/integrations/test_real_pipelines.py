@@ -292,3 +292,16 @@ def test_fastsam3d_runs_on_the_sam3d_pipeline_in_one_call(sam3d_pipe: Any) -> No
     assert stats["spectral_aggregation"]["tokens_after"] == len(structure["coords"]) == slat.feats.shape[0]
     assert structure["downsample_factor"] == 2.0
     assert stats["token_carving"]["tokens_computed"] < 8 * len(structure["coords"])
+
+
+def test_a_detached_stack_does_not_keep_the_pipeline_alive(trellis: types.SimpleNamespace) -> None:
+    import gc
+    import weakref
+
+    pipe = tiny_pipelines.trellis_pipeline(trellis)
+    stack = accel3d.apply(pipe, "fastsam3d")
+    stack.detach()
+    gone = weakref.ref(pipe)
+    del pipe
+    gc.collect()
+    assert gone() is None and not stack.attached  # the stack lives on; its accelerators hold no reference to their stages
