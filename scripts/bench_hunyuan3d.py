@@ -38,21 +38,7 @@ from accel3d.geometry.metrics import chamfer_and_fscore  # noqa: E402
 from accel3d.integrations.hunyuan3d import to_shape_vae  # noqa: E402
 from accel3d.models import load_vae  # noqa: E402
 from accel3d.models.vecset.pipeline import VecsetShapePipeline  # noqa: E402
-from tests.integrations.hy3dgen_import import INSTALL_HINT, import_hy3dgen_pipeline  # noqa: E402
-
-
-class ImageTokens(torch.nn.Module):
-    """Stand-in for hy3dgen's image conditioner: one 16-channel context token per pixel."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.proj = torch.nn.Linear(3, 16)
-
-    def forward(self, image: torch.Tensor, **_: Any) -> dict[str, torch.Tensor]:
-        return {"main": self.proj(image.flatten(2).transpose(1, 2))}
-
-    def unconditional_embedding(self, batch: int, **_: Any) -> dict[str, torch.Tensor]:
-        return {"main": torch.zeros(batch, 64, 16)}
+from tests.integrations.hy3dgen_import import INSTALL_HINT, import_hy3dgen_pipeline, tiny_pipeline  # noqa: E402
 
 
 def build(hy: Any) -> tuple[Any, Any, torch.Tensor]:
@@ -62,16 +48,7 @@ def build(hy: Any) -> tuple[Any, Any, torch.Tensor]:
     inputs = VecsetShapePipeline(resolution=32).load_inputs()
     with torch.no_grad():
         latents = shape_vae(vae.encode(inputs.points[None], inputs.normals[None]))
-    torch.manual_seed(0)
-    dit = hy.Hunyuan3DDiT(in_channels=32, context_in_dim=16, hidden_size=64, num_heads=4, depth=1, depth_single_blocks=1, axes_dim=[16])
-    with torch.no_grad():
-        for p in dit.parameters():
-            p.normal_(0, 0.05)
-    scheduler = hy.FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000)
-    image_reader = lambda image: {"image": torch.as_tensor(image, dtype=torch.float32)[None]}  # noqa: E731
-    pipe = hy.Hunyuan3DDiTFlowMatchingPipeline(
-        shape_vae, dit.eval(), scheduler, ImageTokens(), image_reader, device="cpu", dtype=torch.float32
-    )
+    pipe = tiny_pipeline(hy, shape_vae)
     return pipe, shape_vae, latents
 
 

@@ -7,6 +7,9 @@ import importlib.util
 import sys
 import types
 from pathlib import Path
+from typing import Any
+
+import torch
 
 INSTALL_HINT = "pip install --no-deps hy3dgen==2.0.2 einops (what .ci/run installs)"
 
@@ -49,4 +52,37 @@ def import_hy3dgen_pipeline() -> types.SimpleNamespace | None:
         Hunyuan3DDiT=importlib.import_module("hy3dgen.shapegen.models.denoisers.hunyuan3ddit").Hunyuan3DDiT,
         FlowMatchEulerDiscreteScheduler=importlib.import_module("hy3dgen.shapegen.schedulers").FlowMatchEulerDiscreteScheduler,
         Hunyuan3DDiTFlowMatchingPipeline=importlib.import_module("hy3dgen.shapegen.pipelines").Hunyuan3DDiTFlowMatchingPipeline,
+    )
+
+
+class ImageTokens(torch.nn.Module):
+    """Stand-in for hy3dgen's image conditioner (torchvision): one 16-channel context token per pixel."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = torch.nn.Linear(3, 16)
+
+    def forward(self, image: torch.Tensor, **_: Any) -> dict[str, torch.Tensor]:
+        return {"main": self.proj(image.flatten(2).transpose(1, 2))}
+
+    def unconditional_embedding(self, batch: int, **_: Any) -> dict[str, torch.Tensor]:
+        return {"main": torch.zeros(batch, 64, 16)}
+
+
+def read_image(image: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Stand-in for hy3dgen's image preprocessor (cv2, rembg)."""
+    return {"image": torch.as_tensor(image, dtype=torch.float32)[None]}
+
+
+def tiny_pipeline(hy: types.SimpleNamespace, shape_vae: Any) -> Any:
+    """hy3dgen's own ``Hunyuan3DDiTFlowMatchingPipeline`` around ``shape_vae`` and a small random ``Hunyuan3DDiT``
+    (hidden 64, one double and one single block), with the two image stand-ins above, on the CPU in float32."""
+    torch.manual_seed(0)
+    dit = hy.Hunyuan3DDiT(in_channels=32, context_in_dim=16, hidden_size=64, num_heads=4, depth=1, depth_single_blocks=1, axes_dim=[16])
+    with torch.no_grad():
+        for p in dit.parameters():  # the constructor zeroes some layers, which would give a zero velocity
+            p.normal_(0, 0.05)
+    scheduler = hy.FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000)
+    return hy.Hunyuan3DDiTFlowMatchingPipeline(
+        shape_vae, dit.eval(), scheduler, ImageTokens(), read_image, device="cpu", dtype=torch.float32
     )

@@ -47,15 +47,6 @@ def _sds_calls(unet, steps: int = 12, fresh_text: bool = False, seed: int = 0) -
     return outs
 
 
-@pytest.fixture
-def one_thread():
-    """Bit-identical outputs are compared with one thread, as the issue's real-class tests are."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.parametrize("kind", ["pipeline", "unet", "guidance"])
 def test_a_diffusers_object_takes_hash3d_in_one_call_and_is_restored_exactly(kind, one_thread):
     unet = build_unet("tiny")

@@ -8,7 +8,6 @@ and marching cubes are hy3dgen's own.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -20,38 +19,14 @@ from accel3d.core.validate import ArgumentError
 from accel3d.integrations import stages_of
 from accel3d.integrations.hunyuan3d import to_shape_vae
 from accel3d.models import load_vae
-from tests.integrations.hy3dgen_import import INSTALL_HINT, import_hy3dgen_pipeline
+from tests.integrations.hy3dgen_import import INSTALL_HINT, import_hy3dgen_pipeline, tiny_pipeline
 
 hy = import_hy3dgen_pipeline()
-pytestmark = pytest.mark.skipif(hy is None, reason=f"hy3dgen 2.0.2 is not installed; {INSTALL_HINT}")
+pytestmark = [
+    pytest.mark.skipif(hy is None, reason=f"hy3dgen 2.0.2 is not installed; {INSTALL_HINT}"),
+    pytest.mark.usefixtures("one_thread"),
+]
 STEPS = 12
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-class ImageTokens(torch.nn.Module):
-    """Stand-in for hy3dgen's image conditioner (torchvision): one context token per pixel."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.proj = torch.nn.Linear(3, 16)
-
-    def forward(self, image: torch.Tensor, **_: Any) -> dict[str, torch.Tensor]:
-        return {"main": self.proj(image.flatten(2).transpose(1, 2))}
-
-    def unconditional_embedding(self, batch: int, **_: Any) -> dict[str, torch.Tensor]:
-        return {"main": torch.zeros(batch, 64, 16)}
-
-
-def read_image(image: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Stand-in for hy3dgen's image preprocessor (cv2, rembg)."""
-    return {"image": torch.as_tensor(image, dtype=torch.float32)[None]}
 
 
 @pytest.fixture(scope="module")
@@ -71,15 +46,7 @@ def latents(shape_vae: Any) -> torch.Tensor:
 
 @pytest.fixture(scope="module")
 def pipe(shape_vae: Any) -> Any:
-    torch.manual_seed(0)
-    dit = hy.Hunyuan3DDiT(in_channels=32, context_in_dim=16, hidden_size=64, num_heads=4, depth=1, depth_single_blocks=1, axes_dim=[16])
-    with torch.no_grad():
-        for p in dit.parameters():  # the constructor zeroes some layers, which would give a zero velocity
-            p.normal_(0, 0.05)
-    scheduler = hy.FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000)
-    return hy.Hunyuan3DDiTFlowMatchingPipeline(
-        shape_vae, dit.eval(), scheduler, ImageTokens(), read_image, device="cpu", dtype=torch.float32
-    )
+    return tiny_pipeline(hy, shape_vae)
 
 
 def mesh_of(shape_vae: Any, latents: torch.Tensor, resolution: int) -> Any:

@@ -15,7 +15,6 @@ import ast
 import os
 import sys
 import types
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,35 +29,14 @@ from accel3d.integrations import trellis as trellis_adapter
 from accel3d.integrations.sam3d import Sam3DFlowStage
 from accel3d.integrations.trellis import TrellisFlowStage
 from tests.integrations import real_models
-from tests.integrations.real_models import SAM3D_INSTALL, TRELLIS_INSTALL, keep_sparse_convs_training
+from tests.integrations.real_models import keep_sparse_convs_training
 
-pytestmark = pytest.mark.filterwarnings("ignore:'locale.getdefaultlocale' is deprecated:DeprecationWarning")  # spconv's ccimport
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:'locale.getdefaultlocale' is deprecated:DeprecationWarning"),
+    pytest.mark.usefixtures("one_thread"),
+]  # spconv's ccimport
 
 INTEGRATIONS = Path(__file__).resolve().parents[2] / "accel3d" / "integrations"
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def trellis() -> Iterator[types.SimpleNamespace]:
-    with real_models.trellis_modules() as loaded:
-        if loaded is None:
-            pytest.skip(TRELLIS_INSTALL)
-        yield loaded
-
-
-@pytest.fixture(scope="module")
-def sam3d() -> Iterator[types.SimpleNamespace]:
-    with real_models.sam3d_modules() as loaded:
-        if loaded is None:
-            pytest.skip(SAM3D_INSTALL)
-        yield loaded
 
 
 # ---------------------------------------------------------------- helpers

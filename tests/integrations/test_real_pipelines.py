@@ -14,7 +14,6 @@ are bit-exact.
 from __future__ import annotations
 
 import types
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -23,39 +22,17 @@ import torch
 import accel3d
 from accel3d.core.validate import ArgumentError
 from accel3d.integrations import stages_of
-from tests.integrations import real_models, tiny_pipelines
-from tests.integrations.real_models import SAM3D_INSTALL, TRELLIS_INSTALL
+from tests.integrations import tiny_pipelines
 from tests.integrations.test_real_model_adapters import (
     POSE_KEYS,
     voxel_coords,
 )
 
-pytestmark = pytest.mark.filterwarnings("ignore:'locale.getdefaultlocale' is deprecated:DeprecationWarning")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:'locale.getdefaultlocale' is deprecated:DeprecationWarning"),
+    pytest.mark.usefixtures("one_thread"),
+]
 CARVING = {"ratio": 0.5, "warmup": 2, "skip_threshold": 0.0, "max_stale": 100}  # carve every computed step after the warm-up
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def trellis() -> Iterator[types.SimpleNamespace]:
-    with real_models.trellis_modules() as loaded:
-        if loaded is None:
-            pytest.skip(TRELLIS_INSTALL)
-        yield loaded
-
-
-@pytest.fixture(scope="module")
-def sam3d() -> Iterator[types.SimpleNamespace]:
-    with real_models.sam3d_modules() as loaded:
-        if loaded is None:
-            pytest.skip(SAM3D_INSTALL)
-        yield loaded
 
 
 def token_sizes(model: torch.nn.Module) -> tuple[list[int], Any]:
