@@ -164,6 +164,10 @@ def pruning_parser() -> argparse.ArgumentParser:
     p.add_argument("--slat-steps", type=positive_int, default=25)
     p.add_argument("--weights", default=None, help="an image-to-3D checkpoint (default: the shipped accel3d/models/weights/image_to_3d.pt)")
     p.add_argument("--seed", type=nonnegative_int, default=0)
+    p.add_argument("--real", choices=("trellis", "sam3d", "both"), default=None,
+                   help="instead: every module, the stack and the baselines on the real TRELLIS / SAM 3D Objects pipeline classes "
+                   "with small random weights, counting model calls and tokens (no fidelity); needs a repository checkout and the "
+                   "test-only installs (scripts/bench_real_pruning.py)")  # fmt: skip
     add_output_arguments(p, "pruning")
     return p
 

@@ -145,6 +145,9 @@ def main(argv: list[str]) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
+    if args.real:
+        run_real(args)
+        return
     from accel3d.models.image_to_3d.pipeline import ImageTo3DPipeline
 
     output_path(args, "pruning")  # a bad --out fails now, not after the work
@@ -190,3 +193,20 @@ def run(args: argparse.Namespace) -> None:
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     write_results(args, "pruning", {"meta": meta, "summary": summary, "results": rows})
+
+
+def run_real(args: argparse.Namespace) -> None:
+    """``--real``: ``scripts/bench_real_pruning.py`` of the repository checkout accel3d runs from. The real classes are
+    imported through the tests' loaders, whose stand-ins for the libraries' rendering packages stay out of the package."""
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "scripts" / "bench_real_pruning.py"
+    if not (script.is_file() and (script.parents[1] / "tests" / "integrations" / "real_models.py").is_file()):
+        sys.exit("--real: needs a repository checkout of accel3d (scripts/ and tests/ beside the package), e.g. pip install -e .")
+    output_path(args, "pruning_real")  # a bad --out fails now, not after the work
+    spec = importlib.util.spec_from_file_location("bench_real_pruning", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    rows = module.main(["--library", args.real, "--repeats", str(args.repeats)])
+    write_results(args, "pruning_real", {"meta": {"args": {k: str(v) for k, v in vars(args).items()}}, "results": rows})
