@@ -90,16 +90,16 @@ def test_stages_are_named_for_the_vae_and_the_pipeline(shape_vae: Any, pipe: Any
 
 
 def test_hierarchical_through_hy3dgens_own_call_gives_the_dense_mesh(shape_vae: Any, latents: torch.Tensor) -> None:
-    dense = mesh_of(shape_vae, latents, 128)
+    dense = mesh_of(shape_vae, latents, 96)
     before = snapshot(shape_vae, shape_vae.geo_decoder)
     stack = accel3d.apply(shape_vae, "hierarchical")
     assert shape_vae.volume_decoder is not before[0]["volume_decoder"]
-    refined = mesh_of(shape_vae, latents, 128)
+    refined = mesh_of(shape_vae, latents, 96)
     fraction = stack.summary()["hierarchical"]["query_fraction"]
     assert accel3d.remove(shape_vae) == 1
     assert same_mesh(refined, dense) and fraction < 0.5, fraction
     assert_restored(before, (shape_vae, shape_vae.geo_decoder))
-    assert same_mesh(mesh_of(shape_vae, latents, 128), dense)
+    assert same_mesh(mesh_of(shape_vae, latents, 96), dense)
 
 
 def test_the_volume_decoder_stage_alone_is_hy3dgens_dense_grid_bit_for_bit(shape_vae: Any, latents: torch.Tensor) -> None:
