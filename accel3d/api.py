@@ -123,13 +123,16 @@ def apply(target: Any, stack: str | Stack, **overrides: Any) -> Stack:
 
 def remove(target: Any) -> int:
     """Detach every accelerator from ``target`` (a pipeline, a real library's object, a stage or a module);
-    returns how many. The object is then exactly as it was."""
+    returns how many. The object is then exactly as it was. A part of an object a stack was applied to
+    (``pipe.vae`` after ``accel3d.apply(pipe, ...)``) takes that whole stack off its holder."""
     from accel3d.integrations import stages_of
 
     count = 0
-    for stack in reversed(_applied_to(target)):  # its accelerators, then the stages installed on the object
-        count += sum(1 for acc in stack.accelerators if acc.attached)
-        stack.detach()
+    holders = [owner for owner in list(_APPLIED.keys()) if owner is not target and any(part is target for part in _parts(owner))]
+    for owner in [target, *holders]:  # a part (pipe.vae after apply(pipe)): the stack spans its holder, so it all comes off
+        for stack in reversed(_applied_to(owner)):  # its accelerators, then the stages installed on the object
+            count += sum(1 for acc in stack.accelerators if acc.attached)
+            stack.detach()
     _entries(target).clear()
     count += detach_all(target)
     if not isinstance(getattr(target, "stages", None), dict):  # patches on its parts made some other way

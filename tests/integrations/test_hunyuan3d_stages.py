@@ -234,3 +234,12 @@ def test_a_second_stack_on_the_same_object_is_refused_and_remove_only_takes_off_
     del third, dropped
     gc.collect()
     assert gone() is None  # neither accel3d's registry nor the detached accelerator keeps the object alive
+
+
+def test_removing_a_part_takes_the_whole_stack_off_its_holder(pipe: Any) -> None:
+    objects = parts(pipe)
+    before = snapshot(*objects)
+    stack = accel3d.apply(pipe, "hunyuan3d_fast")
+    assert accel3d.remove(pipe.vae) == 3 and not stack.attached  # the DiT's step cache too: the stack spans the pipeline
+    assert_restored(before, objects)
+    assert accel3d.remove(pipe) == 0
