@@ -105,8 +105,8 @@ def apply(target: Any, stack: str | Stack, **overrides: Any) -> Stack:
     if found is not None:
         staged = StageMap(target, found)
         stack.check_stages(staged, where="apply: stack", hint="apply it to a pipeline that has them")
-        if _applied_to(target):
-            names = [s.name for s in _applied_to(target)]
+        if applied := _applied_to(target):
+            names = [s.name for s in applied]
             raise ArgumentError(f"apply: this {type(target).__name__} already has stack(s) {names} applied; accel3d.remove(it) first")
         stack.attach(staged)
         entries = _entries(target)

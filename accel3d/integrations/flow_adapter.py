@@ -156,6 +156,13 @@ class FlowStageAdapter:
         return f"{type(self).__name__}({type(self.target).__name__}, groups={self.token_groups}, {state})"
 
 
+def object_rows(coords: Any) -> Any:
+    """One object's voxels ``[n, 3]`` as the ``[n, 4]`` rows ``(0, x, y, z)`` (batch index first) both libraries use."""
+    import torch
+
+    return torch.cat([torch.zeros_like(coords[:, :1]), coords], dim=1)
+
+
 def pipeline_models(pipeline: Any, family: str) -> Any:
     """The ``.models`` mapping of a TRELLIS or SAM3D pipeline (a dict, or an ``nn.ModuleDict``), or a TypeError."""
     models = getattr(pipeline, "models", None)

@@ -160,7 +160,7 @@ def hunyuan_params(config: VecsetVAEConfig) -> dict[str, Any]:
 def to_shape_vae(vae: VecsetVAE, shape_vae_class: Any = None) -> Any:
     """hy3dgen's own ``ShapeVAE`` holding ``vae``'s decoder weights (accel3d's encoder has no place there), in eval mode.
 
-    ``shape_vae_class`` defaults to ``hy3dgen.shapegen.models.autoencoders.ShapeVAE``, imported here.
+    ``shape_vae_class`` defaults to hy3dgen's ``ShapeVAE`` (:func:`hy3dgen_autoencoders`).
 
     Example::
 
@@ -168,7 +168,7 @@ def to_shape_vae(vae: VecsetVAE, shape_vae_class: Any = None) -> Any:
         accel3d.apply(shape_vae, "flashvdm")
     """
     if shape_vae_class is None:
-        from hy3dgen.shapegen.models.autoencoders import ShapeVAE as shape_vae_class
+        shape_vae_class = hy3dgen_autoencoders().ShapeVAE
     shape_vae = shape_vae_class(**hunyuan_params(vae.config))
     decoder_state = {k: v for k, v in vae.state_dict().items() if not k.startswith("encoder.")}
     shape_vae.load_state_dict(decoder_state, strict=True)
@@ -178,10 +178,11 @@ def to_shape_vae(vae: VecsetVAE, shape_vae_class: Any = None) -> Any:
 HY3DGEN_INSTALL = "pip install --no-deps hy3dgen==2.0.2 einops"
 
 
-def shape_vae_class() -> Any:
-    """hy3dgen's ``ShapeVAE`` class. Where ``hy3dgen``'s package ``__init__`` files cannot run (they import its image
-    pipeline's dependencies: torchvision, cv2, rembg), its autoencoders module is imported on its own, under its
-    parent packages registered without their ``__init__`` code; the VAE needs none of that.
+def hy3dgen_autoencoders() -> Any:
+    """hy3dgen's ``hy3dgen.shapegen.models.autoencoders`` module (``ShapeVAE``, its volume decoders). Where ``hy3dgen``'s
+    package ``__init__`` files cannot run (they import its image pipeline's dependencies: torchvision, cv2, rembg), the
+    module is imported on its own, under its parent packages registered without their ``__init__`` code; the VAE
+    needs none of that.
 
     Raises ``ModuleNotFoundError`` naming the install line where hy3dgen (or einops) is absent.
     """
@@ -191,23 +192,20 @@ def shape_vae_class() -> Any:
     import types
 
     name = "hy3dgen.shapegen.models.autoencoders"
-    if name in sys.modules:
-        return sys.modules[name].ShapeVAE
+    if name in sys.modules:  # imported already
+        return sys.modules[name]
     try:
-        return importlib.import_module(name).ShapeVAE
+        return importlib.import_module(name)
     except ImportError as exc:
         if importlib.util.find_spec("einops") is None or exc.name == "hy3dgen":
             raise ModuleNotFoundError(f"hy3dgen 2.0.2 is not installed: {HY3DGEN_INSTALL}") from None
-    if name in sys.modules:  # imported before a package __init__ failed on an image dependency
-        return sys.modules[name].ShapeVAE
-    spec = importlib.util.find_spec("hy3dgen")
-    if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError(f"hy3dgen 2.0.2 is not installed: {HY3DGEN_INSTALL}")
-    root = Path(list(spec.submodule_search_locations)[0])
+    found = getattr(sys.modules.get("hy3dgen"), "__path__", None) or (importlib.util.find_spec("hy3dgen").submodule_search_locations or [])
+    root = Path(list(found)[0])
     parents = (("hy3dgen", root), ("hy3dgen.shapegen", root / "shapegen"), ("hy3dgen.shapegen.models", root / "shapegen" / "models"))
     for parent, folder in parents:
-        if parent not in sys.modules:  # a failed import removed it: register it without its __init__ code
+        if parent not in sys.modules:  # the failed import removed it: registered without its __init__ code
             module = types.ModuleType(parent)
             module.__path__ = [str(folder)]
             sys.modules[parent] = module
-    return importlib.import_module(name).ShapeVAE
+    # the module itself may have been imported before a package __init__ failed on an image dependency
+    return sys.modules.get(name) or importlib.import_module(name)

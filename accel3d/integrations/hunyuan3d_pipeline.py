@@ -23,7 +23,7 @@ import trimesh
 
 from accel3d.core.memory import StageClock
 from accel3d.core.validate import check_float
-from accel3d.integrations.hunyuan3d import shape_vae_class, to_shape_vae
+from accel3d.integrations.hunyuan3d import hy3dgen_autoencoders, to_shape_vae
 from accel3d.integrations.hunyuan3d_stages import stages as hunyuan_stages
 from accel3d.models.vecset.pipeline import ShapeInputs, ShapeResult, VecsetShapePipeline
 
@@ -52,7 +52,7 @@ class Hunyuan3DShapePipeline(VecsetShapePipeline):
         fscore_threshold: float = 0.01,
     ) -> None:
         check_float("mc_level", mc_level)
-        shape_vae_type = shape_vae_class()  # refuses at once where hy3dgen is absent
+        shape_vae_type = hy3dgen_autoencoders().ShapeVAE  # refuses at once where hy3dgen is absent
         super().__init__(
             weights=weights, input=input, resolution=resolution, num_points=num_points, level=mc_level,
             chunk_size=chunk_size, seed=seed, progress=progress, fscore_threshold=fscore_threshold,

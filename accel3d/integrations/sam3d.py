@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from accel3d.integrations.flow_adapter import FlowStageAdapter, attach_all, pipeline_models
+from accel3d.integrations.flow_adapter import FlowStageAdapter, attach_all, object_rows, pipeline_models
 from accel3d.integrations.sparse_structure import SparseStructureStage
 
 SAM3D_SLAT_TOKEN_GROUPS: dict[str, tuple[str, ...]] = {"slat": ()}
@@ -171,7 +171,7 @@ class Sam3DFlowStage(FlowStageAdapter):
         voxels = self._voxels
         if coords.shape[1] == len(voxels):
             return voxels
-        rows = torch.cat([torch.zeros_like(coords[0][:, :1]), coords[0]], dim=1)
+        rows = object_rows(coords[0])
         if isinstance(voxels, torch.Tensor):
             return rows.to(voxels)
         return rows.cpu().numpy().astype(np.asarray(voxels).dtype)

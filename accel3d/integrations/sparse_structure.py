@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 
 from accel3d.core.hooks import PatchSet
+from accel3d.integrations.flow_adapter import object_rows
 from accel3d.integrations.installed import InstalledStage
 from accel3d.models.image_to_3d.stages import SparseCoords
 
@@ -95,7 +96,7 @@ class SparseStructureStage(InstalledStage):
                 self._made, self._logits = None, None
             if found is made_coords or (found.factor == before and torch.equal(found.coords, made_coords.coords)):
                 return result
-            rows = torch.cat([torch.zeros_like(found.coords[:, :1]), found.coords], dim=1).to(made)
+            rows = object_rows(found.coords).to(made)
             self.factor = found.factor / before
             if not isinstance(result, dict):
                 return rows

@@ -34,7 +34,7 @@ from typing import Any
 
 import torch
 
-from accel3d.integrations.flow_adapter import FlowStageAdapter, attach_all, pipeline_models
+from accel3d.integrations.flow_adapter import FlowStageAdapter, attach_all, object_rows, pipeline_models
 from accel3d.integrations.sparse_structure import SparseStructureStage
 
 TRELLIS_SS_TOKEN_GROUPS: dict[str, tuple[str, ...]] = {"shape": ()}
@@ -138,7 +138,7 @@ class TrellisFlowStage(FlowStageAdapter):
         template = self._sparse
         if tokens.shape[1] == template.feats.shape[0]:
             return template.replace(tokens[0])
-        rows = torch.cat([torch.zeros_like(coords[0][:, :1]), coords[0]], dim=1).to(template.coords)
+        rows = object_rows(coords[0]).to(template.coords)
         return type(template)(feats=tokens[0], coords=rows)
 
     def _entry_function(self, original: Callable[..., Any]) -> Callable[..., Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import types
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import torch
@@ -21,17 +22,18 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(threads)
 
 
+def _loaded(loader: Any, install: str) -> Iterator[types.SimpleNamespace]:
+    with loader() as loaded:
+        if loaded is None:
+            pytest.skip(install)
+        yield loaded
+
+
 @pytest.fixture(scope="module")
 def trellis() -> Iterator[types.SimpleNamespace]:
-    with real_models.trellis_modules() as loaded:
-        if loaded is None:
-            pytest.skip(real_models.TRELLIS_INSTALL)
-        yield loaded
+    yield from _loaded(real_models.trellis_modules, real_models.TRELLIS_INSTALL)
 
 
 @pytest.fixture(scope="module")
 def sam3d() -> Iterator[types.SimpleNamespace]:
-    with real_models.sam3d_modules() as loaded:
-        if loaded is None:
-            pytest.skip(real_models.SAM3D_INSTALL)
-        yield loaded
+    yield from _loaded(real_models.sam3d_modules, real_models.SAM3D_INSTALL)

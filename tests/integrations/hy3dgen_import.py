@@ -1,4 +1,5 @@
-"""Import hy3dgen 2.0.2's ShapeVAE without its package ``__init__`` chain (which needs torchvision)."""
+"""hy3dgen 2.0.2 for the tests: its ShapeVAE module, and its pipeline, DiT and scheduler without its package ``__init__``
+chain (which needs torchvision), with stand-ins for the pipeline's image encoder and preprocessor."""
 
 from __future__ import annotations
 
@@ -11,27 +12,17 @@ from typing import Any
 
 import torch
 
+from accel3d.integrations.hunyuan3d import hy3dgen_autoencoders
+
 INSTALL_HINT = "pip install --no-deps hy3dgen==2.0.2 einops (what .ci/run installs)"
 
 
 def import_hy3dgen_autoencoders() -> types.ModuleType | None:
-    """``hy3dgen.shapegen.models.autoencoders`` or None when hy3dgen or einops is absent."""
-    if "hy3dgen.shapegen.models.autoencoders" in sys.modules:  # imported already (its bare parents have no spec)
-        return sys.modules["hy3dgen.shapegen.models.autoencoders"]
-    spec = importlib.util.find_spec("hy3dgen")
-    if spec is None or not spec.submodule_search_locations or importlib.util.find_spec("einops") is None:
+    """``hy3dgen.shapegen.models.autoencoders`` (accel3d's own import of it), or None when hy3dgen or einops is absent."""
+    try:
+        return hy3dgen_autoencoders()
+    except ModuleNotFoundError:
         return None
-    root = Path(spec.submodule_search_locations[0])
-    for name, folder in (
-        ("hy3dgen", root),
-        ("hy3dgen.shapegen", root / "shapegen"),
-        ("hy3dgen.shapegen.models", root / "shapegen" / "models"),
-    ):
-        if name not in sys.modules:  # bare parents: their __init__ files would import torchvision
-            module = types.ModuleType(name)
-            module.__path__ = [str(folder)]
-            sys.modules[name] = module
-    return importlib.import_module("hy3dgen.shapegen.models.autoencoders")
 
 
 def import_hy3dgen_pipeline() -> types.SimpleNamespace | None:

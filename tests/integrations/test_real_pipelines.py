@@ -46,6 +46,19 @@ def token_sizes(model: torch.nn.Module) -> tuple[list[int], Any]:
     return sizes, model.register_forward_pre_hook(record)
 
 
+def carving_run(pipe: Any, model: torch.nn.Module, run: Any) -> tuple[Any, dict[str, Any], list[int]]:
+    """``run(pipe)`` under ``token_carving`` with CARVING, applied and removed in one call each: its result, the
+    carving's statistics and the token count of each forward of the SLaT backbone ``model``."""
+    stack = accel3d.apply(pipe, "token_carving", **CARVING)
+    sizes, hook = token_sizes(model)
+    try:
+        result = run(pipe)
+    finally:
+        hook.remove()
+        accel3d.remove(pipe)
+    return result, stack.stats()["token_carving"], sizes
+
+
 def only_halves_after_the_warmup(sizes: list[int], n: int) -> bool:
     """The backbone saw every token in the warm-up's forwards, then half of them in each of the 6 carved steps'
     (one forward each, two where CFG guides)."""
@@ -94,14 +107,7 @@ def test_token_carving_cuts_trellis_sparse_tensor_tokens_in_one_call(trellis_pip
     sampler_before = dict(vars(trellis_pipe.slat_sampler))
     pipe_before = dict(vars(trellis_pipe))
     model = trellis_pipe.models["slat_flow_model"]
-    stack = accel3d.apply(trellis_pipe, "token_carving", **CARVING)
-    sizes, hook = token_sizes(model)
-    try:
-        carved = trellis_slat(trellis_pipe)
-    finally:
-        hook.remove()
-        accel3d.remove(trellis_pipe)
-    stats = stack.stats()["token_carving"]
+    carved, stats, sizes = carving_run(trellis_pipe, model, trellis_slat)
     assert stats["carved_steps"] == 6 and stats["tokens_carved"] == 6 * 32  # steps 2..7, half of 64 tokens each
     assert only_halves_after_the_warmup(sizes, 64)
     assert not torch.equal(carved.feats, untouched.feats)
@@ -215,14 +221,7 @@ def test_token_carving_cuts_sam3d_tokens_passed_with_their_voxels_in_one_call(sa
     generator = sam3d_pipe.models["slat_generator"]
     untouched = sam3d_slat(sam3d_pipe)
     before = dict(vars(generator))
-    stack = accel3d.apply(sam3d_pipe, "token_carving", **CARVING)
-    sizes, hook = token_sizes(generator.reverse_fn.backbone)
-    try:
-        carved = sam3d_slat(sam3d_pipe)
-    finally:
-        hook.remove()
-        accel3d.remove(sam3d_pipe)
-    stats = stack.stats()["token_carving"]
+    carved, stats, sizes = carving_run(sam3d_pipe, generator.reverse_fn.backbone, sam3d_slat)
     assert stats["carved_steps"] == 6 and stats["tokens_carved"] == 6 * 32
     assert only_halves_after_the_warmup(sizes, 64)
     assert not torch.equal(carved.feats, untouched.feats)
